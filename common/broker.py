@@ -1,0 +1,226 @@
+"""Consuming: batch subscribers that commit offsets only after the database commit, retries, and
+dead letters.
+
+Each service hands :func:`subscribe` a map from message class to handler. For every record of a
+batch the consumer decodes the envelope, skips the types this service does not handle, and runs
+the handler (which does its own transaction with the inbox check). Then, and only then, FastStream
+commits the batch's offsets (``AckPolicy.NACK_ON_ERROR``).
+
+- Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
+  dead-letter topic at once, with the reason and origin in headers.
+- A handler error is retried ``handler_attempts`` times; if it persists the record goes to the
+  dead-letter topic and the consumer moves on.
+- An infrastructure error (database or broker unreachable) is never dead-lettered: the batch is
+  nacked, FastStream seeks back, and the records come again once the fault clears. The ones
+  already applied are absorbed by the inbox.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from common.logs import correlation_id
+from common.outbox import KafkaProducerHolder
+from common.settings import ServiceSettings
+from schemas.envelope import Envelope, Message, UnknownMessageError, contract_for
+from schemas.topics import Topic, dead_letter_topic
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, Any], Awaitable[None]]
+Handlers = Mapping[type[Message], Handler]
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    OSError,
+    KafkaError,
+    asyncio.TimeoutError,
+)
+
+
+class PoisonMessageError(ValueError):
+    """A record that no retry can fix: it goes to the dead-letter topic with this reason."""
+
+
+def _is_infrastructure_error(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, INFRASTRUCTURE_ERRORS)
+
+
+def create_broker(settings: ServiceSettings) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        logger=logging.getLogger(f"{settings.service_name}.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+@dataclass
+class ConsumerStats:
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+
+
+class BatchConsumer:
+    """Applies batches of records to a service's handlers; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        handlers: Handlers,
+        producer: KafkaProducerHolder,
+    ) -> None:
+        self._settings = settings
+        self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
+        self._producer = producer
+        self._dead_letters = dead_letter_topic(settings.service_name)
+        self.stats = ConsumerStats()
+
+    async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            await self.apply_record(record)
+
+    async def apply_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            found = self._route(record.value)
+        except PoisonMessageError as exc:
+            await self._dead_letter(record, str(exc), attempts=0)
+            return
+        if found is None:
+            self.stats.skipped += 1
+            return
+        envelope, message, handler = found
+        token = correlation_id.set(str(envelope.correlation_id))
+        try:
+            await self._apply_with_retries(record, envelope, message, handler)
+        finally:
+            correlation_id.reset(token)
+
+    def _route(self, raw: bytes | None) -> tuple[Envelope, Message, Handler] | None:
+        if raw is None:
+            raise PoisonMessageError("empty value (tombstone)")
+        try:
+            envelope = Envelope.model_validate_json(raw)
+        except ValidationError as exc:
+            raise PoisonMessageError(f"not a valid envelope: {_brief(exc)}") from exc
+        if envelope.type not in self._handlers:
+            try:
+                contract_for(envelope)
+            except UnknownMessageError as exc:
+                raise PoisonMessageError(str(exc)) from exc
+            return None  # a known message that this service has no interest in
+        cls, handler = self._handlers[envelope.type]
+        if envelope.version != cls.VERSION:
+            raise PoisonMessageError(
+                f"{envelope.type} version {envelope.version} is not handled (expects {cls.VERSION})"
+            )
+        try:
+            message = cls.from_envelope(envelope)
+        except ValidationError as exc:
+            raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
+        return envelope, message, handler
+
+    async def _apply_with_retries(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        message: Message,
+        handler: Handler,
+    ) -> None:
+        attempts = self._settings.handler_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await handler(envelope, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_infrastructure_error(exc):
+                    log.warning("infrastructure error on %s; will redeliver: %s", envelope.type, exc)
+                    await asyncio.sleep(self._settings.retry_backoff_s * 5)
+                    raise
+                if attempt == attempts:
+                    log.exception("%s %s failed %d times", envelope.type, envelope.id, attempts)
+                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts)
+                    return
+                self.stats.retried += 1
+                await asyncio.sleep(self._settings.retry_backoff_s * attempt)
+            else:
+                self.stats.applied += 1
+                return
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int
+    ) -> None:
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        headers = [
+            *(record.headers or ()),
+            ("dlq.reason", reason[:2000].encode()),
+            ("dlq.service", self._settings.service_name.encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        producer = await self._producer.get()
+        try:
+            await producer.send_and_wait(
+                self._dead_letters.name, value=record.value, key=record.key, headers=headers
+            )
+        except KafkaError:
+            await self._producer.reset()
+            raise
+        self.stats.dead_lettered += 1
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    )
+
+
+def subscribe(
+    broker: KafkaBroker,
+    settings: ServiceSettings,
+    topics: Sequence[Topic],
+    consumer: BatchConsumer,
+) -> None:
+    """Register ``consumer`` on ``topics`` in the service's consumer group."""
+
+    @broker.subscriber(
+        *(topic.name for topic in topics),
+        group_id=settings.consumer_group,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
+        decoder=_raw,
+    )
+    async def on_batch(message: KafkaMessage) -> None:
+        records = message.raw_message
+        await consumer.apply_batch(records if isinstance(records, tuple) else (records,))
+
+
+async def _raw(message: Any) -> Any:
+    """Leave bytes undecoded: :class:`BatchConsumer` validates them and dead-letters failures."""
+    return message.body

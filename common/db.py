@@ -1,0 +1,66 @@
+"""Database plumbing: the async engine, sessions, creating a service's database, migrations."""
+
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+_ENV_DIR = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x5E0B_0001
+"""Advisory lock id: replicas starting together apply migrations one at a time."""
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` when its server does not have it yet."""
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres")
+    async with await psycopg.AsyncConnection.connect(
+        admin.render_as_string(hide_password=False), autocommit=True
+    ) as conn:
+        found = await conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
+        )
+        if await found.fetchone() is None:
+            try:
+                await conn.execute(f'CREATE DATABASE "{target.database}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # another replica created it first
+
+
+def alembic_config(versions: Path, metadata: MetaData, connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_ENV_DIR))
+    config.set_main_option("version_locations", str(versions))
+    config.attributes["connection"] = connection
+    config.attributes["target_metadata"] = metadata
+    return config
+
+
+def _upgrade(connection: Connection, versions: Path, metadata: MetaData) -> None:
+    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+    command.upgrade(alembic_config(versions, metadata, connection), "head")
+
+
+async def migrate(engine: AsyncEngine, versions: Path, metadata: MetaData) -> None:
+    """Apply the service's Alembic migrations (its ``migrations/`` folder) up to head."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, versions, metadata)

@@ -1,0 +1,207 @@
+"""The transactional outbox and its relay.
+
+A use case stages its outgoing messages in the ``outbox`` table inside its own transaction, so the
+state change and the messages commit or vanish together. The relay publishes committed rows with
+an idempotent producer, in commit order, and deletes them only after Kafka acknowledged them: a
+crash in between publishes them again, which the consumers' inboxes absorb.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import BigInteger, DateTime, Identity, LargeBinary, String, delete, event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from common.db import SessionMaker
+from schemas.envelope import Envelope, Message, encode
+
+log = logging.getLogger(__name__)
+
+_RELAY_LOCK = 0x5E0B_0002
+"""Advisory lock id: one relay of a service publishes at a time, so per-key order holds."""
+
+
+class OutboxMixin:
+    """Mix into a service's declarative base: ``class Outbox(OutboxMixin, Base)``."""
+
+    __tablename__ = "outbox"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    message_id: Mapped[UUID] = mapped_column(unique=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    message_type: Mapped[str] = mapped_column(String(100))
+    correlation_id: Mapped[UUID]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def stage(
+    session: AsyncSession,
+    outbox: type[OutboxMixin],
+    message: Message,
+    *,
+    cause: Envelope | None = None,
+) -> Envelope:
+    """Add ``message`` to the outbox in ``session``'s transaction; it is published after commit.
+
+    With ``cause``, the message joins the cause's saga (same correlation id, caused by it).
+    """
+    envelope = message.caused_by(cause) if cause is not None else message.envelope()
+    session.add(
+        outbox(
+            message_id=envelope.id,
+            topic=message.TOPIC.name,
+            key=message.key(),
+            message_type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            payload=encode(envelope),
+        )
+    )
+    session.info[_STAGED] = True
+    return envelope
+
+
+_STAGED = "outbox_staged"
+_wakers: set[Callable[[], None]] = set()
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if session.info.pop(_STAGED, False):
+        for wake in _wakers:
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
+
+
+class KafkaProducerHolder:
+    """One idempotent producer per process, rebuilt after a failure (aiokafka#1017)."""
+
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap_servers,
+                    client_id=self._client_id,
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=2,
+                    request_timeout_ms=15_000,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def reset(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:  # a broken producer may fail to stop; it is dropped either way
+                log.warning("producer did not stop cleanly", exc_info=True)
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+class OutboxRelay:
+    """Publishes a service's outbox; :meth:`publish_pending` is one step, :meth:`run` the loop."""
+
+    def __init__(
+        self,
+        sessionmaker: SessionMaker,
+        outbox: type[OutboxMixin],
+        producer: KafkaProducerHolder,
+        *,
+        batch_size: int = 500,
+        idle_poll_s: float = 0.5,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._outbox = outbox
+        self._producer = producer
+        self._batch_size = batch_size
+        self._idle_poll_s = idle_poll_s
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def publish_pending(self) -> int:
+        """Publish up to one batch of committed outbox rows; returns how many were published."""
+        outbox = self._outbox
+        async with self._sessionmaker.begin() as session:
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
+                return 0  # another replica is publishing this outbox
+            rows = (
+                await session.execute(
+                    select(
+                        outbox.seq,
+                        outbox.topic,
+                        outbox.key,
+                        outbox.payload,
+                        outbox.message_type,
+                        outbox.correlation_id,
+                    )
+                    .order_by(outbox.seq)
+                    .limit(self._batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            producer = await self._producer.get()
+            acks: list[asyncio.Future[Any]] = []
+            for row in rows:
+                headers = [
+                    ("type", row.message_type.encode()),
+                    ("correlation_id", str(row.correlation_id).encode()),
+                ]
+                acks.append(
+                    await producer.send(row.topic, value=row.payload, key=row.key, headers=headers)
+                )
+            await asyncio.gather(*acks)
+            # Delete exactly what was acknowledged: a row with a lower seq may commit later.
+            await session.execute(delete(outbox).where(outbox.seq.in_([row.seq for row in rows])))
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self) -> None:
+        """Publish whenever a local transaction staged messages, and poll for leftovers."""
+        _wakers.add(self.wake)
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    published = await self.publish_pending()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay failed; retrying with a new producer")
+                    await self._producer.reset()
+                    await asyncio.sleep(1.0)
+                    continue
+                if published >= self._batch_size:
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+                except TimeoutError:
+                    pass
+        finally:
+            _wakers.discard(self.wake)

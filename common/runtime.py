@@ -1,0 +1,105 @@
+"""What a service runs besides HTTP: its database, migrations, consumers and outbox relay.
+
+Built once in the service's ``create_app(settings)`` and started by the app's lifespan; nothing
+connects at import time.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.broker import BatchConsumer, Handlers, create_broker, subscribe
+from common.db import SessionMaker, create_engine, create_sessionmaker, ensure_database, migrate
+from common.outbox import KafkaProducerHolder, OutboxMixin, OutboxRelay
+from common.settings import ServiceSettings
+from schemas.topics import Topic
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """A service's engine, sessions, producer, relay and consumers, with one start and stop."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        metadata: MetaData | None = None,
+        migrations: Path | None = None,
+        outbox: type[OutboxMixin] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._metadata = metadata
+        self._migrations = migrations
+        self.producer = KafkaProducerHolder(settings.kafka_bootstrap_servers, settings.service_name)
+        self.broker: KafkaBroker = create_broker(settings)
+        self.engine: AsyncEngine | None = None
+        self.sessionmaker: SessionMaker | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[BatchConsumer] = []
+        if metadata is not None:
+            self.engine = create_engine(settings.service_database_url())
+            self.sessionmaker = create_sessionmaker(self.engine)
+            if outbox is not None:
+                self.relay = OutboxRelay(
+                    self.sessionmaker,
+                    outbox,
+                    self.producer,
+                    batch_size=settings.relay_batch_size,
+                    idle_poll_s=settings.relay_idle_poll_s,
+                )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = False
+
+    def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer:
+        consumer = BatchConsumer(self.settings, handlers, self.producer)
+        subscribe(self.broker, self.settings, topics, consumer)
+        self.consumers.append(consumer)
+        return consumer
+
+    async def start(self) -> None:
+        if self.engine is not None and self._metadata is not None:
+            await ensure_database(self.settings.service_database_url())
+            if self._migrations is not None:
+                await migrate(self.engine, self._migrations, self._metadata)
+        await self.producer.get()
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        await self.broker.start()
+        self.ready = True
+        log.info("%s ready", self.settings.service_name)
+
+    async def stop(self) -> None:
+        """Stop consuming first (in-flight batches finish), then the relay, then connections."""
+        self.ready = False
+        await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                await self.relay.publish_pending()  # hand over what the last batches staged
+        await self.producer.close()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def check(self) -> dict[str, str]:
+        """Readiness checks: each part of the service that must answer."""
+        checks = {"startup": "ok" if self.ready else "starting"}
+        if self.engine is not None:
+            try:
+                async with self.engine.connect() as conn:
+                    await asyncio.wait_for(conn.execute(text("SELECT 1")), 2.0)
+                checks["database"] = "ok"
+            except Exception as exc:
+                checks["database"] = f"unavailable: {type(exc).__name__}"
+        return checks

@@ -1,0 +1,56 @@
+"""Settings every service shares; each service subclasses :class:`ServiceSettings`.
+
+Everything comes from the environment (or a ``.env`` file) with local defaults that match what
+``make up`` starts. Per service, ``<SERVICE>_DATABASE_URL`` (e.g. ``ORDER_SVC_DATABASE_URL``)
+wins over ``DATABASE_URL``; with only ``DATABASE_URL`` each service uses its own database,
+named after the service, on that server.
+"""
+
+import os
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    service_name: ClassVar[str]
+    default_http_port: ClassVar[int]
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = DEFAULT_DATABASE_URL
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    log_level: str = "INFO"
+
+    consumer_group: str = ""
+    """Defaults to the service name; tests give each run its own."""
+    consumer_max_records: int = Field(default=500, ge=1)
+    consumer_session_timeout_ms: int = 30_000
+    handler_attempts: int = Field(default=3, ge=1)
+    """Tries of one message before it goes to the dead-letter topic."""
+    retry_backoff_s: float = 0.2
+
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_idle_poll_s: float = 0.5
+    """The relay is woken on every local commit; this poll catches rows left by a crash."""
+
+    def model_post_init(self, context: object) -> None:
+        if not self.http_port:
+            self.http_port = self.default_http_port
+        if not self.consumer_group:
+            self.consumer_group = self.service_name
+
+    def service_database_url(self) -> str:
+        """This service's own database: ``<SERVICE>_DATABASE_URL`` or one named after it."""
+        own = os.environ.get(f"{self.service_name.upper()}_DATABASE_URL")
+        if own:
+            return own
+        return make_url(self.database_url).set(database=self.service_name).render_as_string(
+            hide_password=False
+        )

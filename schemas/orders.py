@@ -1,0 +1,100 @@
+"""Contracts owned by order_svc."""
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Command, Event, Money, register
+from schemas.products import ItemQuantity
+from schemas.topics import ORDERS_COMMANDS, ORDERS_EVENTS
+
+PENDING, PAID, SHIPPED, CANCELLED = "Pending", "Paid", "Shipped", "Cancelled"
+ORDER_STATUSES = (PENDING, PAID, SHIPPED, CANCELLED)
+
+
+class _OrderCommand(Command):
+    TOPIC = ORDERS_COMMANDS
+    KEY_FIELD: ClassVar[str] = "order_id"
+
+
+class _OrderEvent(Event):
+    TOPIC = ORDERS_EVENTS
+    KEY_FIELD: ClassVar[str] = "order_id"
+
+
+class PricedItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    product_id: UUID
+    quantity: int = Field(gt=0)
+    unit_price: Money
+
+
+@register
+class PlaceOrder(_OrderCommand):
+    TYPE = "PlaceOrder"
+    order_id: UUID
+    user_id: UUID
+    items: tuple[ItemQuantity, ...] = Field(min_length=1, max_length=100)
+    payment_method_id: UUID
+    address_id: UUID | None = None
+
+
+@register
+class CancelOrder(_OrderCommand):
+    TYPE = "CancelOrder"
+    order_id: UUID
+    reason: str = Field(default="Cancelled by customer", max_length=255)
+
+
+@register
+class ShipOrder(_OrderCommand):
+    TYPE = "ShipOrder"
+    order_id: UUID
+
+
+@register
+class OrderPlaced(_OrderEvent):
+    TYPE = "OrderPlaced"
+    order_id: UUID
+    user_id: UUID
+    items: tuple[PricedItem, ...]
+    total_price: Money
+    payment_method_id: UUID
+    address_id: UUID | None = None
+
+
+@register
+class OrderRejected(_OrderEvent):
+    TYPE = "OrderRejected"
+    order_id: UUID
+    user_id: UUID
+    reason: str
+
+
+@register
+class OrderPaid(_OrderEvent):
+    TYPE = "OrderPaid"
+    order_id: UUID
+    user_id: UUID
+    total_price: Money
+
+
+@register
+class OrderCancelled(_OrderEvent):
+    """``stock_reserved`` and ``paid`` tell the compensations what to undo."""
+
+    TYPE = "OrderCancelled"
+    order_id: UUID
+    user_id: UUID
+    reason: str
+    items: tuple[ItemQuantity, ...]
+    stock_reserved: bool
+    paid: bool
+
+
+@register
+class OrderShipped(_OrderEvent):
+    TYPE = "OrderShipped"
+    order_id: UUID
+    user_id: UUID

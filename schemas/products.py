@@ -1,0 +1,157 @@
+"""Contracts owned by product_svc: the catalog (products.*) and the stock (inventory.events)."""
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Command, Event, Money, register
+from schemas.topics import INVENTORY_EVENTS, PRODUCTS_COMMANDS, PRODUCTS_EVENTS
+
+
+class _ProductCommand(Command):
+    TOPIC = PRODUCTS_COMMANDS
+    KEY_FIELD: ClassVar[str] = "product_id"
+
+
+class _CatalogEvent(Event):
+    TOPIC = PRODUCTS_EVENTS
+    KEY_FIELD: ClassVar[str] = "product_id"
+
+
+class _StockEvent(Event):
+    TOPIC = INVENTORY_EVENTS
+    KEY_FIELD: ClassVar[str] = "order_id"
+
+
+@register
+class CreateCategory(_ProductCommand):
+    TYPE = "CreateCategory"
+    KEY_FIELD = "category_id"
+    category_id: UUID
+    name: str = Field(min_length=1, max_length=255)
+
+
+@register
+class CreateProduct(_ProductCommand):
+    TYPE = "CreateProduct"
+    product_id: UUID
+    name: str = Field(min_length=1, max_length=255)
+    description: str = ""
+    price: Money
+    category_id: UUID | None = None
+    initial_stock: int = Field(default=0, ge=0)
+
+
+@register
+class UpdateProduct(_ProductCommand):
+    TYPE = "UpdateProduct"
+    product_id: UUID
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+    price: Money | None = None
+    category_id: UUID | None = None
+
+
+@register
+class AddProductImage(_ProductCommand):
+    TYPE = "AddProductImage"
+    image_id: UUID
+    product_id: UUID
+    url: str = Field(min_length=1, max_length=2048)
+
+
+@register
+class RestockProduct(_ProductCommand):
+    TYPE = "RestockProduct"
+    product_id: UUID
+    change: int
+    reason: str = Field(default="Restock", min_length=1, max_length=50)
+
+
+@register
+class CategoryCreated(_CatalogEvent):
+    TYPE = "CategoryCreated"
+    KEY_FIELD = "category_id"
+    category_id: UUID
+    name: str
+
+
+@register
+class ProductCreated(_CatalogEvent):
+    TYPE = "ProductCreated"
+    product_id: UUID
+    name: str
+    description: str
+    price: Money
+    category_id: UUID | None
+
+
+@register
+class ProductUpdated(_CatalogEvent):
+    TYPE = "ProductUpdated"
+    product_id: UUID
+    name: str
+    description: str
+    price: Money
+    category_id: UUID | None
+
+
+@register
+class ProductImageAdded(_CatalogEvent):
+    TYPE = "ProductImageAdded"
+    image_id: UUID
+    product_id: UUID
+    url: str
+
+
+class ItemQuantity(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    product_id: UUID
+    quantity: int = Field(gt=0)
+
+
+class Shortage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    product_id: UUID
+    requested: int
+    available: int
+
+
+@register
+class StockChanged(_StockEvent):
+    """Every change of a product's stock; ``stock`` is the level after the change."""
+
+    TYPE = "StockChanged"
+    KEY_FIELD = "product_id"
+    product_id: UUID
+    change: int
+    stock: int = Field(ge=0)
+    reason: str
+    order_id: UUID | None = None
+
+
+@register
+class StockReserved(_StockEvent):
+    TYPE = "StockReserved"
+    order_id: UUID
+    user_id: UUID
+    items: tuple[ItemQuantity, ...]
+    total_price: Money
+    payment_method_id: UUID
+
+
+@register
+class StockReservationFailed(_StockEvent):
+    TYPE = "StockReservationFailed"
+    order_id: UUID
+    user_id: UUID
+    shortages: tuple[Shortage, ...]
+
+
+@register
+class StockReleased(_StockEvent):
+    TYPE = "StockReleased"
+    order_id: UUID
+    user_id: UUID
+    items: tuple[ItemQuantity, ...]

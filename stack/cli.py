@@ -1,0 +1,117 @@
+"""``python -m stack up|down|status|logs SERVICE``: the local stack, behind the Make targets."""
+
+import argparse
+import asyncio
+import os
+import sys
+
+from schemas.topics import ALL_TOPICS
+from stack import kafka, postgres, procs, services
+from stack.config import StackConfig
+from stack.progress import elapsed, step
+
+
+def up(config: StackConfig, *, with_services: bool = True) -> None:
+    """Start Kafka, PostgreSQL and every service; return when all report ready."""
+    kafka.start(config)
+    asyncio.run(kafka.wait_ready(config))
+    created = asyncio.run(kafka.ensure_topics(config, [(t.name, t.partitions) for t in ALL_TOPICS]))
+    step("kafka", f"ready on {config.kafka_bootstrap}; {len(ALL_TOPICS)} topics ({created} new)")
+    if config.external_database:
+        step("postgres", "using DATABASE_URL; not starting a local server")
+    else:
+        postgres.start(config)
+        step("postgres", f"ready on 127.0.0.1:{config.pg_port}")
+    if not with_services:
+        return
+    started = [service for service in services.SERVICES if services.start(config, service)]
+    for service in services.SERVICES:
+        if service not in started:
+            step(service.name, "already running")
+    if started:
+        step("services", f"started {len(started)}; waiting until each is ready...")
+    services.wait_ready(config, services.SERVICES)
+    gateway = services.SERVICES[-1]
+    print(
+        f"\nThe shop is up in {elapsed():.1f}s.\n"
+        f"  gateway   {gateway.url}  (OpenAPI: {gateway.url}/docs)\n"
+        f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_bootstrap} -L)\n"
+        f"  postgres  {config.database_url}\n"
+        f"  logs      {config.logs_dir}/  (make logs SERVICE=order_svc)\n"
+        f"  stop      make down",
+        flush=True,
+    )
+
+
+def down(config: StackConfig) -> None:
+    """Stop everything ``up`` started: the services, then Kafka and PostgreSQL."""
+    for service in reversed(services.SERVICES):
+        if services.stop(config, service):
+            step(service.name, "stopped")
+    if kafka.stop(config):
+        step("kafka", "stopped")
+    if not config.external_database and postgres.stop(config):
+        step("postgres", "stopped")
+    print(f"Everything is down ({elapsed():.1f}s).", flush=True)
+
+
+def status(config: StackConfig) -> int:
+    rows = [
+        ("kafka", procs.running_pid(config, "kafka"), config.kafka_bootstrap,
+         "ready" if asyncio.run(kafka.is_ready(config)) else "not ready"),
+        ("postgres", None, f"127.0.0.1:{config.pg_port}",
+         "ready" if postgres.is_ready(config) else "not ready"),
+    ]
+    for service in services.SERVICES:
+        rows.append(
+            (service.name, procs.running_pid(config, service.name), service.url,
+             services.readiness(service))
+        )
+    print(f"{'process':<18}{'pid':>8}  {'address':<28}state")
+    for name, pid, address, state in rows:
+        print(f"{name:<18}{pid or '-':>8}  {address:<28}{state}")
+    return 0 if all(row[3] == "ready" for row in rows) else 1
+
+
+def logs(config: StackConfig, name: str) -> None:
+    path = procs.log_file(config, name)
+    if not path.exists():
+        raise SystemExit(f"no log for {name!r} in {config.logs_dir}")
+    os.execvp("tail", ["tail", "-n", "100", "-F", str(path)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="start Kafka, PostgreSQL and every service")
+    up_parser.add_argument(
+        "--infra-only", action="store_true", help="only Kafka and PostgreSQL, no services"
+    )
+    commands.add_parser("down", help="stop everything up started")
+    commands.add_parser("status", help="each process and its readiness")
+    logs_parser = commands.add_parser("logs", help="follow one log")
+    logs_parser.add_argument(
+        "name", help="kafka, postgres or a service such as order_svc", nargs="?", default="gateway_svc"
+    )
+    revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
+    revision_parser.add_argument("service")
+    revision_parser.add_argument("-m", "--message", required=True)
+    args = parser.parse_args(argv)
+    config = StackConfig()
+    if args.command == "up":
+        up(config, with_services=not args.infra_only)
+    elif args.command == "down":
+        down(config)
+    elif args.command == "status":
+        return status(config)
+    elif args.command == "logs":
+        logs(config, args.name)
+    elif args.command == "revision":
+        from stack.revision import revise
+
+        revise(args.service, args.message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The shop's own processes: the six domain services and the gateway."""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from stack import procs
+from stack.config import ROOT, StackConfig
+from stack.progress import step
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+SERVICES = (
+    Service("user_svc", 8003),
+    Service("product_svc", 8001),
+    Service("order_svc", 8002),
+    Service("payment_svc", 8004),
+    Service("notification_svc", 8005),
+    Service("inventory_svc", 8006),
+    Service("gateway_svc", 8000),
+)
+
+
+def environment(config: StackConfig, service: Service) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap,
+        DATABASE_URL=config.database_url,
+        HTTP_PORT=str(service.port),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def start(config: StackConfig, service: Service) -> bool:
+    """Start ``service`` unless it already runs; True when a process was started."""
+    if procs.running_pid(config, service.name) is not None:
+        return False
+    procs.start(
+        config,
+        service.name,
+        [sys.executable, "-m", service.name],
+        env=environment(config, service),
+        marker=f"-m {service.name}",
+        cwd=ROOT,
+    )
+    return True
+
+
+def readiness(service: Service) -> str:
+    try:
+        response = httpx.get(f"{service.url}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return "not answering"
+    return "ready" if response.status_code == 200 else f"not ready ({response.text[:120]})"
+
+
+def wait_ready(config: StackConfig, services: tuple[Service, ...], timeout_s: float = 90) -> None:
+    pending = list(services)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        for service in list(pending):
+            if readiness(service) == "ready":
+                pending.remove(service)
+                step(service.name, f"ready on {service.url}")
+            elif procs.running_pid(config, service.name) is None:
+                log = procs.log_file(config, service.name)
+                tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
+                raise SystemExit(f"{service.name} exited while starting; last lines of {log}:\n{tail}")
+        if time.monotonic() > deadline:
+            names = ", ".join(service.name for service in pending)
+            raise SystemExit(f"not ready after {timeout_s:.0f}s: {names}; see {config.logs_dir}")
+        if pending:
+            time.sleep(0.3)
+
+
+def stop(config: StackConfig, service: Service) -> bool:
+    return procs.stop(config, service.name, grace_s=20)

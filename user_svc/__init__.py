@@ -1,0 +1,1 @@
+"""user_svc: users, their addresses and roles; emits users.events."""

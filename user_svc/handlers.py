@@ -1,0 +1,18 @@
+"""user_svc's message entry points: which message goes to which use case."""
+
+from functools import partial
+
+from common.broker import Handlers
+from common.db import SessionMaker
+from schemas.topics import USERS_COMMANDS
+from schemas.users import AddAddress, UpdateUser
+from user_svc import services
+
+TOPICS = (USERS_COMMANDS,)
+
+
+def handlers(sessionmaker: SessionMaker) -> Handlers:
+    return {
+        UpdateUser: partial(services.update_user, sessionmaker),
+        AddAddress: partial(services.add_address, sessionmaker),
+    }

@@ -1,0 +1,69 @@
+"""user_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
+
+from uuid import UUID, uuid4
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from common.db import SessionMaker
+from common.inbox import first_delivery
+from common.outbox import stage
+from schemas.envelope import Envelope
+from schemas.users import AddAddress, AddressAdded, UpdateUser, UserRegistered, UserUpdated
+from user_svc.models import Address, Inbox, Outbox, Role, User
+from user_svc.passwords import hash_password
+
+
+class EmailTakenError(ValueError):
+    """Another account already uses this email."""
+
+
+async def register_user(
+    sessionmaker: SessionMaker, *, name: str, email: str, password: str, role: str = "Customer"
+) -> User:
+    password_hash = hash_password(password)
+    try:
+        async with sessionmaker.begin() as session:
+            role_id = await session.scalar(select(Role.id).where(Role.name == role))
+            user = User(id=uuid4(), name=name, email=email.lower(), password=password_hash,
+                        role_id=role_id)
+            session.add(user)
+            await session.flush()
+            stage(session, Outbox,
+                  UserRegistered(user_id=user.id, name=name, email=user.email, role=role))
+    except IntegrityError as exc:
+        raise EmailTakenError(email) from exc
+    return user
+
+
+async def update_user(sessionmaker: SessionMaker, envelope: Envelope, command: UpdateUser) -> None:
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        user = await session.get(User, command.user_id, with_for_update=True)
+        if user is None:
+            return
+        user.name = command.name
+        stage(session, Outbox, UserUpdated(user_id=user.id, name=user.name, email=user.email),
+              cause=envelope)
+
+
+async def add_address(sessionmaker: SessionMaker, envelope: Envelope, command: AddAddress) -> None:
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        if await session.get(User, command.user_id) is None:
+            return
+        fields = command.model_dump(exclude={"address_id"})
+        session.add(Address(id=command.address_id, **fields))
+        stage(session, Outbox, AddressAdded(**command.model_dump()), cause=envelope)
+
+
+async def get_user(sessionmaker: SessionMaker, user_id: UUID) -> tuple[User, str] | None:
+    async with sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(User, Role.name).join(Role, Role.id == User.role_id).where(User.id == user_id)
+            )
+        ).first()
+    return (row[0], row[1]) if row else None
