@@ -150,7 +150,9 @@ class BatchConsumer:
                 raise
             except Exception as exc:
                 if _is_infrastructure_error(exc):
-                    log.warning("infrastructure error on %s; will redeliver: %s", envelope.type, exc)
+                    log.warning(
+                        "infrastructure error on %s; will redeliver: %s", envelope.type, exc
+                    )
                     await asyncio.sleep(self._settings.retry_backoff_s * 5)
                     raise
                 if attempt == attempts:

@@ -49,6 +49,7 @@ async def ensure_database(url: str) -> None:
 def alembic_config(versions: Path, metadata: MetaData, connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_ENV_DIR))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions))
     config.attributes["connection"] = connection
     config.attributes["target_metadata"] = metadata

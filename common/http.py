@@ -3,12 +3,13 @@
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from common.db import SessionMaker
 from common.logs import configure_logging
 from common.runtime import Runtime
 from common.settings import ServiceSettings
@@ -18,6 +19,16 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def _sessionmaker(request: Request) -> SessionMaker:
+    sessionmaker: SessionMaker | None = request.app.state.runtime.sessionmaker
+    assert sessionmaker is not None, "this service has no database"
+    return sessionmaker
+
+
+Sessions = Annotated[SessionMaker, Depends(_sessionmaker)]
+"""The service's sessionmaker, for an HTTP route: ``async def route(sessions: Sessions)``."""
+
+
 def create_service_app(
     runtime: Runtime,
     *,
@@ -25,7 +36,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     description: str = "",
 ) -> FastAPI:
-    """A FastAPI app whose lifespan starts and stops ``runtime``, with ``/healthz`` and ``/readyz``."""
+    """A FastAPI app whose lifespan runs ``runtime``; with ``/healthz`` and ``/readyz``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ A redelivered message (after a crash, a rebalance or a rewind) finds its id and 
 """
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import DateTime, String, func
@@ -17,9 +18,15 @@ class InboxMixin:
 
     __tablename__ = "inbox"
 
+    if TYPE_CHECKING:  # the declarative base supplies the keyword constructor
+
+        def __init__(self, **columns: Any) -> None: ...
+
     message_id: Mapped[UUID] = mapped_column(primary_key=True)
     message_type: Mapped[str] = mapped_column(String(100))
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
 
 async def first_delivery(

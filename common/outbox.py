@@ -10,11 +10,21 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, DateTime, Identity, LargeBinary, String, delete, event, func, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    LargeBinary,
+    String,
+    delete,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -31,6 +41,10 @@ class OutboxMixin:
     """Mix into a service's declarative base: ``class Outbox(OutboxMixin, Base)``."""
 
     __tablename__ = "outbox"
+
+    if TYPE_CHECKING:  # the declarative base supplies the keyword constructor
+
+        def __init__(self, **columns: Any) -> None: ...
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     message_id: Mapped[UUID] = mapped_column(unique=True)

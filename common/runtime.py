@@ -57,7 +57,15 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
-    def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer:
+    def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer | None:
+        """Join the service's consumer group on ``topics`` and apply ``handlers``.
+
+        With no handlers yet the group is not joined: joining would commit offsets past
+        messages that a later version of the service must still see.
+        """
+        if not handlers:
+            log.info("%s handles no messages yet; not consuming", self.settings.service_name)
+            return None
         consumer = BatchConsumer(self.settings, handlers, self.producer)
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)

@@ -3,7 +3,7 @@
 Everything comes from the environment (or a ``.env`` file) with local defaults that match what
 ``make up`` starts. Per service, ``<SERVICE>_DATABASE_URL`` (e.g. ``ORDER_SVC_DATABASE_URL``)
 wins over ``DATABASE_URL``; with only ``DATABASE_URL`` each service uses its own database,
-named after the service, on that server.
+named after the service (or ``DATABASE_NAME``), on that server.
 """
 
 import os
@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     database_url: str = DEFAULT_DATABASE_URL
+    database_name: str = ""
+    """This service's own database on that server; defaults to the service name."""
     http_host: str = "127.0.0.1"
     http_port: int = 0
     log_level: str = "INFO"
@@ -45,12 +47,16 @@ class ServiceSettings(BaseSettings):
             self.http_port = self.default_http_port
         if not self.consumer_group:
             self.consumer_group = self.service_name
+        if not self.database_name:
+            self.database_name = self.service_name
 
     def service_database_url(self) -> str:
         """This service's own database: ``<SERVICE>_DATABASE_URL`` or one named after it."""
         own = os.environ.get(f"{self.service_name.upper()}_DATABASE_URL")
         if own:
             return own
-        return make_url(self.database_url).set(database=self.service_name).render_as_string(
-            hide_password=False
+        return (
+            make_url(self.database_url)
+            .set(database=self.database_name)
+            .render_as_string(hide_password=False)
         )

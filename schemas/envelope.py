@@ -111,6 +111,11 @@ def register(message_class: M) -> M:
     return message_class
 
 
+def contracts() -> list[type[Message]]:
+    """Every registered contract (importing :mod:`schemas` registers them all)."""
+    return list(_REGISTRY.values())
+
+
 def contract_for(envelope: Envelope) -> type[Message]:
     try:
         return _REGISTRY[(envelope.type, envelope.version)]
@@ -143,6 +148,8 @@ __all__ = [
     "Money",
     "UnknownMessageError",
     "ValidationError",
+    "contract_for",
+    "contracts",
     "decode",
     "encode",
     "register",

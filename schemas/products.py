@@ -127,7 +127,7 @@ class StockChanged(_StockEvent):
     product_id: UUID
     change: int
     stock: int = Field(ge=0)
-    reason: str
+    reason: str = Field(max_length=50)
     order_id: UUID | None = None
 
 

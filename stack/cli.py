@@ -14,8 +14,8 @@ from stack.progress import elapsed, step
 def up(config: StackConfig, *, with_services: bool = True) -> None:
     """Start Kafka, PostgreSQL and every service; return when all report ready."""
     kafka.start(config)
-    asyncio.run(kafka.wait_ready(config))
-    created = asyncio.run(kafka.ensure_topics(config, [(t.name, t.partitions) for t in ALL_TOPICS]))
+    asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
+    created = asyncio.run(kafka.ensure_topics(config.kafka_bootstrap))
     step("kafka", f"ready on {config.kafka_bootstrap}; {len(ALL_TOPICS)} topics ({created} new)")
     if config.external_database:
         step("postgres", "using DATABASE_URL; not starting a local server")
@@ -57,15 +57,27 @@ def down(config: StackConfig) -> None:
 
 def status(config: StackConfig) -> int:
     rows = [
-        ("kafka", procs.running_pid(config, "kafka"), config.kafka_bootstrap,
-         "ready" if asyncio.run(kafka.is_ready(config)) else "not ready"),
-        ("postgres", None, f"127.0.0.1:{config.pg_port}",
-         "ready" if postgres.is_ready(config) else "not ready"),
+        (
+            "kafka",
+            procs.running_pid(config, "kafka"),
+            config.kafka_bootstrap,
+            "ready" if asyncio.run(kafka.is_ready(config.kafka_bootstrap)) else "not ready",
+        ),
+        (
+            "postgres",
+            None,
+            f"127.0.0.1:{config.pg_port}",
+            "ready" if postgres.is_ready(config) else "not ready",
+        ),
     ]
     for service in services.SERVICES:
         rows.append(
-            (service.name, procs.running_pid(config, service.name), service.url,
-             services.readiness(service))
+            (
+                service.name,
+                procs.running_pid(config, service.name),
+                service.url,
+                services.readiness(service),
+            )
         )
     print(f"{'process':<18}{'pid':>8}  {'address':<28}state")
     for name, pid, address, state in rows:
@@ -88,10 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         "--infra-only", action="store_true", help="only Kafka and PostgreSQL, no services"
     )
     commands.add_parser("down", help="stop everything up started")
+    topics_parser = commands.add_parser("topics", help="create the missing topics on a broker")
+    topics_parser.add_argument(
+        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), help="host:port"
+    )
     commands.add_parser("status", help="each process and its readiness")
     logs_parser = commands.add_parser("logs", help="follow one log")
     logs_parser.add_argument(
-        "name", help="kafka, postgres or a service such as order_svc", nargs="?", default="gateway_svc"
+        "name",
+        help="kafka, postgres or a service such as order_svc",
+        nargs="?",
+        default="gateway_svc",
     )
     revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
     revision_parser.add_argument("service")
@@ -102,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         up(config, with_services=not args.infra_only)
     elif args.command == "down":
         down(config)
+    elif args.command == "topics":
+        bootstrap = args.bootstrap or config.kafka_bootstrap
+        asyncio.run(kafka.wait_ready(bootstrap, timeout_s=120))
+        created = asyncio.run(kafka.ensure_topics(bootstrap))
+        print(f"{created} topics created on {bootstrap}; {len(ALL_TOPICS)} in all")
     elif args.command == "status":
         return status(config)
     elif args.command == "logs":

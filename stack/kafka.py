@@ -5,11 +5,13 @@ import hashlib
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from schemas.topics import ALL_TOPICS, Topic
 from stack import procs
 from stack.config import ROOT, StackConfig
 from stack.progress import step
@@ -28,14 +30,22 @@ def ensure_jars(config: StackConfig) -> Path:
     if stamp.exists() and stamp.read_text() == digest:
         return libs
     if shutil.which("mvn") is None:
-        raise SystemExit("Maven (mvn) is needed once to fetch the Kafka jars: apt-get install maven")
+        raise SystemExit(
+            "Maven (mvn) is needed once to fetch the Kafka jars: apt-get install maven"
+        )
     step(NAME, "fetching the broker jars from Maven Central (first run only)...")
     if libs.exists():
         shutil.rmtree(libs)
     subprocess.run(
         [
-            "mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
         ],
         check=True,
     )
@@ -101,16 +111,31 @@ def _format_storage(config: StackConfig, properties: Path) -> None:
     if (config.kafka_dir / "data" / "meta.properties").exists():
         return
     step(NAME, "formatting storage (first start)...")
-    cluster_id = subprocess.run(
-        _java(config, "kafka.tools.StorageTool", "random-uuid"),
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    cluster_id = (
+        subprocess.run(
+            _java(config, "kafka.tools.StorageTool", "random-uuid"),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     subprocess.run(
         _java(
-            config, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-            "-c", str(properties), "--standalone", "--ignore-formatted",
+            config,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(properties),
+            "--standalone",
+            "--ignore-formatted",
         ),
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -124,7 +149,9 @@ def start(config: StackConfig) -> None:
     log = procs.log_file(config, NAME)
     offset = log.stat().st_size if log.exists() else 0
     pid = procs.start(
-        config, NAME, _java(config, MAIN, str(properties), heap=config.kafka_heap),
+        config,
+        NAME,
+        _java(config, MAIN, str(properties), heap=config.kafka_heap),
         marker=str(properties),
     )
     step(NAME, f"starting on {config.kafka_bootstrap} (log {log})...")
@@ -144,18 +171,18 @@ def _wait_for_log_line(pid: int, log: Path, offset: int, line: str, timeout_s: f
     raise SystemExit(f"Kafka did not start within {timeout_s:.0f}s; see {log}")
 
 
-async def _admin(config: StackConfig) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, request_timeout_ms=5000)
+async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     return admin
 
 
-async def wait_ready(config: StackConfig, timeout_s: float = 60) -> None:
+async def wait_ready(bootstrap: str, timeout_s: float = 60) -> None:
     """Ready means the broker answers a metadata request, not merely that its port is open."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = await _admin(config)
+            admin = await _admin(bootstrap)
             try:
                 await admin.describe_cluster()
                 return
@@ -167,15 +194,15 @@ async def wait_ready(config: StackConfig, timeout_s: float = 60) -> None:
             await asyncio.sleep(0.3)
 
 
-async def ensure_topics(config: StackConfig, topics: list[tuple[str, int]]) -> int:
+async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> int:
     """Create the missing topics; returns how many were created."""
-    admin = await _admin(config)
+    admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
-            for name, partitions in topics
-            if name not in existing
+            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=1)
+            for topic in topics
+            if topic.name not in existing
         ]
         if missing:
             try:
@@ -187,9 +214,9 @@ async def ensure_topics(config: StackConfig, topics: list[tuple[str, int]]) -> i
         await admin.close()
 
 
-async def is_ready(config: StackConfig) -> bool:
+async def is_ready(bootstrap: str) -> bool:
     try:
-        await asyncio.wait_for(wait_ready(config, timeout_s=0), 5)
+        await asyncio.wait_for(wait_ready(bootstrap, timeout_s=0), 5)
     except (KafkaError, OSError, TimeoutError):
         return False
     return True

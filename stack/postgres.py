@@ -107,16 +107,29 @@ def start(config: StackConfig) -> None:
         step(NAME, f"initialising a new cluster in {config.pg_dir / 'data'}...")
         subprocess.run(
             [_bin("initdb"), "-D", _data(config), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-            check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
+            check=True,
+            capture_output=True,
+            **as_user,  # type: ignore[call-overload]
         )
     options = " ".join(f"-c {key}={value}" for key, value in SETTINGS.items())
     step(NAME, f"starting on 127.0.0.1:{config.pg_port}...")
     subprocess.run(
         [
-            _bin("pg_ctl"), "-D", _data(config), "-l", str(config.logs_dir / "postgres.log"),
-            "-w", "-t", "60", "-o", f"-p {config.pg_port} {options}", "start",
+            _bin("pg_ctl"),
+            "-D",
+            _data(config),
+            "-l",
+            str(config.logs_dir / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {config.pg_port} {options}",
+            "start",
         ],
-        check=True, capture_output=True, **as_user,  # type: ignore[call-overload]
+        check=True,
+        capture_output=True,
+        **as_user,  # type: ignore[call-overload]
     )
     deadline = time.monotonic() + 30
     while not is_ready(config):
@@ -130,6 +143,7 @@ def stop(config: StackConfig) -> bool:
         return False
     result = subprocess.run(
         [_bin("pg_ctl"), "-D", _data(config), "-m", "fast", "-w", "-t", "60", "stop"],
-        capture_output=True, **_as_user(),  # type: ignore[call-overload]
+        capture_output=True,
+        **_as_user(),  # type: ignore[call-overload]
     )
-    return result.returncode == 0
+    return bool(result.returncode == 0)

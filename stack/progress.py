@@ -7,7 +7,9 @@ _started = time.monotonic()
 
 
 def step(component: str, what: str) -> None:
-    print(f"[{time.monotonic() - _started:6.1f}s] {component:<17} {what}", file=sys.stderr, flush=True)
+    print(
+        f"[{time.monotonic() - _started:6.1f}s] {component:<17} {what}", file=sys.stderr, flush=True
+    )
 
 
 def elapsed() -> float:

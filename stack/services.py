@@ -11,11 +11,18 @@ from stack import procs
 from stack.config import ROOT, StackConfig
 from stack.progress import step
 
+PORT_OFFSET = int(os.environ.get("SHOP_HTTP_PORT_OFFSET", "0"))
+"""Shifts every service's port, so a second stack (a test's) can run beside the first."""
+
 
 @dataclass(frozen=True)
 class Service:
     name: str
-    port: int
+    base_port: int
+
+    @property
+    def port(self) -> int:
+        return self.base_port + PORT_OFFSET
 
     @property
     def url(self) -> str:
@@ -78,7 +85,9 @@ def wait_ready(config: StackConfig, services: tuple[Service, ...], timeout_s: fl
             elif procs.running_pid(config, service.name) is None:
                 log = procs.log_file(config, service.name)
                 tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
-                raise SystemExit(f"{service.name} exited while starting; last lines of {log}:\n{tail}")
+                raise SystemExit(
+                    f"{service.name} exited while starting; last lines of {log}:\n{tail}"
+                )
         if time.monotonic() > deadline:
             names = ", ".join(service.name for service in pending)
             raise SystemExit(f"not ready after {timeout_s:.0f}s: {names}; see {config.logs_dir}")

@@ -1,23 +1,15 @@
 """user_svc's HTTP API, called by the gateway (never by clients directly)."""
 
-from typing import Annotated, Literal
+from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, EmailStr, Field
 
-from common.db import SessionMaker
+from common.http import Sessions
 from user_svc import services
 
 router = APIRouter(tags=["users"])
-
-
-def get_sessionmaker(request: Request) -> SessionMaker:
-    sessionmaker: SessionMaker = request.app.state.runtime.sessionmaker
-    return sessionmaker
-
-
-Sessions = Annotated[SessionMaker, Depends(get_sessionmaker)]
 
 
 class UserCreate(BaseModel):
@@ -52,4 +44,4 @@ async def read_user(user_id: UUID, sessions: Sessions) -> UserPublic:
     if found is None:
         raise HTTPException(404, "user not found")
     user, role = found
-    return UserPublic(id=user.id, name=user.name, email=user.email, role=role)  # type: ignore[arg-type]
+    return UserPublic(id=user.id, name=user.name, email=user.email, role=role)

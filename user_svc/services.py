@@ -25,12 +25,16 @@ async def register_user(
     try:
         async with sessionmaker.begin() as session:
             role_id = await session.scalar(select(Role.id).where(Role.name == role))
-            user = User(id=uuid4(), name=name, email=email.lower(), password=password_hash,
-                        role_id=role_id)
+            user = User(
+                id=uuid4(), name=name, email=email.lower(), password=password_hash, role_id=role_id
+            )
             session.add(user)
             await session.flush()
-            stage(session, Outbox,
-                  UserRegistered(user_id=user.id, name=name, email=user.email, role=role))
+            stage(
+                session,
+                Outbox,
+                UserRegistered(user_id=user.id, name=name, email=user.email, role=role),
+            )
     except IntegrityError as exc:
         raise EmailTakenError(email) from exc
     return user
@@ -44,8 +48,12 @@ async def update_user(sessionmaker: SessionMaker, envelope: Envelope, command: U
         if user is None:
             return
         user.name = command.name
-        stage(session, Outbox, UserUpdated(user_id=user.id, name=user.name, email=user.email),
-              cause=envelope)
+        stage(
+            session,
+            Outbox,
+            UserUpdated(user_id=user.id, name=user.name, email=user.email),
+            cause=envelope,
+        )
 
 
 async def add_address(sessionmaker: SessionMaker, envelope: Envelope, command: AddAddress) -> None:
@@ -63,7 +71,9 @@ async def get_user(sessionmaker: SessionMaker, user_id: UUID) -> tuple[User, str
     async with sessionmaker() as session:
         row = (
             await session.execute(
-                select(User, Role.name).join(Role, Role.id == User.role_id).where(User.id == user_id)
+                select(User, Role.name)
+                .join(Role, Role.id == User.role_id)
+                .where(User.id == user_id)
             )
         ).first()
     return (row[0], row[1]) if row else None

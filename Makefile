@@ -1,0 +1,46 @@
+# The project's entry points. The virtualenv is made and filled on first use; later runs reuse it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+READY  := $(VENV)/.installed
+SERVICE ?= gateway_svc
+
+.PHONY: install up down status logs test lint format clean
+
+install: $(READY)
+
+$(READY): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the project into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+up: $(READY)  ## start Kafka, PostgreSQL, the six services and the gateway; returns when all are ready
+	@$(PY) -m stack up
+
+down: $(READY)  ## stop everything `up` started
+	@$(PY) -m stack down
+
+status: $(READY)  ## each process and whether it is ready
+	@$(PY) -m stack status
+
+logs: $(READY)  ## follow one log: make logs SERVICE=order_svc (or kafka, postgres)
+	@$(PY) -m stack logs $(SERVICE)
+
+test: $(READY)  ## every test, against a real Kafka and a real PostgreSQL
+	@$(PY) -m pytest
+
+lint: $(READY)  ## ruff, mypy, import contracts, and compose.yaml's syntax
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+	$(VENV)/bin/lint-imports
+	docker-compose -f compose.yaml config --quiet
+
+format: $(READY)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean: down  ## remove the data folders and logs (keeps the jars and the virtualenv)
+	rm -rf .cache/kafka .cache/postgres .cache/logs .cache/run .cache/test-stack

@@ -1,0 +1,8 @@
+from typing import ClassVar
+
+from common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: ClassVar[str] = "gateway_svc"
+    default_http_port: ClassVar[int] = 8000

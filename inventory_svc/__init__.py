@@ -1,0 +1,1 @@
+"""inventory_svc: the ledger of every stock change, built from inventory.events."""

@@ -1,0 +1,15 @@
+"""inventory_svc's message entry points: which message goes to which use case."""
+
+from functools import partial
+
+from common.broker import Handlers
+from common.db import SessionMaker
+from inventory_svc import services
+from schemas.products import StockChanged
+from schemas.topics import INVENTORY_EVENTS
+
+TOPICS = (INVENTORY_EVENTS,)
+
+
+def handlers(sessionmaker: SessionMaker) -> Handlers:
+    return {StockChanged: partial(services.record_movement, sessionmaker)}

@@ -1,0 +1,33 @@
+"""inventory_svc's tables: the seed's inventory_movements (the stock ledger), outbox and inbox."""
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import DateTime, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.inbox import InboxMixin
+from common.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class InventoryMovement(Base):
+    __tablename__ = "inventory_movements"
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    product_id: Mapped[UUID] = mapped_column(index=True)
+    change: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(50))
+    order_id: Mapped[UUID | None]
+    stock_after: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Outbox(OutboxMixin, Base):
+    pass
+
+
+class Inbox(InboxMixin, Base):
+    pass

@@ -1,0 +1,1 @@
+"""notification_svc: notifications to users, and its own copy of their contact data."""

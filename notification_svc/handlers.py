@@ -1,0 +1,18 @@
+"""notification_svc's message entry points: which message goes to which use case."""
+
+from functools import partial
+
+from common.broker import Handlers
+from common.db import SessionMaker
+from notification_svc import services
+from schemas.topics import ORDERS_EVENTS, PAYMENTS_EVENTS, USERS_EVENTS
+from schemas.users import UserRegistered, UserUpdated
+
+TOPICS = (USERS_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS)
+
+
+def handlers(sessionmaker: SessionMaker) -> Handlers:
+    return {
+        UserRegistered: partial(services.welcome_user, sessionmaker),
+        UserUpdated: partial(services.update_contact, sessionmaker),
+    }

@@ -1,0 +1,48 @@
+"""notification_svc's use cases; each is one transaction (inbox check, change)."""
+
+from uuid import UUID
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import SessionMaker
+from common.inbox import first_delivery
+from notification_svc.models import Inbox, Notification, UserContact
+from schemas.envelope import Envelope
+from schemas.users import UserRegistered, UserUpdated
+
+
+async def welcome_user(
+    sessionmaker: SessionMaker, envelope: Envelope, event: UserRegistered
+) -> None:
+    """Remember the new user's contact data and write their welcome notification."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        await _upsert_contact(session, event.user_id, event.name, event.email)
+        session.add(
+            Notification(
+                user_id=event.user_id,
+                type="Registration",
+                message=f"Welcome to the shop, {event.name}!",
+            )
+        )
+
+
+async def update_contact(
+    sessionmaker: SessionMaker, envelope: Envelope, event: UserUpdated
+) -> None:
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        await _upsert_contact(session, event.user_id, event.name, event.email)
+
+
+async def _upsert_contact(session: AsyncSession, user_id: UUID, name: str, email: str) -> None:
+    statement = insert(UserContact).values(user_id=user_id, name=name, email=email)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[UserContact.user_id],
+            set_={"name": statement.excluded.name, "email": statement.excluded.email},
+        )
+    )

@@ -1,0 +1,1 @@
+"""order_svc: orders, their items and status history; emits orders.events."""

@@ -1,0 +1,55 @@
+"""payment_svc's tables: those of the seed (payments, payment_methods, transactions), its outbox
+and inbox."""
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from sqlalchemy import DateTime, ForeignKey, Numeric, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.inbox import InboxMixin
+from common.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PaymentMethod(Base):
+    __tablename__ = "payment_methods"
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    user_id: Mapped[UUID] = mapped_column(index=True)
+    method: Mapped[str] = mapped_column(String(50))
+    token: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    # Unique: a payment is never taken twice for one order.
+    order_id: Mapped[UUID] = mapped_column(unique=True)
+    user_id: Mapped[UUID] = mapped_column(index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    status: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    payment_id: Mapped[UUID] = mapped_column(ForeignKey("payments.id"), index=True)
+    gateway_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    status: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Outbox(OutboxMixin, Base):
+    pass
+
+
+class Inbox(InboxMixin, Base):
+    pass

@@ -1,0 +1,104 @@
+"""Real infrastructure for the tests: a Kafka broker and a PostgreSQL server, once per session.
+
+Where a Docker engine answers, testcontainers runs both; otherwise the local launcher starts them
+as processes, on their own ports and in a fresh folder, so a running ``make up`` stack is left
+alone. Either way the tests talk to a real broker and a real database.
+"""
+
+import asyncio
+import inspect
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from stack import kafka, postgres
+from stack.config import ROOT, StackConfig
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    database_url: str
+    """A SQLAlchemy URL of the server; each test picks its own database names on it."""
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=1).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    if os.environ.get("SHOP_TEST_INFRA", "auto") != "local" and _docker_answers():
+        yield from _containers()
+    else:
+        yield from _local_processes()
+
+
+def _containers() -> Iterator[Infra]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as broker,
+        PostgresContainer("postgres:16", driver="psycopg") as db,
+    ):
+        bootstrap = broker.get_bootstrap_server()
+        asyncio.run(kafka.ensure_topics(bootstrap))
+        yield Infra(bootstrap, db.get_connection_url())
+
+
+def _local_processes() -> Iterator[Infra]:
+    config = StackConfig(
+        state_dir=ROOT / ".cache" / "test-stack",
+        kafka_port=int(os.environ.get("SHOP_TEST_KAFKA_PORT", 19092)),
+        kafka_controller_port=int(os.environ.get("SHOP_TEST_KAFKA_CONTROLLER_PORT", 19093)),
+        kafka_heap="384m",
+        pg_port=int(os.environ.get("SHOP_TEST_PG_PORT", 55433)),
+    )
+    kafka.stop(config)
+    postgres.stop(config)
+    shutil.rmtree(config.state_dir, ignore_errors=True)
+    try:
+        kafka.start(config)
+        asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
+        asyncio.run(kafka.ensure_topics(config.kafka_bootstrap))
+        postgres.start(config)
+        yield Infra(
+            config.kafka_bootstrap,
+            f"postgresql+psycopg://postgres@127.0.0.1:{config.pg_port}/postgres",
+        )
+    finally:
+        kafka.stop(config)
+        postgres.stop(config)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any] | Any], *, timeout_s: float = 20.0, interval_s: float = 0.1
+) -> Any:
+    """Wait until ``check()`` (sync or async) is truthy; fail with its last value at the end."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s}s (last value: {value!r})")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,81 @@
+"""Services run in-process against the real broker and database, each test with its own
+databases and consumer groups."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from fastapi import FastAPI
+
+from common.runtime import Runtime
+from common.settings import ServiceSettings
+from tests.conftest import Infra, unique
+
+pytestmark = pytest.mark.integration
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@pytest.fixture
+def settings_for(infra: Infra) -> Callable[[type[S]], S]:
+    """Settings of one service pointing at the test infrastructure, isolated from other tests."""
+
+    def build(settings_class: type[S], **overrides: Any) -> S:
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": infra.kafka_bootstrap,
+            "database_url": infra.database_url,
+            "database_name": unique(settings_class.service_name),
+            "consumer_group": unique(settings_class.service_name),
+            "retry_backoff_s": 0.01,
+        }
+        values.update(overrides)
+        return settings_class(**values)
+
+    return build
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[Runtime]:
+    """Run the app's lifespan (migrations, consumers, relay) for the duration of the block."""
+    async with app.router.lifespan_context(app):
+        runtime: Runtime = app.state.runtime
+        yield runtime
+
+
+@pytest.fixture
+async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
+    kafka_producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await kafka_producer.start()
+    yield kafka_producer
+    await kafka_producer.stop()
+
+
+async def read_topic(
+    infra: Infra,
+    topic: str,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 20.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds or the time is up."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not until(records) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records

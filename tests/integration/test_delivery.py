@@ -1,0 +1,137 @@
+"""Delivery guarantees of the shared plumbing, on the real broker and database, through two real
+services: user_svc's outbox feeds notification_svc's tables."""
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import func, select
+
+from common.outbox import OutboxRelay, stage
+from notification_svc.app import create_app as create_notification_app
+from notification_svc.models import Notification, UserContact
+from notification_svc.settings import Settings as NotificationSettings
+from schemas.envelope import encode
+from schemas.topics import USERS_EVENTS, dead_letter_topic
+from schemas.users import UserRegistered
+from tests.conftest import Infra, eventually, unique
+from tests.integration.conftest import read_topic, running
+from user_svc import services as user_services
+from user_svc.app import create_app as create_user_app
+from user_svc.models import Outbox as UserOutbox
+from user_svc.settings import Settings as UserSettings
+
+
+async def count_notifications(runtime: Any, user_id: Any) -> int:
+    async with runtime.sessionmaker() as session:
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.user_id == user_id)
+            )
+            or 0
+        )
+
+
+async def test_event_from_outbox_changes_other_service_once_when_delivered_twice(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    users_app = create_user_app(settings_for(UserSettings))
+    notifications_app = create_notification_app(settings_for(NotificationSettings))
+    async with running(users_app) as users, running(notifications_app) as notifications:
+        email = f"{unique('ann')}@example.com"
+        user = await user_services.register_user(
+            users.sessionmaker, name="Ann", email=email, password="correct horse"
+        )
+
+        assert await eventually(lambda: count_notifications(notifications, user.id)) == 1
+        async with notifications.sessionmaker() as session:
+            contact = await session.get(UserContact, user.id)
+        assert contact is not None and contact.email == email
+
+        published = await read_topic(
+            infra,
+            USERS_EVENTS.name,
+            until=lambda records: any(str(user.id).encode() == r.key for r in records),
+        )
+        original = next(r for r in published if r.key == str(user.id).encode())
+        consumer = notifications.consumers[0]
+        applied_before = consumer.stats.applied
+        await producer.send_and_wait(USERS_EVENTS.name, original.value, key=original.key)
+
+        await eventually(lambda: consumer.stats.applied > applied_before)
+        assert await count_notifications(notifications, user.id) == 1
+
+
+async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    notifications_app = create_notification_app(settings_for(NotificationSettings))
+    async with running(notifications_app) as notifications:
+        marker = unique("poison").encode()
+        not_json = b"{not json " + marker
+        good = UserRegistered(user_id=uuid4(), name="Bo", email="bo@example.com", role="Customer")
+        bad_data = encode(good.envelope()).replace(b"bo@example.com", b"not-an-email")
+        key = str(good.user_id).encode()
+        await producer.send_and_wait(USERS_EVENTS.name, not_json, key=key)
+        await producer.send_and_wait(USERS_EVENTS.name, bad_data, key=key)
+        await producer.send_and_wait(USERS_EVENTS.name, encode(good.envelope()), key=key)
+
+        assert await eventually(lambda: count_notifications(notifications, good.user_id)) == 1
+
+        dlq = dead_letter_topic("notification_svc").name
+        ours = (not_json, bad_data)
+        dead = await read_topic(
+            infra, dlq, until=lambda records: sum(r.value in ours for r in records) >= 2
+        )
+        letters = [r for r in dead if r.value in ours]
+        assert [r.value for r in letters] == [not_json, bad_data]
+        for letter in letters:
+            headers = {name: value.decode() for name, value in letter.headers}
+            assert headers["dlq.topic"] == USERS_EVENTS.name
+            assert headers["dlq.service"] == "notification_svc"
+            assert int(headers["dlq.offset"]) >= 0
+            assert headers["dlq.partition"].isdigit()
+        reasons = [dict(letter.headers)["dlq.reason"].decode() for letter in letters]
+        assert "not a valid envelope" in reasons[0]
+        assert "invalid UserRegistered data" in reasons[1] and "email" in reasons[1]
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    settings_for: Callable[..., Any], infra: Infra
+) -> None:
+    users_app = create_user_app(settings_for(UserSettings))
+    async with running(users_app) as users:
+        relay: OutboxRelay = users.relay
+        assert relay is not None
+        event = UserRegistered(user_id=uuid4(), name="Cy", email="cy@example.com", role="Customer")
+
+        class Abort(Exception):
+            pass
+
+        try:
+            async with users.sessionmaker.begin() as session:
+                stage(session, UserOutbox, event)
+                await session.flush()
+                raise Abort
+        except Abort:
+            pass
+
+        async with users.sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
+        assert await relay.publish_pending() == 0
+
+        published_before = relay.published
+        async with users.sessionmaker.begin() as session:
+            committed = stage(session, UserOutbox, event)
+        await eventually(lambda: relay.published > published_before)
+        records = await read_topic(
+            infra,
+            USERS_EVENTS.name,
+            until=lambda rs: any(str(event.user_id).encode() == r.key for r in rs),
+        )
+        ours = [r for r in records if r.key == str(event.user_id).encode()]
+        assert len(ours) == 1
+        assert str(committed.id).encode() in ours[0].value

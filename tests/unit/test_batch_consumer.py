@@ -1,0 +1,146 @@
+"""The consumer's retry and dead-letter rules, with a stand-in producer (no broker needed)."""
+
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from aiokafka import ConsumerRecord
+from sqlalchemy.exc import OperationalError
+
+from common.broker import BatchConsumer
+from common.settings import ServiceSettings
+from schemas.envelope import Envelope, encode
+from schemas.users import UserRegistered, UserUpdated
+
+
+class Settings(ServiceSettings):
+    service_name = "test_svc"
+    default_http_port = 0
+
+
+class FakeProducer:
+    """Records what would have gone to Kafka."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def get(self) -> "FakeProducer":
+        return self
+
+    async def send_and_wait(self, topic: str, value: bytes | None, key: Any, headers: Any) -> None:
+        self.sent.append((topic, value, headers))
+
+    async def reset(self) -> None:
+        pass
+
+
+def record(value: bytes | None, offset: int = 7) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="users.events",
+        partition=3,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=value,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=len(value or b""),
+        headers=(),
+    )
+
+
+def registered() -> bytes:
+    event = UserRegistered(user_id=uuid4(), name="Ann", email="ann@example.com", role="Customer")
+    return encode(event.envelope())
+
+
+def consumer(handler: Any) -> tuple[BatchConsumer, FakeProducer]:
+    producer = FakeProducer()
+    settings = Settings(handler_attempts=3, retry_backoff_s=0)
+    return BatchConsumer(settings, {UserRegistered: handler}, producer), producer  # type: ignore[arg-type]
+
+
+async def test_failing_handler_is_retried_then_dead_lettered_with_reason_and_origin() -> None:
+    calls: list[Envelope] = []
+
+    async def broken(envelope: Envelope, event: UserRegistered) -> None:
+        calls.append(envelope)
+        raise RuntimeError("boom")
+
+    subject, producer = consumer(broken)
+    await subject.apply_batch([record(registered())])
+    assert len(calls) == 3
+    [(topic, _, headers)] = producer.sent
+    found = dict(headers)
+    assert topic == "test_svc.dlq"
+    assert found["dlq.reason"] == b"RuntimeError: boom"
+    assert (found["dlq.topic"], found["dlq.partition"], found["dlq.offset"]) == (
+        b"users.events",
+        b"3",
+        b"7",
+    )
+    assert found["dlq.attempts"] == b"3"
+
+
+async def test_handler_succeeding_on_retry_is_not_dead_lettered() -> None:
+    calls = 0
+
+    async def flaky(envelope: Envelope, event: UserRegistered) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("once")
+
+    subject, producer = consumer(flaky)
+    await subject.apply_batch([record(registered())])
+    assert calls == 2 and producer.sent == []
+    assert subject.stats.applied == 1 and subject.stats.retried == 1
+
+
+async def test_infrastructure_error_is_raised_for_redelivery_not_dead_lettered() -> None:
+    async def database_down(envelope: Envelope, event: UserRegistered) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError())
+
+    subject, producer = consumer(database_down)
+    with pytest.raises(OperationalError):
+        await subject.apply_batch([record(registered())])
+    assert producer.sent == []
+
+
+async def test_poison_goes_to_dead_letters_and_batch_goes_on() -> None:
+    seen: list[UserRegistered] = []
+
+    async def remember(envelope: Envelope, event: UserRegistered) -> None:
+        seen.append(event)
+
+    subject, producer = consumer(remember)
+    await subject.apply_batch(
+        [record(b"\xff\xfe"), record(None), record(b'{"id": 1}'), record(registered())]
+    )
+    assert len(seen) == 1
+    assert [dict(headers)["dlq.reason"][:20] for _, _, headers in producer.sent] == [
+        b"not a valid envelope",
+        b"empty value (tombsto",
+        b"not a valid envelope",
+    ]
+
+
+async def test_known_types_without_a_handler_are_skipped() -> None:
+    async def never(envelope: Envelope, event: UserRegistered) -> None:
+        raise AssertionError("not for this handler")
+
+    subject, producer = consumer(never)
+    other = UserUpdated(user_id=uuid4(), name="Ann", email="ann@example.com")
+    await subject.apply_batch([record(encode(other.envelope()))])
+    assert subject.stats.skipped == 1 and producer.sent == []
+
+
+async def test_unknown_type_is_dead_lettered() -> None:
+    async def never(envelope: Envelope, event: UserRegistered) -> None:
+        raise AssertionError
+
+    subject, producer = consumer(never)
+    raw = registered().replace(b'"UserRegistered"', b'"UserTeleported"')
+    await subject.apply_batch([record(raw)])
+    assert b"no contract for type 'UserTeleported'" in dict(producer.sent[0][2])["dlq.reason"]
