@@ -82,15 +82,15 @@ class OrderPaid(_OrderEvent):
 
 @register
 class OrderCancelled(_OrderEvent):
-    """``stock_reserved`` and ``paid`` tell the compensations what to undo."""
+    """The order will not complete. Each service undoes its own part from its own records:
+    product_svc releases a reservation it holds, payment_svc refunds a payment it took (and
+    declines to charge later, should the reservation arrive after the cancellation)."""
 
     TYPE = "OrderCancelled"
     order_id: UUID
     user_id: UUID
     reason: str
     items: tuple[ItemQuantity, ...]
-    stock_reserved: bool
-    paid: bool
 
 
 @register

@@ -3,6 +3,9 @@
 Where a Docker engine answers, testcontainers runs both; otherwise the local launcher starts them
 as processes, on their own ports and in a fresh folder, so a running ``make up`` stack is left
 alone. Either way the tests talk to a real broker and a real database.
+
+To run several test sessions at once, give each its own ``SHOP_TEST_STATE_DIR``,
+``SHOP_TEST_KAFKA_PORT``, ``SHOP_TEST_KAFKA_CONTROLLER_PORT`` and ``SHOP_TEST_PG_PORT``.
 """
 
 import asyncio
@@ -13,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,7 +65,7 @@ def _containers() -> Iterator[Infra]:
 
 def _local_processes() -> Iterator[Infra]:
     config = StackConfig(
-        state_dir=ROOT / ".cache" / "test-stack",
+        state_dir=Path(os.environ.get("SHOP_TEST_STATE_DIR", ROOT / ".cache" / "test-stack")),
         kafka_port=int(os.environ.get("SHOP_TEST_KAFKA_PORT", 19092)),
         kafka_controller_port=int(os.environ.get("SHOP_TEST_KAFKA_CONTROLLER_PORT", 19093)),
         kafka_heap="384m",
