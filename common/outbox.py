@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -28,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from common.broker import KafkaProducerHolder, kafka_headers
 from common.db import SessionMaker
 from schemas.envelope import Envelope, Message, encode
 
@@ -98,43 +98,6 @@ def _forget_staged(session: Session) -> None:
     session.info.pop(_STAGED, None)
 
 
-class KafkaProducerHolder:
-    """One idempotent producer per process, rebuilt after a failure (aiokafka#1017)."""
-
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
-        self._client_id = client_id
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> AIOKafkaProducer:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap_servers,
-                    client_id=self._client_id,
-                    enable_idempotence=True,
-                    acks="all",
-                    linger_ms=2,
-                    request_timeout_ms=15_000,
-                )
-                await producer.start()
-                self._producer = producer
-            return self._producer
-
-    async def reset(self) -> None:
-        async with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # a broken producer may fail to stop; it is dropped either way
-                log.warning("producer did not stop cleanly", exc_info=True)
-
-    async def close(self) -> None:
-        await self.reset()
-
-
 class OutboxRelay:
     """Publishes a service's outbox; :meth:`publish_pending` is one step, :meth:`run` the loop."""
 
@@ -183,10 +146,7 @@ class OutboxRelay:
             producer = await self._producer.get()
             acks: list[asyncio.Future[Any]] = []
             for row in rows:
-                headers = [
-                    ("type", row.message_type.encode()),
-                    ("correlation_id", str(row.correlation_id).encode()),
-                ]
+                headers = kafka_headers(row.message_type, row.correlation_id)
                 acks.append(
                     await producer.send(row.topic, value=row.payload, key=row.key, headers=headers)
                 )

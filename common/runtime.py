@@ -7,16 +7,23 @@ connects at import time.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.broker import BatchConsumer, Handlers, create_broker, subscribe
+from common.broker import (
+    BatchConsumer,
+    Handlers,
+    KafkaProducerHolder,
+    create_broker,
+    subscribe,
+)
 from common.db import SessionMaker, create_engine, create_sessionmaker, ensure_database, migrate
-from common.outbox import KafkaProducerHolder, OutboxMixin, OutboxRelay
+from common.outbox import OutboxMixin, OutboxRelay
 from common.settings import ServiceSettings
 from schemas.topics import Topic
 
@@ -55,6 +62,8 @@ class Runtime:
                     idle_poll_s=settings.relay_idle_poll_s,
                 )
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.ready = False
 
     def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer | None:
@@ -71,6 +80,15 @@ class Runtime:
         self.consumers.append(consumer)
         return consumer
 
+    def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``loop()`` (a service's own background loop, e.g. a sender) while the service
+        runs; it starts after migrations and is cancelled on stop, before the connections close."""
+        self._background.append((name, loop))
+
+    def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Call ``close()`` when the service stops, after its loops ended."""
+        self._on_stop.append(close)
+
     async def start(self) -> None:
         if self.engine is not None and self._metadata is not None:
             await ensure_database(self.settings.service_database_url())
@@ -79,6 +97,8 @@ class Runtime:
         await self.producer.get()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        for name, loop in self._background:
+            self._tasks.append(asyncio.create_task(loop(), name=name))
         await self.broker.start()
         self.ready = True
         log.info("%s ready", self.settings.service_name)
@@ -96,6 +116,9 @@ class Runtime:
         if self.relay is not None:
             with contextlib.suppress(Exception):
                 await self.relay.publish_pending()  # hand over what the last batches staged
+        for close in self._on_stop:
+            with contextlib.suppress(Exception):
+                await close()
         await self.producer.close()
         if self.engine is not None:
             await self.engine.dispose()

@@ -1,16 +1,54 @@
 """gateway_svc's composition root."""
 
+import logging
+
 from fastapi import FastAPI
 
 from common.http import create_service_app
 from common.runtime import Runtime
+from gateway_svc import middleware
+from gateway_svc.api import accounts, catalog, orders
+from gateway_svc.auth import Tokens
+from gateway_svc.clients import Upstreams
+from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
+from gateway_svc.watch import OrderWatch
 
-DESCRIPTION = """The shop's public HTTP API. Commands travel over Kafka; reads come from the
-service that owns the data. See ARCHITECTURE.md for the contracts."""
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """The shop's public HTTP API. Commands travel over Kafka (answers 202 with the new
+resource's id once Kafka holds the command); reads come from the service that owns the data.
+Authenticate with `Authorization: Bearer <access_token>` from `POST /auth/login`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings)
-    return create_service_app(runtime, title="shop gateway", description=DESCRIPTION)
+    upstreams = Upstreams(settings)
+    watch = OrderWatch(settings.kafka_bootstrap_servers)
+    runtime.run_in_background("order-watch", watch.run)
+    runtime.on_stop(upstreams.close)
+    tokens = Tokens(settings)
+    if tokens.ephemeral:
+        log.warning(
+            "JWT_SECRET is not set: tokens are signed with a key that dies with this process"
+        )
+
+    app = create_service_app(
+        runtime,
+        title="shop gateway",
+        description=DESCRIPTION,
+        routers=[accounts.router, catalog.router, orders.router],
+    )
+    app.state.tokens = tokens
+    app.state.upstreams = upstreams
+    app.state.watch = watch
+    app.state.login_throttle = accounts.LoginThrottle(settings.login_attempts_per_minute)
+    middleware.install(
+        app,
+        tokens=tokens,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        metrics=middleware.Metrics(),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app

@@ -1,8 +1,30 @@
 from typing import ClassVar
 
+from pydantic import Field, SecretStr
+
 from common.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "gateway_svc"
     default_http_port: ClassVar[int] = 8000
+
+    jwt_secret: SecretStr = SecretStr("")
+    """HS256 signing key (JWT_SECRET). Empty: a random key per process, so tokens die with it."""
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    user_svc_url: str = "http://127.0.0.1:8003"
+    product_svc_url: str = "http://127.0.0.1:8001"
+    order_svc_url: str = "http://127.0.0.1:8002"
+    payment_svc_url: str = "http://127.0.0.1:8004"
+    notification_svc_url: str = "http://127.0.0.1:8005"
+    inventory_svc_url: str = "http://127.0.0.1:8006"
+    upstream_timeout_s: float = 5.0
+
+    rate_limit_per_minute: int = Field(default=1200, ge=1)
+    """Requests per client (the token's user, else the address) and minute; bursts up to a
+    tenth of it."""
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    order_wait_max_s: float = 30.0
+    max_body_bytes: int = 64 * 1024

@@ -1,6 +1,7 @@
 """The shop's own processes: the six domain services and the gateway."""
 
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ SERVICES = (
 
 
 def environment(config: StackConfig, service: Service) -> dict[str, str]:
+    """The user's environment, plus where everything of this stack is."""
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap,
@@ -48,7 +50,20 @@ def environment(config: StackConfig, service: Service) -> dict[str, str]:
         HTTP_PORT=str(service.port),
         PYTHONUNBUFFERED="1",
     )
+    env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
+    env.setdefault("JWT_SECRET", jwt_secret(config))
     return env
+
+
+def jwt_secret(config: StackConfig) -> str:
+    """A signing key made once per stack and kept in its state folder (mode 600), so tokens
+    survive a restart; set JWT_SECRET to use your own."""
+    path = config.state_dir / "secrets" / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
 
 def start(config: StackConfig, service: Service) -> bool:

@@ -1,12 +1,14 @@
 """user_svc's HTTP API, called by the gateway (never by clients directly)."""
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from common.http import Sessions
+from common.pagination import Cursor, Limit, decode_cursor, page
 from user_svc import services
 
 router = APIRouter(tags=["users"])
@@ -35,6 +37,50 @@ async def create_user(body: UserCreate, sessions: Sessions) -> UserPublic:
     except services.EmailTakenError:
         raise HTTPException(409, "email already registered") from None
     return UserPublic(id=user.id, name=user.name, email=user.email, role="Customer")
+
+
+class Credentials(BaseModel):
+    email: str = Field(max_length=255)
+    password: str = Field(max_length=256)
+
+
+class AddressPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    street: str
+    city: str
+    state: str
+    zip_code: str
+    created_at: datetime
+
+
+class AddressPage(BaseModel):
+    items: list[AddressPublic]
+    next_cursor: str | None
+
+
+@router.post("/auth/verify", responses={401: {"description": "wrong email or password"}})
+async def verify(body: Credentials, sessions: Sessions) -> UserPublic:
+    """The account behind these credentials; 401 when they do not match."""
+    found = await services.verify_credentials(sessions, body.email, body.password)
+    if found is None:
+        raise HTTPException(401, "wrong email or password")
+    user, role = found
+    return UserPublic(id=user.id, name=user.name, email=user.email, role=role)
+
+
+@router.get("/users/{user_id}/addresses")
+async def read_addresses(
+    user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+) -> AddressPage:
+    """One user's addresses, oldest first."""
+    rows = await services.list_addresses(
+        sessions, user_id, after=decode_cursor(cursor), limit=limit + 1
+    )
+    items, next_cursor = page(rows, limit)
+    return AddressPage(
+        items=[AddressPublic.model_validate(row) for row in items], next_cursor=next_cursor
+    )
 
 
 @router.get("/users/{user_id}", responses={404: {"description": "no such user"}})

@@ -1,8 +1,9 @@
 """user_svc's tables: those of the seed (users, addresses, roles), its outbox and inbox."""
 
+from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import DateTime, ForeignKey, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
@@ -36,6 +37,7 @@ class Address(Base):
     city: Mapped[str] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(100))
     zip_code: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Outbox(OutboxMixin, Base):

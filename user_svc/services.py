@@ -1,8 +1,9 @@
 """user_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
+from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from common.db import SessionMaker
@@ -11,7 +12,9 @@ from common.outbox import stage
 from schemas.envelope import Envelope
 from schemas.users import AddAddress, AddressAdded, UpdateUser, UserRegistered, UserUpdated
 from user_svc.models import Address, Inbox, Outbox, Role, User
-from user_svc.passwords import hash_password
+from user_svc.passwords import hash_password, verify_password
+
+_DUMMY_HASH = hash_password("not a real password")
 
 
 class EmailTakenError(ValueError):
@@ -38,6 +41,51 @@ async def register_user(
     except IntegrityError as exc:
         raise EmailTakenError(email) from exc
     return user
+
+
+async def verify_credentials(
+    sessionmaker: SessionMaker, email: str, password: str
+) -> tuple[User, str] | None:
+    """The user and role name when the password matches; None otherwise (same work either way)."""
+    async with sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(User, Role.name)
+                .join(Role, Role.id == User.role_id)
+                .where(User.email == email.lower())
+            )
+        ).first()
+    if row is None:
+        verify_password(_DUMMY_HASH, password)  # as slow as a real check: no user enumeration
+        return None
+    user, role = row
+    return (user, role) if verify_password(user.password, password) else None
+
+
+async def ensure_admin(sessionmaker: SessionMaker, *, email: str, password: str) -> bool:
+    """Create the first admin from the environment unless that account exists; True if created."""
+    async with sessionmaker() as session:
+        if await session.scalar(select(User.id).where(User.email == email.lower())):
+            return False
+    try:
+        await register_user(
+            sessionmaker, name="Admin", email=email, password=password, role="Admin"
+        )
+    except EmailTakenError:
+        return False  # another replica created it
+    return True
+
+
+async def list_addresses(
+    sessionmaker: SessionMaker, user_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
+) -> list[Address]:
+    query = select(Address).where(Address.user_id == user_id)
+    if after is not None:
+        query = query.where(tuple_(Address.created_at, Address.id) > after)
+    async with sessionmaker() as session:
+        return list(
+            await session.scalars(query.order_by(Address.created_at, Address.id).limit(limit))
+        )
 
 
 async def update_user(sessionmaker: SessionMaker, envelope: Envelope, command: UpdateUser) -> None:

@@ -1,0 +1,210 @@
+"""The catalog: anyone browses; admins create, change and restock."""
+
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+
+from common.pagination import Cursor, Limit
+from gateway_svc.api.accounts import Accepted, Page
+from gateway_svc.api.deps import Commands, Upstream, field_error
+from gateway_svc.auth import Admin
+from schemas.envelope import Money
+from schemas.products import (
+    AddProductImage,
+    CreateCategory,
+    CreateProduct,
+    RestockProduct,
+    UpdateProduct,
+)
+
+router = APIRouter(tags=["catalog"])
+
+Price = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2)]
+
+
+class CategoryCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+
+
+class ProductCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    description: str = Field(default="", max_length=10_000)
+    price: Price
+    category_id: UUID | None = None
+    stock: int = Field(default=0, ge=0, le=1_000_000, description="the first stock (a Restock)")
+
+
+class ProductUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=10_000)
+    price: Price | None = None
+    category_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> "ProductUpdate":
+        if not self.model_fields_set:
+            raise ValueError("give at least one of name, description, price, category_id")
+        return self
+
+
+class ImageCreate(BaseModel):
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
+
+
+class Restock(BaseModel):
+    change: int = Field(ge=-1_000_000, le=1_000_000, description="units added (or removed, < 0)")
+    reason: str = Field(default="Restock", min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def not_zero(self) -> "Restock":
+        if self.change == 0:
+            raise ValueError("change must not be 0")
+        return self
+
+
+class ProductPublic(BaseModel):
+    id: UUID
+    name: str
+    description: str
+    price: Money
+    category_id: UUID | None
+    images: list[dict[str, object]]
+    stock: int
+
+
+@router.get("/categories")
+async def list_categories(upstream: Upstream, limit: Limit = 50, cursor: Cursor = None) -> Page:
+    """Every category."""
+    return Page.model_validate(
+        await upstream.get("product", "/categories", {"limit": limit, "cursor": cursor})
+    )
+
+
+@router.post("/categories", status_code=202)
+async def create_category(body: CategoryCreate, _: Admin, commands: Commands) -> Accepted:
+    """Create a category (admin)."""
+    category_id = uuid4()
+    await commands.send(CreateCategory(category_id=category_id, name=body.name))
+    return Accepted(id=category_id)
+
+
+@router.get("/products")
+async def list_products(
+    upstream: Upstream,
+    category_id: UUID | None = None,
+    q: Annotated[
+        str | None, Query(max_length=100, description="text in name or description")
+    ] = None,
+    min_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
+    max_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page:
+    """The catalog with stock and images; filter by category, text and price range."""
+    params = {
+        "category_id": category_id,
+        "q": q,
+        "min_price": min_price,
+        "max_price": max_price,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    return Page.model_validate(await upstream.get("product", "/products", params))
+
+
+@router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
+async def read_product(product_id: UUID, upstream: Upstream) -> ProductPublic:
+    """One product with its images and stock."""
+    return ProductPublic.model_validate(await upstream.get("product", f"/products/{product_id}"))
+
+
+async def _existing_category(upstream: Upstream, category_id: UUID | None) -> None:
+    if (
+        category_id is not None
+        and await upstream.find("product", f"/categories/{category_id}") is None
+    ):
+        raise field_error(("body", "category_id"), "no such category")
+
+
+async def _existing_product(upstream: Upstream, product_id: UUID) -> dict[str, object]:
+    product = await upstream.find("product", f"/products/{product_id}")
+    if product is None:
+        raise HTTPException(404, "product not found")
+    found: dict[str, object] = product
+    return found
+
+
+@router.post("/products", status_code=202)
+async def create_product(
+    body: ProductCreate, _: Admin, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Create a product (admin), optionally with its first stock."""
+    await _existing_category(upstream, body.category_id)
+    product_id = uuid4()
+    await commands.send(
+        CreateProduct(
+            product_id=product_id,
+            name=body.name,
+            description=body.description,
+            price=body.price,
+            category_id=body.category_id,
+            initial_stock=body.stock,
+        )
+    )
+    return Accepted(id=product_id)
+
+
+@router.patch("/products/{product_id}", status_code=202)
+async def update_product(
+    product_id: UUID, body: ProductUpdate, _: Admin, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Change a product's name, description, price or category (admin)."""
+    await _existing_product(upstream, product_id)
+    await _existing_category(upstream, body.category_id)
+    await commands.send(UpdateProduct(product_id=product_id, **body.model_dump(exclude_unset=True)))
+    return Accepted(id=product_id)
+
+
+@router.post("/products/{product_id}/images", status_code=202)
+async def add_image(
+    product_id: UUID, body: ImageCreate, _: Admin, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Add an image to a product (admin)."""
+    await _existing_product(upstream, product_id)
+    image_id = uuid4()
+    await commands.send(AddProductImage(image_id=image_id, product_id=product_id, url=body.url))
+    return Accepted(id=image_id)
+
+
+@router.post(
+    "/products/{product_id}/stock",
+    status_code=202,
+    responses={409: {"description": "stock would go below zero"}},
+)
+async def restock(
+    product_id: UUID, body: Restock, _: Admin, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Add (or remove) stock (admin); every change lands in the ledger."""
+    product = await _existing_product(upstream, product_id)
+    stock = product.get("stock")
+    if isinstance(stock, int) and stock + body.change < 0:
+        raise HTTPException(409, f"stock would go below zero (it is {stock})")
+    await commands.send(
+        RestockProduct(product_id=product_id, change=body.change, reason=body.reason)
+    )
+    return Accepted(id=product_id)
+
+
+@router.get("/products/{product_id}/movements")
+async def movements(
+    product_id: UUID, _: Admin, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
+) -> Page:
+    """The product's stock ledger (admin), from inventory_svc."""
+    return Page.model_validate(
+        await upstream.get(
+            "inventory", f"/products/{product_id}/movements", {"limit": limit, "cursor": cursor}
+        )
+    )

@@ -1,0 +1,224 @@
+"""Orders: place (idempotent with Idempotency-Key), list, follow (long poll), cancel, ship."""
+
+import asyncio
+import time
+from typing import Annotated, Any
+from uuid import UUID, uuid4, uuid5
+
+from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from common.pagination import Cursor, Limit
+from gateway_svc.api.accounts import Accepted, Page
+from gateway_svc.api.deps import Commands, Upstream, Watch, field_error
+from gateway_svc.auth import Admin, CurrentUser, Principal
+from schemas.orders import PAID, PENDING, CancelOrder, PlaceOrder, ShipOrder
+from schemas.products import ItemQuantity
+
+router = APIRouter(tags=["orders"])
+
+ORDER_IDS = UUID("6f1c7c1e-4f7e-4d0a-9a53-0e4a3f1b2c5d")
+"""Namespace of order ids: uuid5(ORDER_IDS, "<user id>:<Idempotency-Key>")."""
+MAX_WAIT_S = 30
+
+
+class OrderItemIn(BaseModel):
+    product_id: UUID
+    quantity: int = Field(ge=1, le=1000)
+
+
+class OrderCreate(BaseModel):
+    items: list[OrderItemIn] = Field(min_length=1, max_length=50)
+    payment_method_id: UUID
+    address_id: UUID | None = None
+
+
+class OrderItemOut(BaseModel):
+    product_id: UUID
+    quantity: int
+    unit_price: str
+
+
+class HistoryEntry(BaseModel):
+    status: str
+    reason: str | None
+    at: str
+
+
+class PaymentOut(BaseModel):
+    status: str
+    amount: str
+
+
+class OrderPublic(BaseModel):
+    id: UUID
+    user_id: UUID
+    status: str
+    reason: str | None
+    total_price: str
+    items: list[OrderItemOut]
+    created_at: str
+    history: list[HistoryEntry]
+    payment: PaymentOut | None
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="the same key (per user) gives the same order",
+    ),
+]
+
+
+def order_id_for(user_id: UUID, idempotency_key: str | None) -> UUID:
+    return uuid5(ORDER_IDS, f"{user_id}:{idempotency_key}") if idempotency_key else uuid4()
+
+
+async def _visible_order(upstream: Upstream, order_id: UUID, user: Principal) -> Any | None:
+    """The order if this user may see it; another customer's order does not exist for them."""
+    order = await upstream.find("order", f"/orders/{order_id}")
+    if order is None or (not user.is_admin and order["user_id"] != str(user.id)):
+        return None
+    return order
+
+
+@router.post(
+    "/orders",
+    status_code=202,
+    response_model=Accepted,
+    responses={202: {"headers": {"Location": {"description": "where to follow it"}}}},
+)
+async def place_order(
+    body: OrderCreate,
+    user: CurrentUser,
+    upstream: Upstream,
+    commands: Commands,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Place an order; follow it at the Location (``?wait=10`` waits for the outcome)."""
+    order_id = order_id_for(user.id, idempotency_key)
+    location = {"Location": f"/orders/{order_id}"}
+    if idempotency_key:
+        existing = await _visible_order(upstream, order_id, user)
+        if existing is not None:
+            return JSONResponse(
+                {"id": str(order_id), "status": existing["status"]}, 202, headers=location
+            )
+    method = await upstream.find("payment", f"/payment-methods/{body.payment_method_id}")
+    if method is None or method["user_id"] != str(user.id):
+        raise field_error(("body", "payment_method_id"), "no such payment method of yours")
+    await commands.send(
+        PlaceOrder(
+            order_id=order_id,
+            user_id=user.id,
+            items=tuple(ItemQuantity(**item.model_dump()) for item in body.items),
+            payment_method_id=body.payment_method_id,
+            address_id=body.address_id,
+        )
+    )
+    return JSONResponse({"id": str(order_id), "status": PENDING}, 202, headers=location)
+
+
+@router.get("/orders")
+async def list_orders(
+    user: CurrentUser,
+    upstream: Upstream,
+    user_id: Annotated[UUID | None, Query(description="admins only: one user's orders")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page:
+    """Your orders (an admin sees everyone's, or one user's with ``user_id``)."""
+    if not user.is_admin:
+        if user_id is not None and user_id != user.id:
+            raise HTTPException(403, "customers see their own orders only")
+        user_id = user.id
+    return Page.model_validate(
+        await upstream.get(
+            "order", "/orders", {"user_id": user_id, "limit": limit, "cursor": cursor}
+        )
+    )
+
+
+@router.get("/orders/{order_id}", responses={404: {"description": "no such order of yours"}})
+async def read_order(
+    order_id: UUID,
+    user: CurrentUser,
+    upstream: Upstream,
+    watch: Watch,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait while it is Pending")
+    ] = 0,
+) -> OrderPublic:
+    """One order with its items, history and payment. With ``wait``, answers as soon as the
+    order leaves Pending (or appears), or when the time is up."""
+    deadline = time.monotonic() + wait
+    with watch.changes(order_id) as changed:
+        while True:
+            changed.clear()
+            order = await _visible_order(upstream, order_id, user)
+            remaining = deadline - time.monotonic()
+            if (order is not None and order["status"] != PENDING) or remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                pass
+    if order is None:
+        raise HTTPException(404, "order not found")
+    payment = await upstream.find("payment", f"/orders/{order_id}/payment")
+    return OrderPublic.model_validate(
+        {
+            **order,
+            "payment": None
+            if payment is None
+            else {"status": payment["status"], "amount": payment["amount"]},
+        }
+    )
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    responses={
+        404: {"description": "no such order of yours"},
+        409: {"description": "shipped or already cancelled"},
+    },
+)
+async def cancel_order(
+    order_id: UUID, user: CurrentUser, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Cancel a Pending or Paid order; a paid one is refunded and its stock returns."""
+    order = await _visible_order(upstream, order_id, user)
+    if order is None:
+        raise HTTPException(404, "order not found")
+    if order["status"] not in (PENDING, PAID):
+        raise HTTPException(409, f"an order that is {order['status']} cannot be cancelled")
+    who = "an admin" if user.is_admin and order["user_id"] != str(user.id) else "the customer"
+    await commands.send(CancelOrder(order_id=order_id, reason=f"Cancelled by {who}"))
+    return Accepted(id=order_id)
+
+
+@router.post(
+    "/orders/{order_id}/ship",
+    status_code=202,
+    responses={
+        404: {"description": "no such order"},
+        409: {"description": "not paid, or already shipped or cancelled"},
+    },
+)
+async def ship_order(
+    order_id: UUID, user: Admin, upstream: Upstream, commands: Commands
+) -> Accepted:
+    """Ship a Paid order (admin)."""
+    order = await _visible_order(upstream, order_id, user)
+    if order is None:
+        raise HTTPException(404, "order not found")
+    if order["status"] != PAID:
+        raise HTTPException(409, f"only Paid orders ship; this one is {order['status']}")
+    await commands.send(ShipOrder(order_id=order_id))
+    return Accepted(id=order_id)

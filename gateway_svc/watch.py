@@ -1,0 +1,61 @@
+"""Follows orders.events so that a client can wait for an order's outcome without polling:
+``GET /orders/{id}?wait=10`` parks until the next event of that order (or the time is up)."""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas.topics import ORDERS_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class OrderWatch:
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._waiters: dict[bytes, set[asyncio.Event]] = defaultdict(set)
+
+    @contextlib.contextmanager
+    def changes(self, order_id: UUID) -> Iterator[asyncio.Event]:
+        """An event set whenever the order has news; register before reading its state."""
+        key = str(order_id).encode()
+        event = asyncio.Event()
+        self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[key].discard(event)
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    async def run(self) -> None:
+        """Tail orders.events from its end, outside any consumer group (nothing is committed)."""
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+            )
+            try:
+                await consumer.start()
+                partitions = consumer.partitions_for_topic(ORDERS_EVENTS.name) or set()
+                assigned = [TopicPartition(ORDERS_EVENTS.name, p) for p in sorted(partitions)]
+                consumer.assign(assigned)
+                await consumer.seek_to_end(*assigned)
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
+                    for records in batches.values():
+                        for record in records:
+                            for event in self._waiters.get(record.key or b"", ()):
+                                event.set()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError:
+                log.warning("order watch lost the broker; reconnecting", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                await consumer.stop()
