@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean
+.PHONY: install up down status logs test lint format clean demo
 
 install: $(READY)
 
@@ -44,3 +44,6 @@ format: $(READY)
 
 clean: down  ## remove the data folders and logs (keeps the jars and the virtualenv)
 	rm -rf .cache/kafka .cache/postgres .cache/logs .cache/run .cache/test-stack
+
+demo: $(READY)  ## a small catalog and a few orders through the gateway, timelines printed live
+	@$(PY) -m stack.demo

@@ -51,3 +51,43 @@ async def list_movements(
         ],
         next_cursor=next_cursor,
     )
+
+
+class LedgerBalance(BaseModel):
+    product_id: UUID
+    ledger_sum: int
+    last_stock: int | None
+
+
+class Mismatch(BaseModel):
+    product_id: UUID
+    ledger_sum: int
+    stock: int | None
+
+
+class AuditReport(BaseModel):
+    products: int
+    mismatches: list[Mismatch]
+
+
+@router.get("/products/{product_id}/stock")
+async def read_stock(product_id: UUID, sessions: Sessions) -> LedgerBalance:
+    """A product's ledger sum and the stock its latest movement reported (null: no movement)."""
+    found = await services.balance(sessions, product_id)
+    return LedgerBalance(
+        product_id=found.product_id, ledger_sum=found.ledger_sum, last_stock=found.last_stock
+    )
+
+
+@router.get("/audit")
+async def audit(sessions: Sessions) -> AuditReport:
+    """How many products the ledger knows, and those whose changes do not add up to the stock
+    reported by their latest movement (a movement is missing or was recorded twice)."""
+    report = await services.audit(sessions)
+    return AuditReport(
+        products=report.products,
+        mismatches=[
+            Mismatch(product_id=row.product_id, ledger_sum=row.ledger_sum, stock=row.last_stock)
+            for row in report.mismatches
+        ],
+    )

@@ -3,7 +3,7 @@
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import DateTime, String, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
@@ -16,8 +16,14 @@ class Base(DeclarativeBase):
 
 class InventoryMovement(Base):
     __tablename__ = "inventory_movements"
+    __table_args__ = (
+        Index("ix_inventory_movements_product_id_seq", "product_id", "seq"),
+        Index("ix_inventory_movements_product_id_created_at_id", "product_id", "created_at", "id"),
+    )
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    product_id: Mapped[UUID] = mapped_column(index=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
+    """The order in which movements were recorded: a product's latest has the highest seq."""
+    product_id: Mapped[UUID]
     change: Mapped[int]
     reason: Mapped[str] = mapped_column(String(50))
     order_id: Mapped[UUID | None]

@@ -5,6 +5,8 @@ from functools import partial
 from common.broker import Handlers
 from common.db import SessionMaker
 from notification_svc import services
+from schemas.orders import OrderCancelled, OrderPlaced, OrderRejected, OrderShipped
+from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from schemas.topics import ORDERS_EVENTS, PAYMENTS_EVENTS, USERS_EVENTS
 from schemas.users import UserRegistered, UserUpdated
 
@@ -12,7 +14,15 @@ TOPICS = (USERS_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS)
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:
+    notify = partial(services.notify_user, sessionmaker)
     return {
         UserRegistered: partial(services.welcome_user, sessionmaker),
         UserUpdated: partial(services.update_contact, sessionmaker),
+        OrderPlaced: notify,
+        OrderRejected: notify,
+        OrderCancelled: notify,
+        OrderShipped: notify,
+        PaymentSucceeded: notify,
+        PaymentFailed: notify,
+        PaymentRefunded: notify,
     }

@@ -1,13 +1,17 @@
 """notification_svc's use cases; each is one transaction (inbox check, change)."""
 
-from uuid import UUID
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import SessionMaker
 from common.inbox import first_delivery
-from notification_svc.models import Inbox, Notification, UserContact
+from notification_svc import domain
+from notification_svc.models import PENDING, Inbox, Notification, UserContact
 from schemas.envelope import Envelope
 from schemas.users import UserRegistered, UserUpdated
 
@@ -20,13 +24,7 @@ async def welcome_user(
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
         await _upsert_contact(session, event.user_id, event.name, event.email)
-        session.add(
-            Notification(
-                user_id=event.user_id,
-                type="Registration",
-                message=f"Welcome to the shop, {event.name}!",
-            )
-        )
+        await _record(session, envelope, event.user_id, domain.welcome(event.name))
 
 
 async def update_contact(
@@ -38,6 +36,34 @@ async def update_contact(
         await _upsert_contact(session, event.user_id, event.name, event.email)
 
 
+async def notify_user(
+    sessionmaker: SessionMaker, envelope: Envelope, event: domain.NotifiedEvent
+) -> None:
+    """Write the notification of an order or payment event; the sending loop delivers it."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        await _record(session, envelope, event.user_id, domain.describe(event))
+
+
+async def _record(
+    session: AsyncSession, envelope: Envelope, user_id: UUID, draft: domain.Draft
+) -> None:
+    await session.execute(
+        insert(Notification)
+        .values(
+            id=uuid4(),
+            user_id=user_id,
+            type=draft.type,
+            message=draft.message,
+            status=PENDING,
+            event_id=envelope.id,
+            correlation_id=envelope.correlation_id,
+        )
+        .on_conflict_do_nothing(index_elements=[Notification.event_id])
+    )
+
+
 async def _upsert_contact(session: AsyncSession, user_id: UUID, name: str, email: str) -> None:
     statement = insert(UserContact).values(user_id=user_id, name=name, email=email)
     await session.execute(
@@ -46,3 +72,15 @@ async def _upsert_contact(session: AsyncSession, user_id: UUID, name: str, email
             set_={"name": statement.excluded.name, "email": statement.excluded.email},
         )
     )
+
+
+async def list_notifications(
+    sessionmaker: SessionMaker, user_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
+) -> Sequence[Notification]:
+    """A user's notifications, newest first, those after ``after`` in that order."""
+    query = select(Notification).where(Notification.user_id == user_id)
+    if after is not None:
+        query = query.where(tuple_(Notification.created_at, Notification.id) < after)
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
+    async with sessionmaker() as session:
+        return (await session.scalars(query)).all()

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from common.http import create_service_app
 from common.runtime import Runtime
-from order_svc import handlers, models
+from order_svc import api, handlers, models
 from order_svc.settings import Settings
 
 
@@ -20,4 +20,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     assert runtime.sessionmaker is not None
     runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
-    return create_service_app(runtime, title="order_svc")
+    return create_service_app(runtime, title="order_svc", routers=[api.router])

@@ -5,7 +5,9 @@ from functools import partial
 from common.broker import Handlers
 from common.db import SessionMaker
 from order_svc import services
-from schemas.products import ProductCreated, ProductUpdated
+from schemas.orders import CancelOrder, PlaceOrder, ShipOrder
+from schemas.payments import PaymentFailed, PaymentSucceeded
+from schemas.products import ProductCreated, ProductUpdated, StockReservationFailed
 from schemas.topics import INVENTORY_EVENTS, ORDERS_COMMANDS, PAYMENTS_EVENTS, PRODUCTS_EVENTS
 
 TOPICS = (ORDERS_COMMANDS, PRODUCTS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS)
@@ -15,4 +17,10 @@ def handlers(sessionmaker: SessionMaker) -> Handlers:
     return {
         ProductCreated: partial(services.remember_price, sessionmaker),
         ProductUpdated: partial(services.remember_price, sessionmaker),
+        PlaceOrder: partial(services.place_order, sessionmaker),
+        CancelOrder: partial(services.cancel_order, sessionmaker),
+        ShipOrder: partial(services.ship_order, sessionmaker),
+        StockReservationFailed: partial(services.cancel_for_shortage, sessionmaker),
+        PaymentSucceeded: partial(services.mark_paid, sessionmaker),
+        PaymentFailed: partial(services.cancel_for_failed_payment, sessionmaker),
     }

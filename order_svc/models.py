@@ -5,7 +5,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from sqlalchemy import DateTime, ForeignKey, Numeric, String, Text, func
+from sqlalchemy import DateTime, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
@@ -24,8 +24,13 @@ class OrderStatus(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    # Keyset pagination, newest first, over everyone's orders or one user's.
+    __table_args__ = (
+        Index("ix_orders_created_at_id", "created_at", "id"),
+        Index("ix_orders_user_id_created_at_id", "user_id", "created_at", "id"),
+    )
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    user_id: Mapped[UUID] = mapped_column(index=True)
+    user_id: Mapped[UUID]
     total_price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     status_id: Mapped[UUID] = mapped_column(ForeignKey("order_status.id"))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -35,9 +40,14 @@ class Order(Base):
 
 
 class OrderItem(Base):
+    """One line per product: duplicate lines of a command are merged before they are stored."""
+
     __tablename__ = "order_items"
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id", name="uq_order_items_order_id_product_id"),
+    )
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    order_id: Mapped[UUID] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[UUID] = mapped_column(ForeignKey("orders.id"))
     product_id: Mapped[UUID] = mapped_column(index=True)
     quantity: Mapped[int]
     unit_price: Mapped[Decimal] = mapped_column(Numeric(10, 2))

@@ -6,12 +6,25 @@ from fastapi import FastAPI
 
 from common.http import create_service_app
 from common.runtime import Runtime
-from payment_svc import handlers, models
+from payment_svc import api, handlers, models
+from payment_svc.adapters import SimulatedProvider
+from payment_svc.ports import PaymentProvider
 from payment_svc.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_provider(settings: Settings) -> PaymentProvider:
+    match settings.payment_provider:
+        case "simulator":
+            return SimulatedProvider()
+
+
+def create_app(
+    settings: Settings | None = None, *, provider: PaymentProvider | None = None
+) -> FastAPI:
+    """The service; ``provider`` replaces the one that ``settings`` name (tests pass a fake)."""
     settings = settings or Settings()
+    if provider is None:
+        provider = create_provider(settings)
     runtime = Runtime(
         settings,
         metadata=models.Base.metadata,
@@ -19,5 +32,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         outbox=models.Outbox,
     )
     assert runtime.sessionmaker is not None
-    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
-    return create_service_app(runtime, title="payment_svc")
+    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker, provider))
+    return create_service_app(runtime, title="payment_svc", routers=[api.router])

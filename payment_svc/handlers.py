@@ -1,11 +1,22 @@
 """payment_svc's message entry points: which message goes to which use case."""
 
+from functools import partial
+
 from common.broker import Handlers
 from common.db import SessionMaker
+from payment_svc import services
+from payment_svc.ports import PaymentProvider
+from schemas.orders import OrderCancelled
+from schemas.payments import AddPaymentMethod
+from schemas.products import StockReserved
 from schemas.topics import INVENTORY_EVENTS, ORDERS_EVENTS, PAYMENTS_COMMANDS
 
 TOPICS = (PAYMENTS_COMMANDS, ORDERS_EVENTS, INVENTORY_EVENTS)
 
 
-def handlers(sessionmaker: SessionMaker) -> Handlers:
-    return {}
+def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:
+    return {
+        AddPaymentMethod: partial(services.add_payment_method, sessionmaker),
+        StockReserved: partial(services.charge_order, sessionmaker, provider),
+        OrderCancelled: partial(services.refund_order, sessionmaker, provider),
+    }

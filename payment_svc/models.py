@@ -1,5 +1,5 @@
-"""payment_svc's tables: those of the seed (payments, payment_methods, transactions), its outbox
-and inbox."""
+"""payment_svc's tables: those of the seed (payments, payment_methods, transactions), the orders
+it must not charge (cancelled before their stock was reserved), its outbox and inbox."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -45,6 +45,14 @@ class Transaction(Base):
     amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
     status: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CancelledOrder(Base):
+    """An order cancelled before or after its payment: a later StockReserved is not charged."""
+
+    __tablename__ = "cancelled_orders"
+    order_id: Mapped[UUID] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Outbox(OutboxMixin, Base):

@@ -1,4 +1,4 @@
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from common.settings import ServiceSettings
 
@@ -6,3 +6,6 @@ from common.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "payment_svc"
     default_http_port: ClassVar[int] = 8004
+
+    payment_provider: Literal["simulator"] = "simulator"
+    """The adapter behind the PaymentProvider port; the simulator declines ``tok_decline``."""

@@ -1,11 +1,30 @@
 """product_svc's message entry points: which message goes to which use case."""
 
+from functools import partial
+
 from common.broker import Handlers
 from common.db import SessionMaker
+from product_svc import services
+from schemas.orders import OrderCancelled, OrderPlaced
+from schemas.products import (
+    AddProductImage,
+    CreateCategory,
+    CreateProduct,
+    RestockProduct,
+    UpdateProduct,
+)
 from schemas.topics import ORDERS_EVENTS, PRODUCTS_COMMANDS
 
 TOPICS = (PRODUCTS_COMMANDS, ORDERS_EVENTS)
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:
-    return {}
+    return {
+        CreateCategory: partial(services.create_category, sessionmaker),
+        CreateProduct: partial(services.create_product, sessionmaker),
+        UpdateProduct: partial(services.update_product, sessionmaker),
+        AddProductImage: partial(services.add_product_image, sessionmaker),
+        RestockProduct: partial(services.restock_product, sessionmaker),
+        OrderPlaced: partial(services.reserve_stock, sessionmaker),
+        OrderCancelled: partial(services.release_stock, sessionmaker),
+    }

@@ -1,11 +1,22 @@
 """product_svc's tables: those of the seed (categories, products, product_images, inventory),
-its outbox and inbox."""
+the stock reservations of orders, its outbox and inbox."""
 
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Numeric, String, Text, func
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
@@ -18,17 +29,23 @@ class Base(DeclarativeBase):
 
 class Category(Base):
     __tablename__ = "categories"
+    __table_args__ = (Index("ix_categories_created_at_id", "created_at", "id"),)
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Product(Base):
     __tablename__ = "products"
+    __table_args__ = (
+        Index("ix_products_created_at_id", "created_at", "id"),
+        Index("ix_products_category_id_created_at_id", "category_id", "created_at", "id"),
+    )
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text)
     price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
-    category_id: Mapped[UUID | None] = mapped_column(ForeignKey("categories.id"), index=True)
+    category_id: Mapped[UUID | None] = mapped_column(ForeignKey("categories.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -40,6 +57,7 @@ class ProductImage(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     product_id: Mapped[UUID] = mapped_column(ForeignKey("products.id"), index=True)
     url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Inventory(Base):
@@ -48,6 +66,23 @@ class Inventory(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     product_id: Mapped[UUID] = mapped_column(ForeignKey("products.id"), unique=True)
     stock: Mapped[int]
+
+
+class Reservation(Base):
+    """The stock an order holds, one row per product, so a cancellation can give it back."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        UniqueConstraint("order_id", "product_id"),
+        CheckConstraint("quantity > 0", name="reservations_quantity_positive"),
+    )
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    order_id: Mapped[UUID]
+    product_id: Mapped[UUID] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int]
+    released: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Outbox(OutboxMixin, Base):

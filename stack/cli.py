@@ -32,12 +32,15 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
         step("services", f"started {len(started)}; waiting until each is ready...")
     services.wait_ready(config, services.SERVICES)
     gateway = services.SERVICES[-1]
+    admin_email = os.environ.get("SHOP_ADMIN_EMAIL", services.DEFAULT_ADMIN_EMAIL)
     print(
         f"\nThe shop is up in {elapsed():.1f}s.\n"
         f"  gateway   {gateway.url}  (OpenAPI: {gateway.url}/docs)\n"
         f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_bootstrap} -L)\n"
         f"  postgres  {config.database_url}\n"
         f"  logs      {config.logs_dir}/  (make logs SERVICE=order_svc)\n"
+        f"  admin     {admin_email}, password in {config.state_dir / 'secrets' / 'admin_password'}"
+        f" (unless SHOP_ADMIN_PASSWORD is set)\n"
         f"  stop      make down",
         flush=True,
     )

@@ -51,18 +51,23 @@ def environment(config: StackConfig, service: Service) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
-    env.setdefault("JWT_SECRET", jwt_secret(config))
+    env.setdefault("JWT_SECRET", local_secret(config, "jwt_secret"))
+    env.setdefault("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
+    env.setdefault("SHOP_ADMIN_PASSWORD", local_secret(config, "admin_password"))
     return env
 
 
-def jwt_secret(config: StackConfig) -> str:
-    """A signing key made once per stack and kept in its state folder (mode 600), so tokens
-    survive a restart; set JWT_SECRET to use your own."""
-    path = config.state_dir / "secrets" / "jwt_secret"
+DEFAULT_ADMIN_EMAIL = "admin@example.com"
+
+
+def local_secret(config: StackConfig, name: str) -> str:
+    """A random secret made once per local stack and kept in its state folder (mode 600), so it
+    survives restarts. The environment variable of the same purpose overrides it."""
+    path = config.state_dir / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+        path.write_text(secrets.token_urlsafe(24))
     return path.read_text().strip()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from stack.config import ROOT
 
-ADMIN_EMAIL = "admin@shop.test"
+ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 

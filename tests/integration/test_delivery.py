@@ -39,7 +39,9 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     users_app = create_user_app(settings_for(UserSettings))
-    notifications_app = create_notification_app(settings_for(NotificationSettings))
+    notifications_app = create_notification_app(
+        settings_for(NotificationSettings, sending_enabled=False)
+    )
     async with running(users_app) as users, running(notifications_app) as notifications:
         email = f"{unique('ann')}@example.com"
         user = await user_services.register_user(
@@ -68,7 +70,9 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
 async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    notifications_app = create_notification_app(settings_for(NotificationSettings))
+    notifications_app = create_notification_app(
+        settings_for(NotificationSettings, sending_enabled=False)
+    )
     async with running(notifications_app) as notifications:
         marker = unique("poison").encode()
         not_json = b"{not json " + marker

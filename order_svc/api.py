@@ -1,0 +1,91 @@
+"""order_svc's HTTP read API, called by the gateway (never by clients directly).
+
+The gateway authorises: it passes ``user_id`` to list one customer's orders and checks that an
+order it reads belongs to the caller.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from common.http import Sessions
+from common.pagination import Cursor, Limit, decode_cursor, page
+from order_svc import services
+from schemas.envelope import Money
+
+router = APIRouter(tags=["orders"])
+
+
+class OrderSummary(BaseModel):
+    id: UUID
+    user_id: UUID
+    status: str
+    reason: str | None
+    total_price: Money
+    created_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class OrderLine(BaseModel):
+    product_id: UUID
+    quantity: int
+    unit_price: Money
+
+
+class StatusChange(BaseModel):
+    status: str
+    reason: str | None
+    at: datetime
+
+
+class OrderPublic(OrderSummary):
+    items: list[OrderLine]
+    history: list[StatusChange]
+
+
+class ProductPricePublic(BaseModel):
+    product_id: UUID
+    name: str
+    price: Money
+
+
+@router.get("/orders")
+async def list_orders(
+    sessions: Sessions,
+    user_id: UUID | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> OrderPage:
+    """Orders, newest first: everyone's, or one user's with ``user_id``."""
+    rows = await services.list_orders(
+        sessions, user_id=user_id, limit=limit + 1, after=decode_cursor(cursor)
+    )
+    items, next_cursor = page(rows, limit)
+    return OrderPage(
+        items=[OrderSummary.model_validate(row, from_attributes=True) for row in items],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/orders/{order_id}", responses={404: {"description": "no such order"}})
+async def read_order(order_id: UUID, sessions: Sessions) -> OrderPublic:
+    """One order with its lines and its status history, oldest step first."""
+    order = await services.get_order(sessions, order_id)
+    if order is None:
+        raise HTTPException(404, "order not found")
+    return OrderPublic.model_validate(order, from_attributes=True)
+
+
+@router.get("/products/{product_id}/price", responses={404: {"description": "price not known"}})
+async def read_price(product_id: UUID, sessions: Sessions) -> ProductPricePublic:
+    """The price order_svc will charge for a product (its copy of the catalog's price)."""
+    found = await services.get_price(sessions, product_id)
+    if found is None:
+        raise HTTPException(404, "product not known")
+    return ProductPricePublic(product_id=found.product_id, name=found.name, price=found.price)

@@ -1,0 +1,59 @@
+"""payment_svc's rules: whether an order is charged, and whether a cancellation refunds it."""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+PAID, FAILED, REFUNDED = "Paid", "Failed", "Refunded"
+"""Payment statuses."""
+CHARGE, REFUND = "Charge", "Refund"
+"""Transaction kinds; a transaction's status is what it did to the payment: a Charge is Paid or
+Failed (declined), a Refund is Refunded."""
+
+UNKNOWN_METHOD = "unknown payment method"
+
+
+@dataclass(frozen=True)
+class ChargeCard:
+    """Ask the provider."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Do nothing: the order is not to be charged (again)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Record a failed payment without asking the provider."""
+
+    reason: str
+
+
+def plan_charge(
+    *, has_payment: bool, cancelled: bool, buyer: UUID, method_owner: UUID | None
+) -> ChargeCard | Skip | Refuse:
+    """What to do with reserved stock: one payment per order, never after its cancellation, and
+    only with a payment method of the buyer's own (another's is as unknown as a missing one)."""
+    if has_payment:
+        return Skip("the order already has a payment")
+    if cancelled:
+        return Skip("the order was cancelled before its payment")
+    if method_owner is None or method_owner != buyer:
+        return Refuse(UNKNOWN_METHOD)
+    return ChargeCard()
+
+
+def refundable(status: str | None) -> bool:
+    """A cancellation refunds a payment that was taken and not refunded yet."""
+    return status == PAID
+
+
+def charge_key(order_id: UUID) -> str:
+    """The provider's idempotency key of an order's charge: one order, one charge."""
+    return f"charge:{order_id}"
+
+
+def refund_key(order_id: UUID) -> str:
+    return f"refund:{order_id}"

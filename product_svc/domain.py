@@ -1,0 +1,78 @@
+"""The stock rules: an order reserves all of its items or none, and stock never goes below zero."""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from schemas.products import ItemQuantity
+from schemas.products import Shortage as ShortLine
+
+RESTOCK = "Restock"
+ORDER_PLACED = "Order Placed"
+ORDER_CANCELLED = "Order Cancelled"
+
+
+class Line(Protocol):
+    @property
+    def product_id(self) -> UUID: ...
+    @property
+    def quantity(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """Every item is available: the quantities taken and each product's stock afterwards."""
+
+    items: tuple[ItemQuantity, ...]
+    stock_after: Mapping[UUID, int]
+
+
+@dataclass(frozen=True)
+class Shortage:
+    """Some items are not available (an unknown product has none); nothing is taken."""
+
+    lines: tuple[ShortLine, ...]
+
+
+class NegativeStockError(ValueError):
+    """The change would take the stock below zero."""
+
+
+def merge(items: Iterable[Line]) -> tuple[ItemQuantity, ...]:
+    """One line per product, quantities added up, in product id order (the locking order)."""
+    totals: dict[UUID, int] = {}
+    for item in items:
+        totals[item.product_id] = totals.get(item.product_id, 0) + item.quantity
+    return tuple(
+        ItemQuantity(product_id=product_id, quantity=totals[product_id])
+        for product_id in sorted(totals)
+    )
+
+
+def reserve(stock: Mapping[UUID, int], items: Iterable[Line]) -> Reserved | Shortage:
+    """Take every item from ``stock`` or, if any is short, nothing."""
+    wanted = merge(items)
+    short = tuple(
+        ShortLine(
+            product_id=item.product_id,
+            requested=item.quantity,
+            available=stock.get(item.product_id, 0),
+        )
+        for item in wanted
+        if stock.get(item.product_id, 0) < item.quantity
+    )
+    if short:
+        return Shortage(short)
+    return Reserved(
+        items=wanted,
+        stock_after={item.product_id: stock[item.product_id] - item.quantity for item in wanted},
+    )
+
+
+def apply_change(stock: int, change: int) -> int:
+    """The stock after a restock or correction; never below zero."""
+    after = stock + change
+    if after < 0:
+        raise NegativeStockError(f"stock {stock} cannot change by {change}")
+    return after

@@ -1,0 +1,432 @@
+"""product_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import Select, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import SessionMaker
+from common.inbox import first_delivery
+from common.outbox import stage
+from product_svc import domain
+from product_svc.models import (
+    Category,
+    Inbox,
+    Inventory,
+    Outbox,
+    Product,
+    ProductImage,
+    Reservation,
+)
+from schemas.envelope import Envelope
+from schemas.orders import OrderCancelled, OrderPlaced
+from schemas.products import (
+    AddProductImage,
+    CategoryCreated,
+    CreateCategory,
+    CreateProduct,
+    ItemQuantity,
+    ProductCreated,
+    ProductImageAdded,
+    ProductUpdated,
+    RestockProduct,
+    StockChanged,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    UpdateProduct,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def create_category(
+    sessionmaker: SessionMaker, envelope: Envelope, command: CreateCategory
+) -> None:
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        if await session.get(Category, command.category_id) is not None:
+            return  # the same command sent again (a retried request)
+        session.add(Category(id=command.category_id, name=command.name))
+        stage(
+            session,
+            Outbox,
+            CategoryCreated(category_id=command.category_id, name=command.name),
+            cause=envelope,
+        )
+
+
+async def create_product(
+    sessionmaker: SessionMaker, envelope: Envelope, command: CreateProduct
+) -> None:
+    """The product and its stock; a first stock above zero is the product's first movement."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        if await session.get(Product, command.product_id) is not None:
+            return
+        if not await _category_exists(session, command.category_id):
+            log.warning(
+                "product %s rejected: no category %s", command.product_id, command.category_id
+            )
+            return
+        session.add(
+            Product(
+                id=command.product_id,
+                name=command.name,
+                description=command.description,
+                price=command.price,
+                category_id=command.category_id,
+            )
+        )
+        await session.flush()
+        session.add(Inventory(product_id=command.product_id, stock=command.initial_stock))
+        stage(
+            session,
+            Outbox,
+            ProductCreated(
+                product_id=command.product_id,
+                name=command.name,
+                description=command.description,
+                price=command.price,
+                category_id=command.category_id,
+            ),
+            cause=envelope,
+        )
+        if command.initial_stock > 0:
+            stage(
+                session,
+                Outbox,
+                StockChanged(
+                    product_id=command.product_id,
+                    change=command.initial_stock,
+                    stock=command.initial_stock,
+                    reason=domain.RESTOCK,
+                ),
+                cause=envelope,
+            )
+
+
+async def update_product(
+    sessionmaker: SessionMaker, envelope: Envelope, command: UpdateProduct
+) -> None:
+    """Change the fields the command gives (``None`` leaves a field as it is)."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        product = await session.get(Product, command.product_id, with_for_update=True)
+        if product is None:
+            log.warning("update of unknown product %s ignored", command.product_id)
+            return
+        if not await _category_exists(session, command.category_id):
+            log.warning(
+                "update of product %s rejected: no category %s",
+                command.product_id,
+                command.category_id,
+            )
+            return
+        if command.name is not None:
+            product.name = command.name
+        if command.description is not None:
+            product.description = command.description
+        if command.price is not None:
+            product.price = command.price
+        if command.category_id is not None:
+            product.category_id = command.category_id
+        stage(
+            session,
+            Outbox,
+            ProductUpdated(
+                product_id=product.id,
+                name=product.name,
+                description=product.description,
+                price=product.price,
+                category_id=product.category_id,
+            ),
+            cause=envelope,
+        )
+
+
+async def add_product_image(
+    sessionmaker: SessionMaker, envelope: Envelope, command: AddProductImage
+) -> None:
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        if await session.get(ProductImage, command.image_id) is not None:
+            return
+        if await session.get(Product, command.product_id) is None:
+            log.warning(
+                "image %s of unknown product %s ignored", command.image_id, command.product_id
+            )
+            return
+        session.add(
+            ProductImage(id=command.image_id, product_id=command.product_id, url=command.url)
+        )
+        stage(session, Outbox, ProductImageAdded(**command.model_dump()), cause=envelope)
+
+
+async def restock_product(
+    sessionmaker: SessionMaker, envelope: Envelope, command: RestockProduct
+) -> None:
+    """Add to (or, with a negative change, take from) a product's stock; never below zero."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        stock = await _lock_stock(session, [command.product_id])
+        if command.product_id not in stock:
+            log.warning("restock of unknown product %s ignored", command.product_id)
+            return
+        if command.change == 0:
+            return
+        try:
+            after = domain.apply_change(stock[command.product_id], command.change)
+        except domain.NegativeStockError as exc:
+            log.warning("restock of product %s refused: %s", command.product_id, exc)
+            return
+        await _set_stock(session, command.product_id, after)
+        stage(
+            session,
+            Outbox,
+            StockChanged(
+                product_id=command.product_id,
+                change=command.change,
+                stock=after,
+                reason=command.reason,
+            ),
+            cause=envelope,
+        )
+
+
+async def reserve_stock(sessionmaker: SessionMaker, envelope: Envelope, event: OrderPlaced) -> None:
+    """Reserve every item of the order, or none: StockReserved or StockReservationFailed."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        if await _has_reservation(session, event.order_id):
+            return  # the same order placed again under another message id
+        wanted = domain.merge(event.items)
+        stock = await _lock_stock(session, [item.product_id for item in wanted])
+        outcome = domain.reserve(stock, wanted)
+        if isinstance(outcome, domain.Shortage):
+            log.info("order %s is short of stock: %s", event.order_id, outcome.lines)
+            stage(
+                session,
+                Outbox,
+                StockReservationFailed(
+                    order_id=event.order_id, user_id=event.user_id, shortages=outcome.lines
+                ),
+                cause=envelope,
+            )
+            return
+        for item in outcome.items:
+            after = outcome.stock_after[item.product_id]
+            await _set_stock(session, item.product_id, after)
+            session.add(
+                Reservation(
+                    order_id=event.order_id, product_id=item.product_id, quantity=item.quantity
+                )
+            )
+            stage(
+                session,
+                Outbox,
+                StockChanged(
+                    product_id=item.product_id,
+                    change=-item.quantity,
+                    stock=after,
+                    reason=domain.ORDER_PLACED,
+                    order_id=event.order_id,
+                ),
+                cause=envelope,
+            )
+        stage(
+            session,
+            Outbox,
+            StockReserved(
+                order_id=event.order_id,
+                user_id=event.user_id,
+                items=outcome.items,
+                total_price=event.total_price,
+                payment_method_id=event.payment_method_id,
+            ),
+            cause=envelope,
+        )
+
+
+async def release_stock(
+    sessionmaker: SessionMaker, envelope: Envelope, event: OrderCancelled
+) -> None:
+    """Give back what a cancelled order holds; an order that holds nothing changes nothing."""
+    async with sessionmaker.begin() as session:
+        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+            return
+        held = list(
+            await session.scalars(
+                select(Reservation)
+                .where(Reservation.order_id == event.order_id, Reservation.released.is_(False))
+                .order_by(Reservation.product_id)
+                .with_for_update()
+            )
+        )
+        if not held:
+            return
+        stock = await _lock_stock(session, [reservation.product_id for reservation in held])
+        for reservation in held:
+            after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
+            await _set_stock(session, reservation.product_id, after)
+            stage(
+                session,
+                Outbox,
+                StockChanged(
+                    product_id=reservation.product_id,
+                    change=reservation.quantity,
+                    stock=after,
+                    reason=domain.ORDER_CANCELLED,
+                    order_id=event.order_id,
+                ),
+                cause=envelope,
+            )
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.id.in_([reservation.id for reservation in held]))
+            .values(released=True, released_at=func.now())
+        )
+        stage(
+            session,
+            Outbox,
+            StockReleased(
+                order_id=event.order_id,
+                user_id=event.user_id,
+                items=tuple(
+                    ItemQuantity(product_id=reservation.product_id, quantity=reservation.quantity)
+                    for reservation in held
+                ),
+            ),
+            cause=envelope,
+        )
+
+
+async def _category_exists(session: AsyncSession, category_id: UUID | None) -> bool:
+    return category_id is None or await session.get(Category, category_id) is not None
+
+
+async def _has_reservation(session: AsyncSession, order_id: UUID) -> bool:
+    found = await session.scalar(
+        select(Reservation.id).where(Reservation.order_id == order_id).limit(1)
+    )
+    return found is not None
+
+
+async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:
+    """Lock the products' inventory rows in one fixed order (no deadlock between two orders)."""
+    rows = await session.execute(
+        select(Inventory.product_id, Inventory.stock)
+        .where(Inventory.product_id.in_(set(product_ids)))
+        .order_by(Inventory.product_id)
+        .with_for_update()
+    )
+    return {product_id: stock for product_id, stock in rows}
+
+
+async def _set_stock(session: AsyncSession, product_id: UUID, stock: int) -> None:
+    await session.execute(
+        update(Inventory).where(Inventory.product_id == product_id).values(stock=stock)
+    )
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A product as the catalog shows it: with its stock and images."""
+
+    product: Product
+    stock: int
+    images: Sequence[ProductImage]
+
+    @property
+    def id(self) -> UUID:
+        return self.product.id
+
+    @property
+    def created_at(self) -> datetime:
+        return self.product.created_at
+
+
+async def list_categories(
+    sessionmaker: SessionMaker, *, after: tuple[datetime, UUID] | None, limit: int
+) -> list[Category]:
+    query = select(Category)
+    if after is not None:
+        query = query.where(tuple_(Category.created_at, Category.id) > after)
+    query = query.order_by(Category.created_at, Category.id).limit(limit)
+    async with sessionmaker() as session:
+        return list(await session.scalars(query))
+
+
+async def get_category(sessionmaker: SessionMaker, category_id: UUID) -> Category | None:
+    async with sessionmaker() as session:
+        return await session.get(Category, category_id)
+
+
+async def list_products(
+    sessionmaker: SessionMaker,
+    *,
+    category_id: UUID | None = None,
+    text: str | None = None,
+    min_price: Decimal | None = None,
+    max_price: Decimal | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int,
+) -> list[CatalogEntry]:
+    """Products in catalog order (created_at, then id) after ``after``, filtered; ``text`` is a
+    case-insensitive part of the name or the description."""
+    query = _with_stock()
+    if category_id is not None:
+        query = query.where(Product.category_id == category_id)
+    if text:
+        query = query.where(
+            Product.name.icontains(text, autoescape=True)
+            | Product.description.icontains(text, autoescape=True)
+        )
+    if min_price is not None:
+        query = query.where(Product.price >= min_price)
+    if max_price is not None:
+        query = query.where(Product.price <= max_price)
+    if after is not None:
+        query = query.where(tuple_(Product.created_at, Product.id) > after)
+    query = query.order_by(Product.created_at, Product.id).limit(limit)
+    async with sessionmaker() as session:
+        return await _entries(session, query)
+
+
+async def get_product(sessionmaker: SessionMaker, product_id: UUID) -> CatalogEntry | None:
+    async with sessionmaker() as session:
+        entries = await _entries(session, _with_stock().where(Product.id == product_id))
+    return entries[0] if entries else None
+
+
+def _with_stock() -> Select[Product, int]:
+    return select(Product, Inventory.stock).outerjoin(Inventory, Inventory.product_id == Product.id)
+
+
+async def _entries(session: AsyncSession, query: Select[Product, int]) -> list[CatalogEntry]:
+    """The products of ``query`` with their images: two queries for a whole page."""
+    rows = (await session.execute(query)).all()
+    images: dict[UUID, list[ProductImage]] = {product.id: [] for product, _ in rows}
+    if images:
+        for image in await session.scalars(
+            select(ProductImage)
+            .where(ProductImage.product_id.in_(images))
+            .order_by(ProductImage.created_at, ProductImage.id)
+        ):
+            images[image.product_id].append(image)
+    # every product has an inventory row; the outer join only keeps a broken one visible
+    return [
+        CatalogEntry(product=product, stock=stock or 0, images=images[product.id])
+        for product, stock in rows
+    ]

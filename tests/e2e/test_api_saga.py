@@ -1,0 +1,253 @@
+"""The order saga through the gateway, on the whole stack: every service its own process,
+real Kafka, real PostgreSQL."""
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Client, Shop
+
+WAIT = {"wait": 25}
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {timeout_s}s; last value {value!r}")
+        time.sleep(0.1)
+
+
+def visible(client: Client, path: str) -> dict[str, Any]:
+    """Wait until an accepted command's effect can be read back."""
+
+    def found() -> dict[str, Any] | None:
+        response = client.get(path)
+        return response.json() if response.status_code == 200 else None
+
+    result: dict[str, Any] = eventually(found)
+    return result
+
+
+def new_product(admin: Client, *, price: str, stock: int) -> str:
+    category = admin.post("/categories", json={"name": f"cat-{uuid.uuid4().hex[:6]}"})
+    assert category.status_code == 202, category.text
+    category_id = category.json()["id"]
+    eventually(lambda: any(c["id"] == category_id for c in _all(admin, "/categories")))
+    created = admin.post(
+        "/products",
+        json={
+            "name": f"Widget {uuid.uuid4().hex[:6]}",
+            "description": "a widget",
+            "price": price,
+            "category_id": category_id,
+            "stock": stock,
+        },
+    )
+    assert created.status_code == 202, created.text
+    product_id: str = created.json()["id"]
+    visible(admin, f"/products/{product_id}")
+    return product_id
+
+
+def _all(client: Client, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = client.get(path, params=params).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def payment_method(customer: Client, token: str = "tok_visa") -> str:
+    added = customer.post("/me/payment-methods", json={"method": "card", "token": token})
+    assert added.status_code == 202, added.text
+    method_id: str = added.json()["id"]
+    eventually(lambda: any(m["id"] == method_id for m in _all(customer, "/me/payment-methods")))
+    return method_id
+
+
+def place(
+    customer: Client, items: list[tuple[str, int]], method: str, key: str | None = None
+) -> httpx.Response:
+    return customer.post(
+        "/orders",
+        json={
+            "items": [{"product_id": p, "quantity": q} for p, q in items],
+            "payment_method_id": method,
+        },
+        headers={"Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def outcome(customer: Client, order_id: str) -> dict[str, Any]:
+    response = customer.get(f"/orders/{order_id}", params=WAIT)
+    assert response.status_code == 200, response.text
+    order: dict[str, Any] = response.json()
+    return order
+
+
+def stock(client: Client, product_id: str) -> int:
+    return int(client.get(f"/products/{product_id}").json()["stock"])
+
+
+def ledger(admin: Client, product_id: str) -> list[dict[str, Any]]:
+    return _all(admin, f"/products/{product_id}/movements")
+
+
+@pytest.fixture(scope="module")
+def admin(shop: Shop) -> Client:
+    return shop.admin()
+
+
+def test_happy_path_pays_moves_stock_and_notifies(shop: Shop, admin: Client) -> None:
+    widget = new_product(admin, price="19.99", stock=10)
+    gadget = new_product(admin, price="5.00", stock=3)
+    customer = shop.customer("Ann")
+    method = payment_method(customer)
+
+    placed = place(customer, [(widget, 2), (gadget, 1)], method)
+    assert placed.status_code == 202
+    assert placed.headers["Location"] == f"/orders/{placed.json()['id']}"
+    order = outcome(customer, placed.json()["id"])
+
+    assert order["status"] == "Paid", order
+    assert Decimal(order["total_price"]) == Decimal("44.98")
+    assert order["payment"] == {"status": "Paid", "amount": "44.98"}
+    assert [step["status"] for step in order["history"]] == ["Pending", "Paid"]
+    assert {(i["product_id"], i["quantity"], i["unit_price"]) for i in order["items"]} == {
+        (widget, 2, "19.99"),
+        (gadget, 1, "5.00"),
+    }
+    assert stock(customer, widget) == 8 and stock(customer, gadget) == 2
+    eventually(lambda: sorted(m["change"] for m in ledger(admin, widget)) == [-2, 10])
+
+    payment = httpx.get(shop.service_url(8004) + f"/orders/{order['id']}/payment").json()
+    assert [(t["kind"], t["status"]) for t in payment["transactions"]] == [("Charge", "Paid")]
+    assert payment["transactions"][0]["gateway_id"]
+
+    def sent_kinds() -> set[str] | None:
+        items = customer.get("/me/notifications").json()["items"]
+        kinds = {n["type"] for n in items if n["status"] == "Sent"}
+        return kinds if {"OrderPlaced", "PaymentSucceeded"} <= kinds else None
+
+    assert "Registration" in eventually(sent_kinds)
+
+
+def test_out_of_stock_cancels_with_reason_and_leaves_stock(shop: Shop, admin: Client) -> None:
+    scarce = new_product(admin, price="3.50", stock=1)
+    customer = shop.customer("Ben")
+    order = outcome(customer, place(customer, [(scarce, 2)], payment_method(customer)).json()["id"])
+    assert order["status"] == "Cancelled"
+    assert "stock" in order["reason"].lower()
+    assert order["payment"] is None
+    assert stock(customer, scarce) == 1
+
+
+def test_declined_payment_cancels_and_releases_stock(shop: Shop, admin: Client) -> None:
+    item = new_product(admin, price="12.00", stock=4)
+    customer = shop.customer("Cat")
+    declined = payment_method(customer, "tok_decline")
+    order = outcome(customer, place(customer, [(item, 3)], declined).json()["id"])
+    assert order["status"] == "Cancelled"
+    assert "declined" in order["reason"].lower()
+    assert order["payment"]["status"] == "Failed"
+    eventually(lambda: stock(customer, item) == 4)
+    eventually(lambda: sorted(m["change"] for m in ledger(admin, item)) == [-3, 3, 4])
+
+
+def test_cancelling_a_paid_order_refunds_and_restocks(shop: Shop, admin: Client) -> None:
+    item = new_product(admin, price="7.25", stock=5)
+    customer = shop.customer("Dan")
+    order_id = place(customer, [(item, 2)], payment_method(customer)).json()["id"]
+    assert outcome(customer, order_id)["status"] == "Paid"
+
+    assert customer.post(f"/orders/{order_id}/cancel").status_code == 202
+    eventually(lambda: customer.get(f"/orders/{order_id}").json()["status"] == "Cancelled")
+    eventually(
+        lambda: customer.get(f"/orders/{order_id}").json()["payment"]["status"] == "Refunded"
+    )
+    eventually(lambda: stock(customer, item) == 5)
+    assert customer.post(f"/orders/{order_id}/cancel").status_code == 409
+
+
+def test_admin_ships_a_paid_order_and_nobody_else_can(shop: Shop, admin: Client) -> None:
+    item = new_product(admin, price="1.00", stock=5)
+    customer = shop.customer("Eli")
+    order_id = place(customer, [(item, 1)], payment_method(customer)).json()["id"]
+    assert outcome(customer, order_id)["status"] == "Paid"
+    assert customer.post(f"/orders/{order_id}/ship").status_code == 403
+    assert admin.post(f"/orders/{order_id}/ship").status_code == 202
+    eventually(lambda: customer.get(f"/orders/{order_id}").json()["status"] == "Shipped")
+    assert admin.post(f"/orders/{order_id}/ship").status_code == 409
+    assert customer.post(f"/orders/{order_id}/cancel").status_code == 409
+
+
+def test_retried_post_with_the_same_idempotency_key_is_one_order(shop: Shop, admin: Client) -> None:
+    item = new_product(admin, price="2.00", stock=10)
+    customer = shop.customer("Fay")
+    method = payment_method(customer)
+    first = place(customer, [(item, 3)], method, key="checkout-42")
+    second = place(customer, [(item, 3)], method, key="checkout-42")
+    assert first.json()["id"] == second.json()["id"]
+    assert outcome(customer, first.json()["id"])["status"] == "Paid"
+    third = place(customer, [(item, 3)], method, key="checkout-42")
+    assert third.json() == {"id": first.json()["id"], "status": "Paid"}
+    assert stock(customer, item) == 7
+    assert len(_all(customer, "/orders")) == 1
+
+
+def test_another_customers_order_is_invisible(shop: Shop, admin: Client) -> None:
+    item = new_product(admin, price="1.50", stock=3)
+    owner = shop.customer("Gus")
+    other = shop.customer("Hue")
+    order_id = place(owner, [(item, 1)], payment_method(owner)).json()["id"]
+    outcome(owner, order_id)
+    assert other.get(f"/orders/{order_id}").status_code == 404
+    assert other.post(f"/orders/{order_id}/cancel").status_code == 404
+    assert other.get("/orders").json()["items"] == []
+    assert other.get("/orders", params={"user_id": owner.id}).status_code == 403
+    assert admin.get(f"/orders/{order_id}").status_code == 200
+    foreign_method = payment_method(owner)
+    stolen = place(other, [(item, 1)], foreign_method)
+    assert stolen.status_code == 422
+    assert stolen.json()["detail"][0]["loc"] == ["body", "payment_method_id"]
+
+
+def test_buyers_racing_for_the_last_units_never_oversell(shop: Shop, admin: Client) -> None:
+    units = 3
+    item = new_product(admin, price="9.99", stock=units)
+    buyers = [shop.customer(f"Racer{n}") for n in range(10)]
+    methods = [payment_method(buyer) for buyer in buyers]
+
+    def buy(index: int) -> str:
+        placed = place(buyers[index], [(item, 1)], methods[index])
+        return str(outcome(buyers[index], placed.json()["id"])["status"])
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(buy, range(10)))
+    assert statuses.count("Paid") == units
+    assert statuses.count("Cancelled") == 10 - units
+    assert stock(admin, item) == 0
+    assert sum(m["change"] for m in ledger(admin, item)) == 0
+
+
+def test_at_rest_every_products_stock_equals_its_ledger(shop: Shop, admin: Client) -> None:
+    products = _all(admin, "/products")
+    assert products
+    for product in products:
+        assert sum(m["change"] for m in ledger(admin, product["id"])) == product["stock"]
+    audit = httpx.get(shop.service_url(8006) + "/audit").json()
+    assert audit["mismatches"] == []

@@ -1,0 +1,405 @@
+"""notification_svc on the real broker and database: one notification per event, whatever is
+redelivered, sent through its sender port with retries, and its HTTP read API."""
+
+import email
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
+from sqlalchemy import delete, func, select
+
+from common.runtime import Runtime
+from notification_svc.adapters import FakeSender
+from notification_svc.app import create_app
+from notification_svc.models import Inbox, Notification, Outbox
+from notification_svc.ports import NotificationSender
+from notification_svc.sending import Dispatcher
+from notification_svc.settings import Settings
+from schemas.envelope import Envelope, Message, encode
+from schemas.orders import (
+    OrderCancelled,
+    OrderPaid,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+    PricedItem,
+)
+from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from schemas.products import ItemQuantity
+from schemas.topics import NOTIFICATIONS_EVENTS, Topic
+from schemas.users import UserRegistered
+from tests.conftest import Infra, eventually, unique
+from tests.integration.conftest import running
+
+
+@dataclass
+class NotificationService:
+    runtime: Runtime
+    settings: Settings
+    dispatcher: Dispatcher
+    http: httpx.AsyncClient
+    infra: Infra
+
+
+@asynccontextmanager
+async def notification_service(
+    settings_for: Callable[..., Settings],
+    infra: Infra,
+    *,
+    sender: NotificationSender | None = None,
+    **overrides: Any,
+) -> AsyncIterator[NotificationService]:
+    """A notification_svc whose sending loop is off: the test calls its step."""
+    values: dict[str, Any] = {
+        "sending_enabled": False,
+        "notification_backoff_s": 0,
+        "notification_batch_size": 500,
+    }
+    values.update(overrides)
+    settings = settings_for(Settings, **values)
+    app = create_app(settings, sender=sender)
+    async with running(app) as runtime:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://notify") as http:
+            yield NotificationService(runtime, settings, app.state.dispatcher, http, infra)
+
+
+async def send(
+    producer: AIOKafkaProducer, message: Message, *, envelope: Envelope | None = None
+) -> tuple[Envelope, RecordMetadata]:
+    envelope = envelope or message.envelope(correlation_id=uuid4())
+    where = await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
+    return envelope, where
+
+
+async def consumed(service: NotificationService, *records: RecordMetadata) -> None:
+    """Wait until the service's consumer group committed past these records (it commits only
+    after applying them)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=service.infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+
+            async def past(
+                partition: TopicPartition = partition, offset: int = record.offset
+            ) -> bool:
+                committed = await admin.list_consumer_group_offsets(
+                    service.settings.consumer_group, partitions=[partition]
+                )
+                found = committed.get(partition)
+                return found is not None and found.offset > offset
+
+            await eventually(past)
+    finally:
+        await admin.close()
+
+
+async def processed(service: NotificationService, envelope: Envelope) -> None:
+    async def recorded() -> bool:
+        async with service.runtime.sessionmaker() as session:
+            return await session.get(Inbox, envelope.id) is not None
+
+    await eventually(recorded)
+
+
+async def notifications_of(service: NotificationService, user_id: UUID) -> list[Notification]:
+    async with service.runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Notification)
+            .where(Notification.user_id == user_id)
+            .order_by(Notification.created_at, Notification.id)
+        )
+        return list(rows)
+
+
+async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 20
+        for partition in partitions:
+            while await consumer.position(partition) < end[partition]:
+                assert time.monotonic() < deadline, f"{topic.name} not read to its end in time"
+                batch = await consumer.getmany(partition, timeout_ms=200)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def published(service: NotificationService, user_id: UUID) -> list[Envelope]:
+    """What the service published on notifications.events for one user, once its outbox is
+    empty (each row is deleted only after Kafka acknowledged it)."""
+
+    async def outbox_empty() -> bool:
+        async with service.runtime.sessionmaker() as session:
+            return await session.scalar(select(func.count()).select_from(Outbox)) == 0
+
+    await eventually(outbox_empty)
+    records = await read_to_end(service.infra, NOTIFICATIONS_EVENTS)
+    return [
+        Envelope.model_validate_json(r.value) for r in records if r.key == str(user_id).encode()
+    ]
+
+
+def registered(name: str = "Ann") -> UserRegistered:
+    return UserRegistered(
+        user_id=uuid4(),
+        name=name,
+        email=f"{unique(name.lower())}@example.com",
+        role="Customer",
+    )
+
+
+def placed(user_id: UUID, total: str = "39.80") -> OrderPlaced:
+    return OrderPlaced(
+        order_id=uuid4(),
+        user_id=user_id,
+        items=(PricedItem(product_id=uuid4(), quantity=2, unit_price=Decimal(total) / 2),),
+        total_price=Decimal(total),
+        payment_method_id=uuid4(),
+    )
+
+
+async def test_each_event_yields_one_notification_when_delivered_twice(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    user = registered()
+    order = placed(user.user_id, "39.80")
+    order_id, user_id = order.order_id, user.user_id
+    items = (ItemQuantity(product_id=uuid4(), quantity=2),)
+    events: list[Message] = [
+        user,
+        order,
+        OrderPaid(order_id=order_id, user_id=user_id, total_price=Decimal("39.80")),
+        PaymentSucceeded(
+            payment_id=uuid4(),
+            order_id=order_id,
+            user_id=user_id,
+            amount=Decimal("39.80"),
+            gateway_id="sim_1",
+        ),
+        PaymentFailed(
+            order_id=order_id, user_id=user_id, amount=Decimal("5.00"), reason="card declined"
+        ),
+        OrderShipped(order_id=order_id, user_id=user_id),
+        OrderCancelled(order_id=order_id, user_id=user_id, reason="changed my mind", items=items),
+        PaymentRefunded(
+            payment_id=uuid4(),
+            order_id=order_id,
+            user_id=user_id,
+            amount=Decimal("39.80"),
+            gateway_id="sim_2",
+        ),
+        OrderRejected(order_id=uuid4(), user_id=user_id, reason="unknown product"),
+    ]
+    async with notification_service(settings_for, infra) as service:
+        sent: list[tuple[Message, Envelope]] = []
+        records = []
+        for event in events:
+            envelope, first = await send(producer, event)
+            _, second = await send(producer, event, envelope=envelope)
+            sent.append((event, envelope))
+            records += [first, second]
+        await consumed(service, *records)
+
+        found = {row.type: row for row in await notifications_of(service, user_id)}
+        assert sorted(found) == sorted(
+            [
+                "Registration",
+                "OrderPlaced",
+                "PaymentSucceeded",
+                "PaymentFailed",
+                "OrderShipped",
+                "OrderCancelled",
+                "PaymentRefunded",
+                "OrderRejected",
+            ]
+        )
+        assert len(await notifications_of(service, user_id)) == len(found)
+        assert found["Registration"].message == "Welcome to the shop, Ann!"
+        assert found["OrderPlaced"].message == f"Your order {order_id} for 39.80 was placed."
+        assert "39.80" in found["PaymentSucceeded"].message
+        assert str(order_id) in found["PaymentSucceeded"].message
+        assert found["PaymentFailed"].message.endswith("failed: card declined.")
+        assert "5.00" in found["PaymentFailed"].message
+        assert found["OrderCancelled"].message == (
+            f"Your order {order_id} was cancelled: changed my mind."
+        )
+        assert found["OrderShipped"].message == f"Your order {order_id} has shipped."
+        assert "refunded" in found["PaymentRefunded"].message
+        assert "unknown product" in found["OrderRejected"].message
+        envelopes = {event.TYPE: envelope for event, envelope in sent}
+        assert found["OrderPlaced"].event_id == envelopes["OrderPlaced"].id
+        assert all(row.status == "Pending" and row.attempts == 0 for row in found.values())
+
+        # Even when the inbox has forgotten an event, its notification is not written twice.
+        shipped = envelopes["OrderShipped"]
+        async with service.runtime.sessionmaker.begin() as session:
+            await session.execute(delete(Inbox).where(Inbox.message_id == shipped.id))
+        _, again = await send(producer, events[5], envelope=shipped)
+        await consumed(service, again)
+        await processed(service, shipped)
+        assert len(await notifications_of(service, user_id)) == len(found)
+
+
+async def test_send_pending_writes_readable_mail_and_marks_sent_when_the_contact_is_known(
+    settings_for: Callable[..., Settings],
+    producer: AIOKafkaProducer,
+    infra: Infra,
+    tmp_path: Path,
+) -> None:
+    mailbox = tmp_path / "mailbox"
+    async with notification_service(settings_for, infra, mailbox_dir=mailbox) as service:
+        user = registered("Ann")
+        order = placed(user.user_id, "39.80")
+        await processed(service, (await send(producer, user))[0])
+        order_envelope, _ = await send(producer, order)
+        await processed(service, order_envelope)
+
+        assert await service.dispatcher.send_pending() >= 2
+
+        welcome, order_placed = await notifications_of(service, user.user_id)
+        for row in (welcome, order_placed):
+            assert (row.status, row.attempts, row.last_error) == ("Sent", 1, None)
+            assert row.sent_at is not None
+        mail = email.message_from_bytes((mailbox / f"{order_placed.id}.eml").read_bytes())
+        assert mail["To"] == user.email
+        assert mail["Subject"] == "Your order was placed"
+        text = mail.get_payload()
+        assert isinstance(text, str)
+        assert text.startswith("Hello Ann,")
+        assert f"Your order {order.order_id} for 39.80 was placed." in text
+        assert "Welcome to the shop, Ann!" in (mailbox / f"{welcome.id}.eml").read_text()
+
+        events = await published(service, user.user_id)
+        assert [(e.type, e.data["type"]) for e in events] == [
+            ("NotificationSent", "Registration"),
+            ("NotificationSent", "OrderPlaced"),
+        ]
+        assert events[1].data["notification_id"] == str(order_placed.id)
+        assert events[1].correlation_id == order_envelope.correlation_id
+        assert events[1].causation_id == order_envelope.id
+
+        # Sent notifications are not sent again.
+        files = sorted(mailbox.iterdir())
+        await service.dispatcher.send_pending()
+        assert sorted(mailbox.iterdir()) == files
+        assert len(await published(service, user.user_id)) == 2
+
+        answer = await service.http.get("/notifications", params={"user_id": user.user_id})
+        assert answer.status_code == 200
+        items = answer.json()["items"]
+        assert [(item["type"], item["status"]) for item in items] == [
+            ("OrderPlaced", "Sent"),
+            ("Registration", "Sent"),
+        ]
+        assert {"id", "type", "message", "status", "created_at"} <= set(items[0])
+        assert items[0]["message"] == order_placed.message
+
+
+async def test_notification_stays_pending_when_the_users_contact_is_not_known_yet(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    fake = FakeSender()
+    async with notification_service(settings_for, infra, sender=fake) as service:
+        user = registered("Bo")
+        order = placed(user.user_id)
+        await processed(service, (await send(producer, order))[0])
+
+        await service.dispatcher.send_pending()
+
+        [waiting] = await notifications_of(service, user.user_id)
+        assert (waiting.status, waiting.attempts) == ("Pending", 0)
+        assert waiting.id not in fake.attempts
+
+        await processed(service, (await send(producer, user))[0])
+        await service.dispatcher.send_pending()
+
+        rows = await notifications_of(service, user.user_id)
+        assert [(row.type, row.status) for row in rows] == [
+            ("OrderPlaced", "Sent"),
+            ("Registration", "Sent"),
+        ]
+        assert {d.to for d in fake.delivered if d.notification_id == waiting.id} == {user.email}
+
+
+async def test_failing_sender_retries_then_marks_failed_and_emits_notification_failed(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    fake = FakeSender(failures=-1)
+    async with notification_service(
+        settings_for, infra, sender=fake, notification_attempts=3
+    ) as service:
+        user = registered("Cy")
+        await processed(service, (await send(producer, user))[0])
+
+        for attempt in (1, 2):
+            await service.dispatcher.send_pending()
+            [row] = await notifications_of(service, user.user_id)
+            assert (row.status, row.attempts) == ("Pending", attempt)
+            assert row.last_error is not None and "ConnectionError" in row.last_error
+        await service.dispatcher.send_pending()
+        await service.dispatcher.send_pending()
+
+        [row] = await notifications_of(service, user.user_id)
+        assert (row.status, row.attempts, row.sent_at) == ("Failed", 3, None)
+        assert fake.attempts[row.id] == 3
+        [failed] = await published(service, user.user_id)
+        assert failed.type == "NotificationFailed"
+        assert failed.data["notification_id"] == str(row.id)
+        assert failed.data["type"] == "Registration"
+        assert "refused attempt 3" in failed.data["reason"]
+
+
+async def test_failing_sender_is_retried_until_sent_when_it_recovers(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    fake = FakeSender(failures=2)
+    async with notification_service(settings_for, infra, sender=fake) as service:
+        user = registered("Di")
+        await processed(service, (await send(producer, user))[0])
+
+        for _ in range(3):
+            await service.dispatcher.send_pending()
+
+        [row] = await notifications_of(service, user.user_id)
+        assert (row.status, row.attempts) == ("Sent", 3)
+        assert [e.type for e in await published(service, user.user_id)] == ["NotificationSent"]
+
+
+async def test_failed_send_waits_for_its_backoff_when_sending_is_tried_again_at_once(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    fake = FakeSender(failures=-1)
+    async with notification_service(
+        settings_for, infra, sender=fake, notification_backoff_s=600
+    ) as service:
+        user = registered("Ed")
+        await processed(service, (await send(producer, user))[0])
+
+        await service.dispatcher.send_pending()
+        await service.dispatcher.send_pending()
+
+        [row] = await notifications_of(service, user.user_id)
+        assert (row.status, row.attempts) == ("Pending", 1)
+        assert fake.attempts[row.id] == 1
+        assert row.next_attempt_at is not None and row.sent_at is None

@@ -1,0 +1,395 @@
+"""payment_svc on the real broker and database, driven by real envelopes on its topics: payment
+methods, the charge on StockReserved, the refund on OrderCancelled, their idempotence, and its
+HTTP read API."""
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy import func, select
+
+from common.runtime import Runtime
+from payment_svc import domain
+from payment_svc.adapters import SimulatedProvider
+from payment_svc.app import create_app, create_provider
+from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
+from payment_svc.ports import ChargeResult, RefundResult
+from payment_svc.settings import Settings
+from schemas.envelope import Envelope, Message, encode
+from schemas.orders import OrderCancelled
+from schemas.payments import AddPaymentMethod
+from schemas.products import ItemQuantity, StockReserved
+from schemas.topics import PAYMENTS_EVENTS, Topic
+from tests.conftest import Infra, eventually, unique
+from tests.integration.conftest import running
+
+
+@dataclass
+class SpyProvider(SimulatedProvider):
+    """The simulator, counting what it is asked: what a real provider would have done."""
+
+    charges: list[str] = field(default_factory=list)
+    refunds: list[str] = field(default_factory=list)
+
+    async def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
+        self.charges.append(idempotency_key)
+        return await super().charge(idempotency_key=idempotency_key, amount=amount, token=token)
+
+    async def refund(
+        self, *, reference: str, amount: Decimal, idempotency_key: str
+    ) -> RefundResult:
+        self.refunds.append(idempotency_key)
+        return await super().refund(
+            reference=reference, amount=amount, idempotency_key=idempotency_key
+        )
+
+
+@dataclass
+class PaymentService:
+    runtime: Runtime
+    http: httpx.AsyncClient
+    provider: SpyProvider
+
+
+@pytest.fixture(scope="module")
+async def payments(infra: Infra) -> AsyncIterator[PaymentService]:
+    """One payment_svc for the module; every test works on its own users and orders."""
+    settings = Settings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        database_url=infra.database_url,
+        database_name=unique("payment_svc"),
+        consumer_group=unique("payment_svc"),
+        retry_backoff_s=0.01,
+    )
+    provider = SpyProvider()
+    app = create_app(settings, provider=provider)
+    async with running(app) as runtime:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payment_svc") as http:
+            yield PaymentService(runtime, http, provider)
+
+
+async def send(
+    producer: AIOKafkaProducer, message: Message, *, envelope: Envelope | None = None
+) -> Envelope:
+    """Publish ``message`` (again, when ``envelope`` is one already sent)."""
+    envelope = envelope or message.envelope(correlation_id=uuid4())
+    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
+    return envelope
+
+
+async def processed(payments: PaymentService, envelope: Envelope) -> None:
+    """Wait until payment_svc applied (or deliberately ignored) this message."""
+
+    async def recorded() -> bool:
+        async with payments.runtime.sessionmaker() as session:
+            return await session.get(Inbox, envelope.id) is not None
+
+    await eventually(recorded)
+
+
+async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 20
+        for partition in partitions:
+            while await consumer.position(partition) < end[partition]:
+                assert time.monotonic() < deadline, f"{topic.name} not read to its end in time"
+                batch = await consumer.getmany(partition, timeout_ms=200)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def published(payments: PaymentService, infra: Infra, key: UUID) -> list[Envelope]:
+    """Everything payment_svc published on payments.events under ``key``, once its outbox is
+    empty (each row is deleted only after Kafka acknowledged it)."""
+
+    async def outbox_empty() -> bool:
+        async with payments.runtime.sessionmaker() as session:
+            return await session.scalar(select(func.count()).select_from(Outbox)) == 0
+
+    await eventually(outbox_empty)
+    records = await read_to_end(infra, PAYMENTS_EVENTS)
+    return [Envelope.model_validate_json(r.value) for r in records if r.key == str(key).encode()]
+
+
+async def payment_method(
+    payments: PaymentService, producer: AIOKafkaProducer, user_id: UUID, token: str = "tok_visa"
+) -> UUID:
+    command = AddPaymentMethod(
+        payment_method_id=uuid4(), user_id=user_id, method="Credit Card", token=token
+    )
+    await processed(payments, await send(producer, command))
+    return command.payment_method_id
+
+
+def reserved(user_id: UUID, method_id: UUID, total: str = "39.80") -> StockReserved:
+    return StockReserved(
+        order_id=uuid4(),
+        user_id=user_id,
+        items=(ItemQuantity(product_id=uuid4(), quantity=2),),
+        total_price=Decimal(total),
+        payment_method_id=method_id,
+    )
+
+
+def cancelled(event: StockReserved, reason: str = "Cancelled by customer") -> OrderCancelled:
+    return OrderCancelled(
+        order_id=event.order_id, user_id=event.user_id, reason=reason, items=event.items
+    )
+
+
+async def payment_of(payments: PaymentService, order_id: UUID) -> Payment | None:
+    async with payments.runtime.sessionmaker() as session:
+        return await session.scalar(select(Payment).where(Payment.order_id == order_id))
+
+
+async def transactions_of(payments: PaymentService, order_id: UUID) -> list[Transaction]:
+    async with payments.runtime.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Transaction)
+            .join(Payment, Payment.id == Transaction.payment_id)
+            .where(Payment.order_id == order_id)
+            .order_by(Transaction.created_at)
+        )
+        return list(rows)
+
+
+def test_the_simulator_is_the_provider_when_settings_name_no_other() -> None:
+    assert isinstance(create_provider(Settings()), SimulatedProvider)
+
+
+async def test_stock_reserved_charges_and_emits_payment_succeeded_when_method_is_the_buyers(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "39.80")
+
+    sent = await send(producer, event)
+    await processed(payments, sent)
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None
+    assert (payment.status, payment.amount, payment.user_id) == ("Paid", Decimal("39.80"), buyer)
+    [charge] = await transactions_of(payments, event.order_id)
+    assert (charge.kind, charge.status, charge.amount) == ("Charge", "Paid", Decimal("39.80"))
+    assert charge.gateway_id.startswith("sim_")
+    [succeeded] = await published(payments, infra, event.order_id)
+    assert succeeded.type == "PaymentSucceeded"
+    assert succeeded.data == {
+        "payment_id": str(payment.id),
+        "order_id": str(event.order_id),
+        "user_id": str(buyer),
+        "amount": "39.80",
+        "gateway_id": charge.gateway_id,
+    }
+    assert succeeded.correlation_id == sent.correlation_id
+    assert succeeded.causation_id == sent.id
+
+    answer = await payments.http.get(f"/orders/{event.order_id}/payment")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["status"], body["amount"], body["payment_id"]) == (
+        "Paid",
+        "39.80",
+        str(payment.id),
+    )
+    assert [
+        (t["kind"], t["gateway_id"], t["amount"], t["status"]) for t in body["transactions"]
+    ] == [("Charge", charge.gateway_id, "39.80", "Paid")]
+
+
+async def test_stock_reserved_records_failed_payment_when_the_card_is_declined(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer, token="tok_decline")
+    event = reserved(buyer, method_id, "10.00")
+
+    await processed(payments, await send(producer, event))
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Failed"
+    [charge] = await transactions_of(payments, event.order_id)
+    assert (charge.kind, charge.status) == ("Charge", "Failed")
+    [failed] = await published(payments, infra, event.order_id)
+    assert failed.type == "PaymentFailed"
+    assert failed.data["reason"] == "card declined"
+    assert failed.data["amount"] == "10.00"
+
+    # Nothing was taken, so a cancellation refunds nothing.
+    await processed(payments, await send(producer, cancelled(event, "payment failed")))
+    assert domain.refund_key(event.order_id) not in payments.provider.refunds
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Failed"
+    assert [e.type for e in await published(payments, infra, event.order_id)] == ["PaymentFailed"]
+
+
+async def test_stock_reserved_charges_once_when_delivered_twice(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id)
+
+    sent = await send(producer, event)
+    await send(producer, event, envelope=sent)
+    # The same event under a new id, on the same partition after the duplicate: once it is
+    # applied, so is the duplicate.
+    await processed(payments, await send(producer, event))
+
+    assert payments.provider.charges.count(domain.charge_key(event.order_id)) == 1
+    assert len(await transactions_of(payments, event.order_id)) == 1
+    events = await published(payments, infra, event.order_id)
+    assert [e.type for e in events] == ["PaymentSucceeded"]
+
+
+async def test_order_cancelled_refunds_once_and_emits_payment_refunded_when_paid(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "25.00")
+    await processed(payments, await send(producer, event))
+    paid = await payment_of(payments, event.order_id)
+    assert paid is not None and paid.status == "Paid"
+
+    cancellation = cancelled(event)
+    sent = await send(producer, cancellation)
+    await send(producer, cancellation, envelope=sent)
+    await processed(payments, await send(producer, cancellation))
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    assert payments.provider.refunds.count(domain.refund_key(event.order_id)) == 1
+    charge, refund = await transactions_of(payments, event.order_id)
+    assert (charge.kind, refund.kind) == ("Charge", "Refund")
+    assert (refund.status, refund.amount) == ("Refunded", Decimal("25.00"))
+    assert refund.gateway_id != charge.gateway_id
+    events = await published(payments, infra, event.order_id)
+    assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
+    refunded = events[-1]
+    assert refunded.data == {
+        "payment_id": str(payment.id),
+        "order_id": str(event.order_id),
+        "user_id": str(buyer),
+        "amount": "25.00",
+        "gateway_id": refund.gateway_id,
+    }
+    assert refunded.correlation_id == sent.correlation_id
+
+    body = (await payments.http.get(f"/orders/{event.order_id}/payment")).json()
+    assert body["status"] == "Refunded"
+    assert [t["kind"] for t in body["transactions"]] == ["Charge", "Refund"]
+
+
+async def test_stock_reserved_charges_nothing_when_the_order_was_cancelled_first(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id)
+
+    await processed(payments, await send(producer, cancelled(event, "out of stock: Mug")))
+    await processed(payments, await send(producer, event))
+
+    assert await payment_of(payments, event.order_id) is None
+    assert domain.charge_key(event.order_id) not in payments.provider.charges
+    async with payments.runtime.sessionmaker() as session:
+        assert await session.get(CancelledOrder, event.order_id) is not None
+    assert await published(payments, infra, event.order_id) == []
+    answer = await payments.http.get(f"/orders/{event.order_id}/payment")
+    assert answer.status_code == 404
+
+
+async def test_stock_reserved_emits_payment_failed_when_the_method_is_another_users_or_unknown(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    owner, buyer = uuid4(), uuid4()
+    others = reserved(buyer, await payment_method(payments, producer, owner))
+    unknown = reserved(buyer, uuid4())
+
+    await processed(payments, await send(producer, others))
+    await processed(payments, await send(producer, unknown))
+
+    for event in (others, unknown):
+        payment = await payment_of(payments, event.order_id)
+        assert payment is not None and payment.status == "Failed"
+        assert await transactions_of(payments, event.order_id) == []
+        assert domain.charge_key(event.order_id) not in payments.provider.charges
+        [failed] = await published(payments, infra, event.order_id)
+        assert failed.type == "PaymentFailed"
+        assert failed.data["reason"] == "unknown payment method"
+        assert failed.data["user_id"] == str(buyer)
+
+
+async def test_add_payment_method_stores_one_method_when_the_command_comes_twice(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    user_id = uuid4()
+    command = AddPaymentMethod(
+        payment_method_id=uuid4(), user_id=user_id, method="Credit Card", token="tok_secret_4242"
+    )
+    sent = await send(producer, command)
+    await send(producer, command, envelope=sent)
+    await processed(payments, await send(producer, command))
+
+    async with payments.runtime.sessionmaker() as session:
+        rows = (
+            await session.scalars(select(PaymentMethod).where(PaymentMethod.user_id == user_id))
+        ).all()
+    assert [(row.id, row.token) for row in rows] == [(command.payment_method_id, command.token)]
+    [added] = await published(payments, infra, user_id)
+    assert added.type == "PaymentMethodAdded"
+    assert added.data == {
+        "payment_method_id": str(command.payment_method_id),
+        "user_id": str(user_id),
+        "method": "Credit Card",
+    }
+
+
+async def test_payment_method_routes_answer_without_tokens_when_a_user_has_methods(
+    payments: PaymentService, producer: AIOKafkaProducer
+) -> None:
+    user_id = uuid4()
+    first = await payment_method(payments, producer, user_id, token="tok_first_secret")
+    second = await payment_method(payments, producer, user_id, token="tok_second_secret")
+
+    page_one = await payments.http.get("/payment-methods", params={"user_id": user_id, "limit": 1})
+    assert page_one.status_code == 200
+    assert [item["id"] for item in page_one.json()["items"]] == [str(first)]
+    cursor = page_one.json()["next_cursor"]
+    page_two = await payments.http.get(
+        "/payment-methods", params={"user_id": user_id, "limit": 1, "cursor": cursor}
+    )
+    assert [item["id"] for item in page_two.json()["items"]] == [str(second)]
+    assert page_two.json()["next_cursor"] is None
+    assert set(page_one.json()["items"][0]) == {"id", "method", "created_at"}
+    assert "secret" not in page_one.text + page_two.text
+
+    one = await payments.http.get(f"/payment-methods/{second}")
+    assert one.status_code == 200
+    assert one.json()["user_id"] == str(user_id)
+    assert one.json()["method"] == "Credit Card"
+    assert "secret" not in one.text
+    assert (await payments.http.get(f"/payment-methods/{uuid4()}")).status_code == 404
+    assert (
+        await payments.http.get("/payment-methods", params={"user_id": "nope"})
+    ).status_code == 422

@@ -1,0 +1,583 @@
+"""product_svc on the real broker and database: the catalog commands, the stock reservation of
+the order saga and its compensation, and the catalog read API."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
+from sqlalchemy import func, select, text
+
+from common.runtime import Runtime
+from product_svc.app import create_app
+from product_svc.models import Category, Inbox, Inventory, Outbox, Product, Reservation
+from product_svc.settings import Settings
+from schemas.envelope import Envelope, Message, decode, encode
+from schemas.orders import OrderCancelled, OrderPlaced, PricedItem
+from schemas.products import (
+    AddProductImage,
+    CategoryCreated,
+    CreateCategory,
+    CreateProduct,
+    ItemQuantity,
+    ProductCreated,
+    ProductImageAdded,
+    ProductUpdated,
+    RestockProduct,
+    Shortage,
+    StockChanged,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    UpdateProduct,
+)
+from schemas.topics import INVENTORY_EVENTS, ORDERS_EVENTS, PRODUCTS_EVENTS, Topic
+from tests.conftest import Infra, eventually, unique
+from tests.integration.conftest import running
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+async def publish(producer: AIOKafkaProducer, message: Message) -> Envelope:
+    envelope = message.envelope()
+    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
+    return envelope
+
+
+async def deliver_again(producer: AIOKafkaProducer, message: Message, envelope: Envelope) -> None:
+    """The same record once more, as after a crash before the offset commit."""
+    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
+
+
+async def scalar(runtime: Runtime, query: Any) -> Any:
+    assert runtime.sessionmaker is not None
+    async with runtime.sessionmaker() as session:
+        return await session.scalar(query)
+
+
+async def stock_of(runtime: Runtime, product_id: UUID) -> int | None:
+    return await scalar(runtime, select(Inventory.stock).where(Inventory.product_id == product_id))
+
+
+async def applied(runtime: Runtime, *envelopes: Envelope) -> bool:
+    """All of these messages went through the handler's transaction (the inbox has them)."""
+    ids = [envelope.id for envelope in envelopes]
+    count = await scalar(
+        runtime, select(func.count()).select_from(Inbox).where(Inbox.message_id.in_(ids))
+    )
+    return bool(count == len(ids))
+
+
+async def drained(runtime: Runtime) -> bool:
+    """The relay published (and Kafka acknowledged) everything staged so far."""
+    return bool(await scalar(runtime, select(func.count()).select_from(Outbox)) == 0)
+
+
+async def published(infra: Infra, topic: Topic) -> list[Message]:
+    """Every message on ``topic`` up to its current end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    messages: list[Message] = []
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        messages.append(decode(record.value)[1])
+                    except ValueError:
+                        continue
+    finally:
+        await consumer.stop()
+    return messages
+
+
+async def events_after(
+    runtime: Runtime, infra: Infra, topic: Topic, *envelopes: Envelope
+) -> list[Message]:
+    """What the service published once these messages were applied and its outbox drained."""
+    await eventually(lambda: applied(runtime, *envelopes))
+    await eventually(lambda: drained(runtime))
+    return await published(infra, topic)
+
+
+def of(kind: type[Message], messages: Iterable[Message], **fields: Any) -> list[Any]:
+    return [
+        m
+        for m in messages
+        if isinstance(m, kind) and all(getattr(m, k) == v for k, v in fields.items())
+    ]
+
+
+async def new_product(
+    producer: AIOKafkaProducer, runtime: Runtime, stock: int, **fields: Any
+) -> UUID:
+    command = CreateProduct(
+        product_id=uuid4(),
+        name=fields.pop("name", unique("product")),
+        price=fields.pop("price", Decimal("9.99")),
+        initial_stock=stock,
+        **fields,
+    )
+    envelope = await publish(producer, command)
+    await eventually(lambda: applied(runtime, envelope))
+    assert await stock_of(runtime, command.product_id) == stock
+    return command.product_id
+
+
+def order(*lines: tuple[UUID, int]) -> OrderPlaced:
+    items = tuple(
+        PricedItem(product_id=product_id, quantity=quantity, unit_price=Decimal("9.99"))
+        for product_id, quantity in lines
+    )
+    return OrderPlaced(
+        order_id=uuid4(),
+        user_id=uuid4(),
+        items=items,
+        total_price=sum((i.unit_price * i.quantity for i in items), Decimal(0)),
+        payment_method_id=uuid4(),
+    )
+
+
+def cancel(placed: OrderPlaced) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=placed.order_id,
+        user_id=placed.user_id,
+        reason="Cancelled by customer",
+        items=tuple(
+            ItemQuantity(product_id=i.product_id, quantity=i.quantity) for i in placed.items
+        ),
+    )
+
+
+@asynccontextmanager
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://product_svc") as http:
+        yield http
+
+
+# --- catalog commands ----------------------------------------------------------------------
+
+
+async def test_category_and_product_are_stored_and_announced_when_created_by_commands(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        create_category = CreateCategory(category_id=uuid4(), name=unique("Books"))
+        create_product = CreateProduct(
+            product_id=uuid4(),
+            name="Dune",
+            description="A desert planet",
+            price=Decimal("19.9"),
+            category_id=create_category.category_id,
+            initial_stock=7,
+        )
+        category_sent = await publish(producer, create_category)
+        await eventually(lambda: applied(product_svc, category_sent))
+        product_sent = await publish(producer, create_product)
+        await deliver_again(producer, create_product, product_sent)
+        # a retried request: the same command (same product id) in a new message, applied last
+        retried = await publish(producer, create_product)
+
+        catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, product_sent, retried)
+        stock = await published(infra, INVENTORY_EVENTS)
+
+        assert (
+            await scalar(
+                product_svc, select(Category.name).where(Category.id == create_category.category_id)
+            )
+            == create_category.name
+        )
+        product = await scalar(
+            product_svc, select(Product).where(Product.id == create_product.product_id)
+        )
+        assert (product.name, product.price, product.category_id) == (
+            "Dune",
+            Decimal("19.90"),
+            create_category.category_id,
+        )
+        assert await stock_of(product_svc, create_product.product_id) == 7
+        assert of(CategoryCreated, catalog, category_id=create_category.category_id) == [
+            CategoryCreated(category_id=create_category.category_id, name=create_category.name)
+        ]
+        assert of(ProductCreated, catalog, product_id=create_product.product_id) == [
+            ProductCreated(
+                product_id=create_product.product_id,
+                name="Dune",
+                description="A desert planet",
+                price=Decimal("19.90"),
+                category_id=create_category.category_id,
+            )
+        ]
+        assert of(StockChanged, stock, product_id=create_product.product_id) == [
+            StockChanged(product_id=create_product.product_id, change=7, stock=7, reason="Restock")
+        ]
+
+
+async def test_product_is_rejected_when_its_category_does_not_exist(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        command = CreateProduct(
+            product_id=uuid4(),
+            name="Orphan",
+            price=Decimal(1),
+            category_id=uuid4(),
+            initial_stock=3,
+        )
+        sent = await publish(producer, command)
+
+        catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, sent)
+        stock = await published(infra, INVENTORY_EVENTS)
+
+        assert (
+            await scalar(product_svc, select(Product).where(Product.id == command.product_id))
+            is None
+        )
+        assert of(ProductCreated, catalog, product_id=command.product_id) == []
+        assert of(StockChanged, stock, product_id=command.product_id) == []
+
+
+async def test_product_changes_are_applied_and_announced_when_update_image_and_restock_arrive(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        product_id = await new_product(producer, product_svc, 0, description="plain")
+        update = UpdateProduct(product_id=product_id, name="Renamed", price=Decimal("5.50"))
+        image = AddProductImage(image_id=uuid4(), product_id=product_id, url="https://img/1.png")
+        restock = RestockProduct(product_id=product_id, change=4)
+        too_much = RestockProduct(product_id=product_id, change=-5, reason="Correction")
+        correction = RestockProduct(product_id=product_id, change=-1, reason="Correction")
+        sent = [await publish(producer, m) for m in (update, image, restock, too_much, correction)]
+        await deliver_again(producer, restock, sent[2])
+        # the same image (same id) in a new message, applied last
+        image_again = await publish(producer, image)
+
+        catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, *sent, image_again)
+        stock = await published(infra, INVENTORY_EVENTS)
+
+        assert of(ProductUpdated, catalog, product_id=product_id) == [
+            ProductUpdated(
+                product_id=product_id,
+                name="Renamed",
+                description="plain",
+                price=Decimal("5.50"),
+                category_id=None,
+            )
+        ]
+        assert of(ProductImageAdded, catalog, product_id=product_id) == [
+            ProductImageAdded(**image.model_dump())
+        ]
+        changes = [
+            (m.change, m.stock, m.reason) for m in of(StockChanged, stock, product_id=product_id)
+        ]
+        assert changes == [(4, 4, "Restock"), (-1, 3, "Correction")]
+        assert await stock_of(product_svc, product_id) == 3
+
+
+# --- the saga: reservation and release -----------------------------------------------------
+
+
+async def test_order_placed_reserves_every_item_when_all_are_in_stock(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        a = await new_product(producer, product_svc, 5)
+        b = await new_product(producer, product_svc, 3)
+        placed = order((a, 2), (b, 1), (a, 1))
+
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, await publish(producer, placed)
+        )
+
+        assert (await stock_of(product_svc, a), await stock_of(product_svc, b)) == (2, 2)
+        [reserved] = of(StockReserved, events, order_id=placed.order_id)
+        assert sorted((i.product_id, i.quantity) for i in reserved.items) == sorted(
+            [(a, 3), (b, 1)]
+        )
+        assert reserved.total_price == placed.total_price
+        assert reserved.payment_method_id == placed.payment_method_id
+        changes = {
+            m.product_id: (m.change, m.stock, m.reason)
+            for m in of(StockChanged, events, order_id=placed.order_id)
+        }
+        assert changes == {a: (-3, 2, "Order Placed"), b: (-1, 2, "Order Placed")}
+        assert of(StockReservationFailed, events, order_id=placed.order_id) == []
+
+
+async def test_order_placed_fails_and_leaves_stock_untouched_when_one_item_is_short(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        plenty = await new_product(producer, product_svc, 10)
+        scarce = await new_product(producer, product_svc, 1)
+        placed = order((plenty, 2), (scarce, 2))
+        placed_sent = await publish(producer, placed)
+        cancelled_sent = await publish(producer, cancel(placed))
+
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, placed_sent, cancelled_sent
+        )
+
+        assert of(StockReservationFailed, events, order_id=placed.order_id) == [
+            StockReservationFailed(
+                order_id=placed.order_id,
+                user_id=placed.user_id,
+                shortages=(Shortage(product_id=scarce, requested=2, available=1),),
+            )
+        ]
+        assert of(StockReserved, events, order_id=placed.order_id) == []
+        assert of(StockChanged, events, order_id=placed.order_id) == []
+        assert of(StockReleased, events, order_id=placed.order_id) == []
+        assert (await stock_of(product_svc, plenty), await stock_of(product_svc, scarce)) == (10, 1)
+        reservations = select(func.count()).select_from(Reservation)
+        assert (
+            await scalar(product_svc, reservations.where(Reservation.order_id == placed.order_id))
+            == 0
+        )
+
+
+async def test_order_placed_reserves_once_when_delivered_twice(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        product_id = await new_product(producer, product_svc, 5)
+        placed = order((product_id, 2))
+        sent = await publish(producer, placed)
+        await deliver_again(producer, placed, sent)
+        # the same order placed again under another message id reserves nothing either
+        again = await publish(producer, placed)
+
+        events = await events_after(product_svc, infra, INVENTORY_EVENTS, sent, again)
+
+        assert await stock_of(product_svc, product_id) == 3
+        assert len(of(StockReserved, events, order_id=placed.order_id)) == 1
+        assert len(of(StockChanged, events, order_id=placed.order_id)) == 1
+        reservations = select(func.sum(Reservation.quantity)).where(
+            Reservation.order_id == placed.order_id
+        )
+        assert await scalar(product_svc, reservations) == 2
+
+
+async def test_order_cancelled_releases_stock_once_when_delivered_twice(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        a = await new_product(producer, product_svc, 5)
+        b = await new_product(producer, product_svc, 2)
+        placed = order((a, 4), (b, 2))
+        placed_sent = await publish(producer, placed)
+        await eventually(lambda: applied(product_svc, placed_sent))
+        assert (await stock_of(product_svc, a), await stock_of(product_svc, b)) == (1, 0)
+        cancelled = cancel(placed)
+        cancelled_sent = await publish(producer, cancelled)
+        await deliver_again(producer, cancelled, cancelled_sent)
+        cancelled_again = await publish(producer, cancelled)
+
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, cancelled_sent, cancelled_again
+        )
+
+        assert (await stock_of(product_svc, a), await stock_of(product_svc, b)) == (5, 2)
+        [released] = of(StockReleased, events, order_id=placed.order_id)
+        assert sorted((i.product_id, i.quantity) for i in released.items) == sorted(
+            [(a, 4), (b, 2)]
+        )
+        assert released.user_id == placed.user_id
+        releases = {
+            m.product_id: (m.change, m.stock)
+            for m in of(StockChanged, events, order_id=placed.order_id, reason="Order Cancelled")
+        }
+        assert releases == {a: (4, 5), b: (2, 2)}
+        assert len(of(StockChanged, events, order_id=placed.order_id)) == 4
+        unreleased = select(func.count()).where(
+            Reservation.order_id == placed.order_id, Reservation.released.is_(False)
+        )
+        assert await scalar(product_svc, unreleased) == 0
+
+
+async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    settings = settings_for(Settings, consumer_session_timeout_ms=6000)
+    async with running(create_app(settings)) as one, running(create_app(settings)) as two:
+        consumers = [runtime.broker.subscribers[0].consumer for runtime in (one, two)]
+
+        def orders_partitions() -> list[set[int]]:
+            return [
+                {tp.partition for tp in consumer.assignment() if tp.topic == ORDERS_EVENTS.name}
+                for consumer in consumers
+            ]
+
+        def split() -> bool:
+            first, second = orders_partitions()
+            return (
+                bool(first and second)
+                and not first & second
+                and len(first | second) == ORDERS_EVENTS.partitions
+            )
+
+        # the replicas have split the group's partitions (the rebalance is over)
+        await eventually(split, timeout_s=40)
+        owned = orders_partitions()
+        product_id = await new_product(producer, one, 5)
+        orders = [order((product_id, 1)) for _ in range(20)]
+        sent = [placed.envelope() for placed in orders]
+        assert one.sessionmaker is not None
+        async with one.sessionmaker.begin() as gate:
+            # hold the row until each replica waits for it with an order in hand, then let go:
+            # the two are then sure to contend for the same stock
+            await gate.execute(
+                select(Inventory.stock).where(Inventory.product_id == product_id).with_for_update()
+            )
+            acks = [
+                await producer.send(placed.TOPIC.name, encode(envelope), key=placed.key())
+                for placed, envelope in zip(orders, sent, strict=True)
+            ]
+            used = {metadata.partition for metadata in await asyncio.gather(*acks)}
+            assert all(used & partitions for partitions in owned), (used, owned)
+            await eventually(lambda: waiting_for_locks(one, 2))
+
+        events = await events_after(one, infra, INVENTORY_EVENTS, *sent)
+
+        order_ids = {placed.order_id for placed in orders}
+        ours = [m for m in events if getattr(m, "order_id", None) in order_ids]
+        assert len(of(StockReserved, ours)) == 5
+        assert len(of(StockReservationFailed, ours)) == 15
+        assert sorted(m.stock for m in of(StockChanged, ours)) == [0, 1, 2, 3, 4]
+        assert await stock_of(one, product_id) == 0
+        reserved = select(func.sum(Reservation.quantity)).where(
+            Reservation.product_id == product_id
+        )
+        assert await scalar(one, reserved) == 5
+        assert orders_partitions() == owned  # no rebalance: each replica applied its own share
+
+
+async def waiting_for_locks(runtime: Runtime, count: int) -> bool:
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(await scalar(runtime, waiting) == count)
+
+
+# --- the catalog read API ------------------------------------------------------------------
+
+
+async def test_catalog_lists_filtered_pages_when_products_are_queried(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer
+) -> None:
+    app = create_app(settings_for(Settings))
+    async with running(app) as product_svc, client(app) as http:
+        # this database also replays earlier tests' commands: every query names this test's data
+        tag = unique("tag")
+        books = CreateCategory(category_id=uuid4(), name=unique("Books"))
+        games = CreateCategory(category_id=uuid4(), name=unique("Games"))
+        for category in (books, games):
+            await publish_and_apply(producer, product_svc, category)
+        dune = await new_product(
+            producer,
+            product_svc,
+            3,
+            name="Dune",
+            description=f"Desert SAGA {tag}",
+            price=Decimal("20.00"),
+            category_id=books.category_id,
+        )
+        await new_product(
+            producer,
+            product_svc,
+            1,
+            name="Emma",
+            description=f"100% romance {tag}",
+            price=Decimal("8.50"),
+            category_id=books.category_id,
+        )
+        chess = await new_product(
+            producer,
+            product_svc,
+            0,
+            name="Chess",
+            description=f"A saga in 64 squares {tag}",
+            price=Decimal("35.00"),
+            category_id=games.category_id,
+        )
+        image = AddProductImage(image_id=uuid4(), product_id=dune, url="https://img/dune.png")
+        await publish_and_apply(producer, product_svc, image)
+        in_books = {"category_id": str(books.category_id)}
+
+        async def names(**params: Any) -> list[str]:
+            response = await http.get("/products", params=params)
+            assert response.status_code == 200, response.text
+            return [item["name"] for item in response.json()["items"]]
+
+        assert await names(q=tag.upper()) == ["Dune", "Emma", "Chess"]
+        assert await names(**in_books) == ["Dune", "Emma"]
+        assert await names(**in_books, q="saga") == ["Dune"]
+        assert await names(**in_books, q="dUN") == ["Dune"]
+        assert await names(**in_books, q="%") == ["Emma"]
+        assert await names(q=f"saga in 64 squares {tag}") == ["Chess"]
+        assert await names(**in_books, min_price="8.50", max_price="19.99") == ["Emma"]
+        assert await names(**in_books, min_price="8.51") == ["Dune"]
+        assert await names(q=tag, max_price="20") == ["Dune", "Emma"]
+
+        first = (await http.get("/products", params={"q": tag, "limit": 2})).json()
+        assert [item["name"] for item in first["items"]] == ["Dune", "Emma"]
+        second = (
+            await http.get(
+                "/products", params={"q": tag, "limit": 2, "cursor": first["next_cursor"]}
+            )
+        ).json()
+        assert [item["name"] for item in second["items"]] == ["Chess"]
+        assert second["next_cursor"] is None
+
+        detail = (await http.get(f"/products/{dune}")).json()
+        assert first["items"][0] == detail
+        assert {k: detail[k] for k in ("name", "price", "stock", "category_id", "images")} == {
+            "name": "Dune",
+            "price": "20.00",
+            "stock": 3,
+            "category_id": str(books.category_id),
+            "images": [{"id": str(image.image_id), "url": image.url}],
+        }
+        assert {"id", "description", "created_at", "updated_at"} <= set(detail)
+        assert (await http.get(f"/products/{chess}")).json()["stock"] == 0
+        assert (await http.get(f"/products/{uuid4()}")).status_code == 404
+        assert (await http.get("/products", params={"cursor": "garbage"})).status_code == 422
+        assert (await http.get("/products", params={"min_price": "-1"})).status_code == 422
+
+        seen: list[dict[str, str]] = []
+        cursor = None
+        while True:
+            params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+            body = (await http.get("/categories", params=params)).json()
+            assert len(body["items"]) == 1
+            seen.extend(body["items"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        ours = [c for c in seen if c["id"] in {str(books.category_id), str(games.category_id)}]
+        assert ours == [
+            {"id": str(books.category_id), "name": books.name},
+            {"id": str(games.category_id), "name": games.name},
+        ]
+        assert len({c["id"] for c in seen}) == len(seen)
+        found = await http.get(f"/categories/{games.category_id}")
+        assert found.json() == {"id": str(games.category_id), "name": games.name}
+        assert (await http.get(f"/categories/{uuid4()}")).status_code == 404
+
+
+async def publish_and_apply(producer: AIOKafkaProducer, runtime: Runtime, message: Message) -> bool:
+    sent = await publish(producer, message)
+    await eventually(lambda: applied(runtime, sent))
+    return True
