@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from schemas.topics import ORDERS_EVENTS
@@ -20,6 +20,7 @@ class OrderWatch:
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap = bootstrap_servers
         self._waiters: dict[bytes, set[asyncio.Event]] = defaultdict(set)
+        self.ready = False
 
     @contextlib.contextmanager
     def changes(self, order_id: UUID) -> Iterator[asyncio.Event]:
@@ -37,15 +38,17 @@ class OrderWatch:
     async def run(self) -> None:
         """Tail orders.events from its end, outside any consumer group (nothing is committed)."""
         while True:
+            # Without a group, aiokafka assigns every partition of the topic to this consumer.
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+                ORDERS_EVENTS.name,
+                bootstrap_servers=self._bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                auto_offset_reset="latest",
             )
             try:
                 await consumer.start()
-                partitions = consumer.partitions_for_topic(ORDERS_EVENTS.name) or set()
-                assigned = [TopicPartition(ORDERS_EVENTS.name, p) for p in sorted(partitions)]
-                consumer.assign(assigned)
-                await consumer.seek_to_end(*assigned)
+                self.ready = True
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
                     for records in batches.values():
@@ -55,6 +58,7 @@ class OrderWatch:
             except asyncio.CancelledError:
                 raise
             except KafkaError:
+                self.ready = False
                 log.warning("order watch lost the broker; reconnecting", exc_info=True)
                 await asyncio.sleep(1)
             finally:

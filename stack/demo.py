@@ -52,9 +52,8 @@ def login(base: str, email: str, password: str) -> Api:
     return Api(base, tokens["access_token"])
 
 
-def follow(api: Api, label: str, order_id: str) -> dict[str, Any]:
-    """Print each new step of the order's history until it settles."""
-    shown = 0
+def follow(api: Api, label: str, order_id: str, shown: int = 0) -> dict[str, Any]:
+    """Print each new step of the order's history (after the first ``shown``) until it settles."""
     order: dict[str, Any] = {}
     for _ in range(10):
         order = api.call("GET", f"/orders/{order_id}", params={"wait": 10})
@@ -84,6 +83,9 @@ def main() -> int:
 
     say("admin creates a category and three products")
     category = admin.call("POST", "/categories", json={"name": f"Demo {uuid.uuid4().hex[:4]}"})
+    admin.until(
+        "/categories?limit=200", lambda page: any(c["id"] == category["id"] for c in page["items"])
+    )
     products = {}
     for name, price, stock in (
         ("Kettle", "24.90", 10),
@@ -153,7 +155,7 @@ def main() -> int:
     customer.until(
         f"/orders/{runs['refund']}", lambda o: (o.get("payment") or {}).get("status") == "Refunded"
     )
-    follow(customer, "refund", runs["refund"])
+    follow(customer, "refund", runs["refund"], shown=2)
     say("[success] admin ships it")
     admin.call("POST", f"/orders/{runs['success']}/ship")
     customer.until(f"/orders/{runs['success']}", lambda o: o["status"] == "Shipped")

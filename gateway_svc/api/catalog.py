@@ -29,6 +29,11 @@ class CategoryCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
 
 
+class CategoryPublic(BaseModel):
+    id: UUID
+    name: str
+
+
 class ProductCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     description: str = Field(default="", max_length=10_000)
@@ -83,6 +88,14 @@ async def list_categories(upstream: Upstream, limit: Limit = 50, cursor: Cursor 
     )
 
 
+@router.get("/categories/{category_id}", responses={404: {"description": "no such category"}})
+async def read_category(category_id: UUID, upstream: Upstream) -> CategoryPublic:
+    """One category."""
+    return CategoryPublic.model_validate(
+        await upstream.get("product", f"/categories/{category_id}")
+    )
+
+
 @router.post("/categories", status_code=202)
 async def create_category(body: CategoryCreate, _: Admin, commands: Commands) -> Accepted:
     """Create a category (admin)."""
@@ -126,7 +139,10 @@ async def _existing_category(upstream: Upstream, category_id: UUID | None) -> No
         category_id is not None
         and await upstream.find("product", f"/categories/{category_id}") is None
     ):
-        raise field_error(("body", "category_id"), "no such category")
+        raise field_error(
+            ("body", "category_id"),
+            "no such category (one created a moment ago may still be on its way)",
+        )
 
 
 async def _existing_product(upstream: Upstream, product_id: UUID) -> dict[str, object]:

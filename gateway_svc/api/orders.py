@@ -111,7 +111,11 @@ async def place_order(
             )
     method = await upstream.find("payment", f"/payment-methods/{body.payment_method_id}")
     if method is None or method["user_id"] != str(user.id):
-        raise field_error(("body", "payment_method_id"), "no such payment method of yours")
+        raise field_error(
+            ("body", "payment_method_id"),
+            "no such payment method of yours (a new one is usable once GET /me/payment-methods"
+            " lists it)",
+        )
     await commands.send(
         PlaceOrder(
             order_id=order_id,

@@ -121,7 +121,9 @@ def test_happy_path_pays_moves_stock_and_notifies(shop: Shop, admin: Client) -> 
     placed = place(customer, [(widget, 2), (gadget, 1)], method)
     assert placed.status_code == 202
     assert placed.headers["Location"] == f"/orders/{placed.json()['id']}"
+    started = time.monotonic()
     order = outcome(customer, placed.json()["id"])
+    assert time.monotonic() - started < WAIT["wait"] - 5, "the long poll waited out its time"
 
     assert order["status"] == "Paid", order
     assert Decimal(order["total_price"]) == Decimal("44.98")
