@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean demo
+.PHONY: install up down status logs test lint format clean demo dlq
 
 install: $(READY)
 
@@ -47,3 +47,6 @@ clean: down  ## remove the data folders and logs (keeps the jars and the virtual
 
 demo: $(READY)  ## a small catalog and a few orders through the gateway, timelines printed live
 	@$(PY) -m stack.demo
+
+dlq: $(READY)  ## dead letters with their reasons; re-drive: make dlq ARGS="redrive order_svc 3 4"
+	@$(PY) -m stack dlq $(ARGS)

@@ -95,6 +95,22 @@ def logs(config: StackConfig, name: str) -> None:
     os.execvp("tail", ["tail", "-n", "100", "-F", str(path)])
 
 
+def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
+    from stack import dlq
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", config.kafka_bootstrap)
+    if args.action == "list":
+        dlq.show(bootstrap, [args.service] if args.service else dlq.ALL_SERVICES)
+        return 0
+    if not args.service or not (args.offsets or args.all):
+        raise SystemExit("redrive needs a service and offsets (or --all)")
+    sent = asyncio.run(
+        dlq.redrive(bootstrap, args.service, None if args.all else set(args.offsets))
+    )
+    print(f"re-drove {sent} message(s) from {args.service}.dlq")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="?",
         default="gateway_svc",
     )
+    dlq_parser = commands.add_parser("dlq", help="list or re-drive dead letters")
+    dlq_parser.add_argument("action", choices=["list", "redrive"], nargs="?", default="list")
+    dlq_parser.add_argument("service", nargs="?", help="e.g. order_svc (list: all by default)")
+    dlq_parser.add_argument("offsets", nargs="*", type=int, help="redrive: these offsets")
+    dlq_parser.add_argument("--all", action="store_true", help="redrive: every message")
     revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
     revision_parser.add_argument("service")
     revision_parser.add_argument("-m", "--message", required=True)
@@ -133,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return status(config)
     elif args.command == "logs":
         logs(config, args.name)
+    elif args.command == "dlq":
+        return dead_letters(config, args)
     elif args.command == "revision":
         from stack.revision import revise
 

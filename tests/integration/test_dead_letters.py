@@ -1,0 +1,52 @@
+"""Dead letters a person can handle: listed with reasons, re-driven to where they came from."""
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+from aiokafka import AIOKafkaProducer
+
+from notification_svc.app import create_app as create_notification_app
+from notification_svc.settings import Settings as NotificationSettings
+from schemas.envelope import encode
+from schemas.topics import USERS_EVENTS
+from schemas.users import UserRegistered
+from stack import dlq
+from tests.conftest import Infra, eventually
+from tests.integration.conftest import read_topic, running
+
+
+async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    notifications = create_notification_app(
+        settings_for(NotificationSettings, sending_enabled=False)
+    )
+    async with running(notifications):
+        event = UserRegistered(
+            user_id=uuid4(), name="Ann", email="ann@example.com", role="Customer"
+        )
+        broken = encode(event.envelope()).replace(b'"Customer"', b'"Emperor"')
+        await producer.send_and_wait(USERS_EVENTS.name, broken, key=event.key())
+
+        async def listed() -> list[dlq.DeadLetter]:
+            letters = await dlq.read(infra.kafka_bootstrap, "notification_svc")
+            return [letter for letter in letters if letter.value == broken]
+
+        [letter] = await eventually(listed)
+        assert letter.origin.startswith(f"{USERS_EVENTS.name}[")
+        assert "invalid UserRegistered data" in letter.headers["dlq.reason"]
+        assert "role" in letter.headers["dlq.reason"]
+
+    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {letter.offset}) == 1
+    records = await read_topic(
+        infra,
+        USERS_EVENTS.name,
+        until=lambda rs: any(dict(r.headers).get("dlq.redriven_from") for r in rs),
+    )
+    [again] = [r for r in records if r.value == broken and dict(r.headers).get("dlq.redriven_from")]
+    assert again.key == event.key()
+    assert (
+        dict(again.headers)["dlq.redriven_from"] == f"notification_svc.dlq@{letter.offset}".encode()
+    )
+    assert not any(name == "dlq.reason" for name, _ in again.headers)
