@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import DateTime, String, func
+from sqlalchemy import DateTime, Integer, String, func, literal_column, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -27,6 +27,8 @@ class InboxMixin:
     processed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    duplicates: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """How many redeliveries of this message were absorbed: proof that duplicates were tried."""
 
 
 async def first_delivery(
@@ -37,10 +39,10 @@ async def first_delivery(
     Call it inside the transaction that applies the message: if that transaction rolls back,
     the record goes with it and the message will be applied on its next delivery.
     """
-    inserted = await session.scalar(
-        insert(inbox)
-        .values(message_id=message_id, message_type=message_type)
-        .on_conflict_do_nothing()
-        .returning(inbox.message_id)
+    statement = insert(inbox).values(message_id=message_id, message_type=message_type)
+    first: bool | None = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[inbox.message_id], set_={"duplicates": inbox.duplicates + 1}
+        ).returning(literal_column("xmax = 0"))  # a fresh row has no deleting transaction
     )
-    return inserted is not None
+    return bool(first)

@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from common.outbox import OutboxRelay, stage
 from notification_svc.app import create_app as create_notification_app
+from notification_svc.models import Inbox as NotificationInbox
 from notification_svc.models import Notification, UserContact
 from notification_svc.settings import Settings as NotificationSettings
-from schemas.envelope import encode
+from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
 from tests.conftest import Infra, eventually, unique
@@ -65,6 +66,10 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
 
         await eventually(lambda: consumer.stats.applied > applied_before)
         assert await count_notifications(notifications, user.id) == 1
+        message_id = Envelope.model_validate_json(original.value).id
+        async with notifications.sessionmaker() as session:
+            inbox_row = await session.get(NotificationInbox, message_id)
+        assert inbox_row is not None and inbox_row.duplicates == 1
 
 
 async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
