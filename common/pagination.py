@@ -8,10 +8,12 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar, TypeVarTuple
 from uuid import UUID
 
 from fastapi import HTTPException, Query
+from sqlalchemy import Select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
 Cursor = Annotated[
@@ -27,6 +29,7 @@ class Keyed(Protocol):
 
 
 K = TypeVar("K", bound=Keyed)
+Ts = TypeVarTuple("Ts")
 
 
 def encode_cursor(created_at: datetime, item_id: UUID) -> str:
@@ -56,3 +59,22 @@ def page(rows: Sequence[K], limit: int) -> tuple[Sequence[K], str | None]:
     items = rows[:limit]
     more = len(rows) > limit
     return items, encode_cursor(items[-1].created_at, items[-1].id) if more else None
+
+
+def page_after(
+    query: Select[*Ts],
+    created_at: InstrumentedAttribute[datetime],
+    item_id: InstrumentedAttribute[UUID],
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+    newest_first: bool = False,
+) -> Select[*Ts]:
+    """Up to ``limit`` rows of ``query`` after the sort key ``after`` (a decoded cursor; None
+    starts at the beginning), in ``(created_at, item_id)`` order, descending if ``newest_first``."""
+    key = tuple_(created_at, item_id)
+    if after is not None:
+        query = query.where(key < after if newest_first else key > after)
+    if newest_first:
+        return query.order_by(created_at.desc(), item_id.desc()).limit(limit)
+    return query.order_by(created_at, item_id).limit(limit)

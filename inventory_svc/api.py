@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from inventory_svc import services
+from inventory_svc import queries
 
 router = APIRouter(tags=["inventory"])
 
@@ -34,7 +34,7 @@ async def list_movements(
     cursor: Cursor = None,
 ) -> MovementPage:
     """A product's stock ledger, oldest first; pass ``next_cursor`` back as ``cursor`` for more."""
-    rows = await services.list_movements(
+    rows = await queries.list_movements(
         sessions, product_id, after=decode_cursor(cursor), limit=limit + 1
     )
     items, next_cursor = page(rows, limit)
@@ -73,7 +73,7 @@ class AuditReport(BaseModel):
 @router.get("/products/{product_id}/stock")
 async def read_stock(product_id: UUID, sessions: Sessions) -> LedgerBalance:
     """A product's ledger sum and the stock its latest movement reported (null: no movement)."""
-    found = await services.balance(sessions, product_id)
+    found = await queries.balance(sessions, product_id)
     return LedgerBalance(
         product_id=found.product_id, ledger_sum=found.ledger_sum, last_stock=found.last_stock
     )
@@ -83,7 +83,7 @@ async def read_stock(product_id: UUID, sessions: Sessions) -> LedgerBalance:
 async def audit(sessions: Sessions) -> AuditReport:
     """How many products the ledger knows, and those whose changes do not add up to the stock
     reported by their latest movement (a movement is missing or was recorded twice)."""
-    report = await services.audit(sessions)
+    report = await queries.audit(sessions)
     return AuditReport(
         products=report.products,
         mismatches=[

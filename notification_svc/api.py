@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from notification_svc import services
+from notification_svc import queries
 
 router = APIRouter(tags=["notifications"])
 
@@ -32,7 +32,7 @@ async def list_notifications(
     user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> NotificationPage:
     """One user's notifications, newest first; status ``Pending``, ``Sent`` or ``Failed``."""
-    rows = await services.list_notifications(
+    rows = await queries.list_notifications(
         sessions, user_id, after=decode_cursor(cursor), limit=limit + 1
     )
     items, next_cursor = page(rows, limit)

@@ -1,10 +1,7 @@
 """notification_svc's use cases; each is one transaction (inbox check, change)."""
 
-from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,15 +69,3 @@ async def _upsert_contact(session: AsyncSession, user_id: UUID, name: str, email
             set_={"name": statement.excluded.name, "email": statement.excluded.email},
         )
     )
-
-
-async def list_notifications(
-    sessionmaker: SessionMaker, user_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
-) -> Sequence[Notification]:
-    """A user's notifications, newest first, those after ``after`` in that order."""
-    query = select(Notification).where(Notification.user_id == user_id)
-    if after is not None:
-        query = query.where(tuple_(Notification.created_at, Notification.id) < after)
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
-    async with sessionmaker() as session:
-        return (await session.scalars(query)).all()

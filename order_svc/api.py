@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from order_svc import services
+from order_svc import queries
 from schemas.envelope import Money
 
 router = APIRouter(tags=["orders"])
@@ -63,7 +63,7 @@ async def list_orders(
     cursor: Cursor = None,
 ) -> OrderPage:
     """Orders, newest first: everyone's, or one user's with ``user_id``."""
-    rows = await services.list_orders(
+    rows = await queries.list_orders(
         sessions, user_id=user_id, limit=limit + 1, after=decode_cursor(cursor)
     )
     items, next_cursor = page(rows, limit)
@@ -76,7 +76,7 @@ async def list_orders(
 @router.get("/orders/{order_id}", responses={404: {"description": "no such order"}})
 async def read_order(order_id: UUID, sessions: Sessions) -> OrderPublic:
     """One order with its lines and its status history, oldest step first."""
-    order = await services.get_order(sessions, order_id)
+    order = await queries.get_order(sessions, order_id)
     if order is None:
         raise HTTPException(404, "order not found")
     return OrderPublic.model_validate(order, from_attributes=True)
@@ -85,7 +85,7 @@ async def read_order(order_id: UUID, sessions: Sessions) -> OrderPublic:
 @router.get("/products/{product_id}/price", responses={404: {"description": "price not known"}})
 async def read_price(product_id: UUID, sessions: Sessions) -> ProductPricePublic:
     """The price order_svc will charge for a product (its copy of the catalog's price)."""
-    found = await services.get_price(sessions, product_id)
+    found = await queries.get_price(sessions, product_id)
     if found is None:
         raise HTTPException(404, "product not known")
     return ProductPricePublic(product_id=found.product_id, name=found.name, price=found.price)

@@ -1,13 +1,10 @@
 """order_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, func, insert, select, tuple_, update
+from sqlalchemy import ScalarSelect, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -254,100 +251,3 @@ def _status_id(name: str) -> ScalarSelect[UUID]:
 
 def _what(envelope: Envelope) -> tuple[str, UUID]:
     return envelope.type, envelope.id
-
-
-# Reads for the HTTP API.
-
-
-@dataclass(frozen=True)
-class OrderSummary:
-    id: UUID
-    user_id: UUID
-    status: str
-    reason: str | None
-    total_price: Decimal
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class OrderLine:
-    product_id: UUID
-    quantity: int
-    unit_price: Decimal
-
-
-@dataclass(frozen=True)
-class StatusChange:
-    status: str
-    reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class OrderDetails(OrderSummary):
-    items: tuple[OrderLine, ...]
-    history: tuple[StatusChange, ...]
-
-
-_SUMMARY_COLUMNS: tuple[Any, ...] = (
-    Order.id,
-    Order.user_id,
-    OrderStatus.name,
-    Order.reason,
-    Order.total_price,
-    Order.created_at,
-)
-
-
-async def list_orders(
-    sessionmaker: SessionMaker,
-    *,
-    user_id: UUID | None,
-    limit: int,
-    after: tuple[datetime, UUID] | None,
-) -> list[OrderSummary]:
-    """Up to ``limit`` orders, newest first, after the sort key ``after`` (a page's cursor)."""
-    query = select(*_SUMMARY_COLUMNS).join(OrderStatus, OrderStatus.id == Order.status_id)
-    if user_id is not None:
-        query = query.where(Order.user_id == user_id)
-    if after is not None:
-        # Newest first, so the next page holds the keys below the cursor's.
-        query = query.where(tuple_(Order.created_at, Order.id) < tuple_(*after))
-    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
-    async with sessionmaker() as session:
-        rows = await session.execute(query)
-    return [OrderSummary(*row) for row in rows]
-
-
-async def get_order(sessionmaker: SessionMaker, order_id: UUID) -> OrderDetails | None:
-    """One order with its lines and status history (two queries)."""
-    async with sessionmaker() as session:
-        rows = (
-            await session.execute(
-                select(
-                    *_SUMMARY_COLUMNS,
-                    OrderItem.product_id,
-                    OrderItem.quantity,
-                    OrderItem.unit_price,
-                )
-                .join(OrderStatus, OrderStatus.id == Order.status_id)
-                .outerjoin(OrderItem, OrderItem.order_id == Order.id)
-                .where(Order.id == order_id)
-                .order_by(OrderItem.product_id)
-            )
-        ).all()
-        if not rows:
-            return None
-        history = await session.execute(
-            select(OrderStatusHistory.status, OrderStatusHistory.reason, OrderStatusHistory.at)
-            .where(OrderStatusHistory.order_id == order_id)
-            .order_by(OrderStatusHistory.at, OrderStatusHistory.id)
-        )
-        changes = tuple(StatusChange(*change) for change in history)
-    lines = tuple(OrderLine(*row[6:9]) for row in rows if row[6] is not None)
-    return OrderDetails(*rows[0][:6], items=lines, history=changes)
-
-
-async def get_price(sessionmaker: SessionMaker, product_id: UUID) -> ProductPrice | None:
-    async with sessionmaker() as session:
-        return await session.get(ProductPrice, product_id)

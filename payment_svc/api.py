@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from payment_svc import services
+from payment_svc import queries
 from schemas.envelope import Money
 
 router = APIRouter(tags=["payments"])
@@ -56,7 +56,7 @@ async def list_payment_methods(
     user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> PaymentMethodPage:
     """One user's payment methods, oldest first (without their tokens)."""
-    rows = await services.list_payment_methods(
+    rows = await queries.list_payment_methods(
         sessions, user_id, after=decode_cursor(cursor), limit=limit + 1
     )
     items, next_cursor = page(rows, limit)
@@ -72,7 +72,7 @@ async def list_payment_methods(
 @router.get("/payment-methods/{method_id}", responses={404: {"description": "no such method"}})
 async def read_payment_method(method_id: UUID, sessions: Sessions) -> PaymentMethodPublic:
     """One payment method and its owner (the gateway checks that the caller owns it)."""
-    method = await services.get_payment_method(sessions, method_id)
+    method = await queries.get_payment_method(sessions, method_id)
     if method is None:
         raise HTTPException(404, "payment method not found")
     return PaymentMethodPublic(
@@ -84,7 +84,7 @@ async def read_payment_method(method_id: UUID, sessions: Sessions) -> PaymentMet
 async def read_order_payment(order_id: UUID, sessions: Sessions) -> PaymentPublic:
     """An order's payment (status ``Paid``, ``Failed`` or ``Refunded``) with its charge and
     refund transactions; 404 while the order has none."""
-    found = await services.get_order_payment(sessions, order_id)
+    found = await queries.get_order_payment(sessions, order_id)
     if found is None:
         raise HTTPException(404, "no payment for this order")
     payment, transactions = found

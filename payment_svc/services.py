@@ -1,11 +1,9 @@
 """payment_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -203,36 +201,3 @@ async def _payment_of(
 ) -> Payment | None:
     query = select(Payment).where(Payment.order_id == order_id)
     return await session.scalar(query.with_for_update() if lock else query)
-
-
-async def list_payment_methods(
-    sessionmaker: SessionMaker, user_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
-) -> Sequence[PaymentMethod]:
-    """A user's payment methods, oldest first, those after ``after``."""
-    query = select(PaymentMethod).where(PaymentMethod.user_id == user_id)
-    if after is not None:
-        query = query.where(tuple_(PaymentMethod.created_at, PaymentMethod.id) > after)
-    query = query.order_by(PaymentMethod.created_at, PaymentMethod.id).limit(limit)
-    async with sessionmaker() as session:
-        return (await session.scalars(query)).all()
-
-
-async def get_payment_method(sessionmaker: SessionMaker, method_id: UUID) -> PaymentMethod | None:
-    async with sessionmaker() as session:
-        return await session.get(PaymentMethod, method_id)
-
-
-async def get_order_payment(
-    sessionmaker: SessionMaker, order_id: UUID
-) -> tuple[Payment, Sequence[Transaction]] | None:
-    """An order's payment and its transactions in the order they happened."""
-    async with sessionmaker() as session:
-        payment = await _payment_of(session, order_id)
-        if payment is None:
-            return None
-        transactions = await session.scalars(
-            select(Transaction)
-            .where(Transaction.payment_id == payment.id)
-            .order_by(Transaction.created_at, Transaction.kind)
-        )
-        return payment, transactions.all()

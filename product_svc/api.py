@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from product_svc import services
+from product_svc import queries
 from schemas.envelope import Money
 
 router = APIRouter(tags=["catalog"])
@@ -53,7 +53,7 @@ async def list_categories(
     sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> CategoryPage:
     """Every category, oldest first; pass ``next_cursor`` back as ``cursor`` for more."""
-    rows = await services.list_categories(sessions, after=decode_cursor(cursor), limit=limit + 1)
+    rows = await queries.list_categories(sessions, after=decode_cursor(cursor), limit=limit + 1)
     items, next_cursor = page(rows, limit)
     return CategoryPage(
         items=[CategoryPublic(id=row.id, name=row.name) for row in items],
@@ -64,7 +64,7 @@ async def list_categories(
 @router.get("/categories/{category_id}", responses={404: {"description": "no such category"}})
 async def read_category(category_id: UUID, sessions: Sessions) -> CategoryPublic:
     """One category."""
-    category = await services.get_category(sessions, category_id)
+    category = await queries.get_category(sessions, category_id)
     if category is None:
         raise HTTPException(404, "category not found")
     return CategoryPublic(id=category.id, name=category.name)
@@ -85,7 +85,7 @@ async def list_products(
 ) -> ProductPage:
     """The catalog with stock and images, oldest first, filtered; pass ``next_cursor`` back as
     ``cursor`` (with the same filters) for more."""
-    rows = await services.list_products(
+    rows = await queries.list_products(
         sessions,
         category_id=category_id,
         text=q,
@@ -101,13 +101,13 @@ async def list_products(
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
 async def read_product(product_id: UUID, sessions: Sessions) -> ProductPublic:
     """One product with its stock and images."""
-    entry = await services.get_product(sessions, product_id)
+    entry = await queries.get_product(sessions, product_id)
     if entry is None:
         raise HTTPException(404, "product not found")
     return _public(entry)
 
 
-def _public(entry: services.CatalogEntry) -> ProductPublic:
+def _public(entry: queries.CatalogEntry) -> ProductPublic:
     product = entry.product
     return ProductPublic(
         id=product.id,

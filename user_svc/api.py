@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from common.http import Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
-from user_svc import services
+from user_svc import queries, services
 
 router = APIRouter(tags=["users"])
 
@@ -74,7 +74,7 @@ async def read_addresses(
     user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
 ) -> AddressPage:
     """One user's addresses, oldest first."""
-    rows = await services.list_addresses(
+    rows = await queries.list_addresses(
         sessions, user_id, after=decode_cursor(cursor), limit=limit + 1
     )
     items, next_cursor = page(rows, limit)
@@ -86,7 +86,7 @@ async def read_addresses(
 @router.get("/users/{user_id}", responses={404: {"description": "no such user"}})
 async def read_user(user_id: UUID, sessions: Sessions) -> UserPublic:
     """One user's profile."""
-    found = await services.get_user(sessions, user_id)
+    found = await queries.get_user(sessions, user_id)
     if found is None:
         raise HTTPException(404, "user not found")
     user, role = found

@@ -1,9 +1,8 @@
 """user_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
-from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import uuid4
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from common.db import SessionMaker
@@ -76,18 +75,6 @@ async def ensure_admin(sessionmaker: SessionMaker, *, email: str, password: str)
     return True
 
 
-async def list_addresses(
-    sessionmaker: SessionMaker, user_id: UUID, *, after: tuple[datetime, UUID] | None, limit: int
-) -> list[Address]:
-    query = select(Address).where(Address.user_id == user_id)
-    if after is not None:
-        query = query.where(tuple_(Address.created_at, Address.id) > after)
-    async with sessionmaker() as session:
-        return list(
-            await session.scalars(query.order_by(Address.created_at, Address.id).limit(limit))
-        )
-
-
 async def update_user(sessionmaker: SessionMaker, envelope: Envelope, command: UpdateUser) -> None:
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
@@ -113,15 +100,3 @@ async def add_address(sessionmaker: SessionMaker, envelope: Envelope, command: A
         fields = command.model_dump(exclude={"address_id"})
         session.add(Address(id=command.address_id, **fields))
         stage(session, Outbox, AddressAdded(**command.model_dump()), cause=envelope)
-
-
-async def get_user(sessionmaker: SessionMaker, user_id: UUID) -> tuple[User, str] | None:
-    async with sessionmaker() as session:
-        row = (
-            await session.execute(
-                select(User, Role.name)
-                .join(Role, Role.id == User.role_id)
-                .where(User.id == user_id)
-            )
-        ).first()
-    return (row[0], row[1]) if row else None

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from common.runtime import Runtime
-from order_svc import services
+from order_svc import queries
 from order_svc.app import create_app
 from order_svc.models import Inbox, Order, OrderItem
 from order_svc.settings import Settings
@@ -89,7 +89,7 @@ async def product(
         category_id=None,
     )
     await send(producer, created)
-    await eventually(lambda: services.get_price(orders.runtime.sessionmaker, product_id))
+    await eventually(lambda: queries.get_price(orders.runtime.sessionmaker, product_id))
     return product_id
 
 
@@ -102,8 +102,8 @@ def place(*lines: tuple[UUID, int], order_id: UUID | None = None) -> PlaceOrder:
     )
 
 
-async def order(orders: OrderService, order_id: UUID) -> services.OrderDetails | None:
-    return await services.get_order(orders.runtime.sessionmaker, order_id)
+async def order(orders: OrderService, order_id: UUID) -> queries.OrderDetails | None:
+    return await queries.get_order(orders.runtime.sessionmaker, order_id)
 
 
 async def status_becomes(orders: OrderService, order_id: UUID, status: str) -> Any:
@@ -203,7 +203,7 @@ async def test_place_order_uses_the_updated_price_when_the_product_changed(
     await send(producer, update)
 
     async def repriced() -> bool:
-        price = await services.get_price(orders.runtime.sessionmaker, mug)
+        price = await queries.get_price(orders.runtime.sessionmaker, mug)
         return price is not None and price.price == Decimal("7.25")
 
     await eventually(repriced)
@@ -233,9 +233,9 @@ async def test_redelivered_price_update_changes_nothing_when_a_newer_one_was_app
     await producer.send_and_wait(
         other.TOPIC.name, encode(other.envelope()), key=update("8.00").key()
     )
-    await eventually(lambda: services.get_price(orders.runtime.sessionmaker, other.product_id))
+    await eventually(lambda: queries.get_price(orders.runtime.sessionmaker, other.product_id))
 
-    price = await services.get_price(orders.runtime.sessionmaker, mug)
+    price = await queries.get_price(orders.runtime.sessionmaker, mug)
     assert price is not None and price.price == Decimal("8.00")
 
 
