@@ -58,6 +58,40 @@ def down(config: StackConfig) -> None:
     print(f"Everything is down ({elapsed():.1f}s).", flush=True)
 
 
+def stop_one(config: StackConfig, name: str, *, crash: bool) -> None:
+    """Stop one process: gracefully, or with ``crash`` as SIGKILL would."""
+    if name == "kafka":
+        stopped = procs.kill(config, name) if crash else kafka.stop(config)
+    elif name == "postgres":
+        stopped = postgres.kill(config) if crash else postgres.stop(config)
+    else:
+        service = _service(name)
+        stopped = procs.kill(config, name) if crash else services.stop(config, service)
+    step(name, ("killed" if crash else "stopped") if stopped else "was not running")
+
+
+def start_one(config: StackConfig, name: str) -> None:
+    """Start one process (if it is not running) and wait until it is ready."""
+    if name == "kafka":
+        kafka.start(config)
+        asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
+    elif name == "postgres":
+        postgres.start(config)
+    else:
+        service = _service(name)
+        services.start(config, service)
+        services.wait_ready(config, (service,))
+    step(name, "ready")
+
+
+def _service(name: str) -> services.Service:
+    for service in services.SERVICES:
+        if service.name == name:
+            return service
+    known = ", ".join(["kafka", "postgres", *(s.name for s in services.SERVICES)])
+    raise SystemExit(f"unknown process {name!r}; one of {known}")
+
+
 def status(config: StackConfig) -> int:
     rows = [
         (
@@ -124,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), help="host:port"
     )
     commands.add_parser("status", help="each process and its readiness")
+    for verb, text in (
+        ("stop", "stop one process (kafka, postgres or a service)"),
+        ("start", "start one process and wait until it is ready"),
+        ("restart", "stop one process, start it again, wait until it is ready"),
+    ):
+        one = commands.add_parser(verb, help=text)
+        one.add_argument("name")
+        if verb != "start":
+            one.add_argument("--kill", action="store_true", help="SIGKILL, as a crash would")
     logs_parser = commands.add_parser("logs", help="follow one log")
     logs_parser.add_argument(
         "name",
@@ -152,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{created} topics created on {bootstrap}; {len(ALL_TOPICS)} in all")
     elif args.command == "status":
         return status(config)
+    elif args.command in ("stop", "restart"):
+        stop_one(config, args.name, crash=args.kill)
+        if args.command == "restart":
+            start_one(config, args.name)
+    elif args.command == "start":
+        start_one(config, args.name)
     elif args.command == "logs":
         logs(config, args.name)
     elif args.command == "dlq":

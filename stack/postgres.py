@@ -7,6 +7,7 @@ system user ``embedded_postgres``, which is created on first use.
 import importlib.util
 import os
 import pwd
+import signal
 import stat
 import subprocess
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 
+from stack import procs
 from stack.config import StackConfig
 from stack.progress import step
 
@@ -136,6 +138,38 @@ def start(config: StackConfig) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"PostgreSQL did not answer; see {config.logs_dir / 'postgres.log'}")
         time.sleep(0.2)
+
+
+def kill(config: StackConfig) -> bool:
+    """SIGKILL the postmaster and its backends, as a crash would (recovery runs on next start)."""
+    pid_path = config.pg_dir / "data" / "postmaster.pid"
+    try:
+        pid = int(pid_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    for victim in [pid, *_children(pid)]:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while any(procs.alive(p) for p in [pid, *_children(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The dead postmaster may linger as a zombie until someone reaps it, and PostgreSQL takes
+    # a zombie's pid for a live postmaster: the lock file of a dead server goes.
+    pid_path.unlink(missing_ok=True)
+    return True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat_file.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat_file.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def stop(config: StackConfig) -> bool:

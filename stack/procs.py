@@ -84,6 +84,18 @@ def stop(config: StackConfig, name: str, *, grace_s: float = 20.0) -> bool:
     return True
 
 
+def kill(config: StackConfig, name: str) -> bool:
+    """SIGKILL the process group at once, as a crash would; True if it was running."""
+    pid = running_pid(config, name)
+    if pid is None:
+        return False
+    _signal_group(pid, signal.SIGKILL)
+    while alive(pid):
+        time.sleep(0.05)
+    pid_file(config, name).unlink(missing_ok=True)
+    return True
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
