@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean demo dlq
+.PHONY: install up down status logs test lint format clean demo dlq faults
 
 install: $(READY)
 
@@ -50,3 +50,7 @@ demo: $(READY)  ## a small catalog and a few orders through the gateway, timelin
 
 dlq: $(READY)  ## dead letters with their reasons; re-drive: make dlq ARGS="redrive order_svc 3 4"
 	@$(PY) -m stack dlq $(ARGS)
+
+faults: $(READY)  ## every fault case under a stream of orders (2,000+ orders); figures at the end
+	@SHOP_FAULTS_CASES=all SHOP_FAULTS_RATE=$${SHOP_FAULTS_RATE:-12} SHOP_FAULTS_SECONDS=$${SHOP_FAULTS_SECONDS:-14} \
+	  SHOP_FAULTS_MIN_ORDERS=2000 $(PY) -m pytest tests/faults -m faults

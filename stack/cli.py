@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="?",
         default="gateway_svc",
     )
+    rewind_parser = commands.add_parser(
+        "rewind", help="stop a service, move its consumer group back N messages per partition"
+    )
+    rewind_parser.add_argument("name", help="a service, e.g. payment_svc")
+    rewind_parser.add_argument("--by", type=int, default=100)
     dlq_parser = commands.add_parser("dlq", help="list or re-drive dead letters")
     dlq_parser.add_argument("action", choices=["list", "redrive"], nargs="?", default="list")
     dlq_parser.add_argument("service", nargs="?", help="e.g. order_svc (list: all by default)")
@@ -203,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         start_one(config, args.name)
     elif args.command == "logs":
         logs(config, args.name)
+    elif args.command == "rewind":
+        stop_one(config, args.name, crash=False)
+        print(kafka.shift_offsets(config, args.name, -abs(args.by)))
+        start_one(config, args.name)
     elif args.command == "dlq":
         return dead_letters(config, args)
     elif args.command == "revision":

@@ -222,5 +222,29 @@ async def is_ready(bootstrap: str) -> bool:
     return True
 
 
+def shift_offsets(config: StackConfig, group: str, by: int) -> str:
+    """Move an inactive consumer group's offsets on all its topics by ``by`` (negative: rewind),
+    with Kafka's own ConsumerGroupCommand. Its members must be stopped first."""
+    result = subprocess.run(
+        _java(
+            config,
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "--bootstrap-server",
+            config.kafka_bootstrap,
+            "--group",
+            group,
+            "--reset-offsets",
+            "--all-topics",
+            "--shift-by",
+            str(by),
+            "--execute",
+        ),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
 def stop(config: StackConfig) -> bool:
     return procs.stop(config, NAME, grace_s=30)

@@ -1,0 +1,189 @@
+"""What must hold once faults have cleared, read straight from every service's own database."""
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+SERVICE_DATABASES = (
+    "user_svc",
+    "product_svc",
+    "order_svc",
+    "payment_svc",
+    "notification_svc",
+    "inventory_svc",
+)
+FINAL = ("Paid", "Cancelled", "Shipped")
+
+
+@dataclass
+class Findings:
+    lost: list[str] = field(default_factory=list)
+    paid_twice: list[str] = field(default_factory=list)
+    refunded_twice: list[str] = field(default_factory=list)
+    negative_stock: list[str] = field(default_factory=list)
+    ledger_mismatches: list[str] = field(default_factory=list)
+    money_mismatch: str = ""
+    notification_mismatches: list[str] = field(default_factory=list)
+    undrained_outboxes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duplicated_effects(self) -> int:
+        return (
+            len(self.paid_twice)
+            + len(self.refunded_twice)
+            + len(self.ledger_mismatches)
+            + len(self.notification_mismatches)
+            + (1 if self.money_mismatch else 0)
+        )
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in (
+            "lost",
+            "paid_twice",
+            "refunded_twice",
+            "negative_stock",
+            "ledger_mismatches",
+            "notification_mismatches",
+        ):
+            values = getattr(self, name)
+            if values:
+                found.append(f"{name}: {len(values)} e.g. {values[:3]}")
+        if self.money_mismatch:
+            found.append(f"money: {self.money_mismatch}")
+        if self.undrained_outboxes:
+            found.append(f"outboxes not drained: {self.undrained_outboxes}")
+        return found
+
+
+class Databases:
+    def __init__(self, pg_port: str) -> None:
+        self._port = pg_port
+
+    def rows(self, database: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{self._port}/{database}", connect_timeout=5
+        ) as conn:
+            return list(conn.execute(sql, tuple(params)).fetchall())
+
+    def value(self, database: str, sql: str, params: Iterable[Any] = ()) -> Any:
+        return self.rows(database, sql, params)[0][0]
+
+    def duplicates_absorbed(self) -> int:
+        return sum(
+            int(self.value(db, "SELECT coalesce(sum(duplicates), 0) FROM inbox"))
+            for db in SERVICE_DATABASES
+        )
+
+    def unfinished(self, order_ids: Iterable[str]) -> list[str]:
+        ids = list(order_ids)
+        done = {
+            str(row[0])
+            for row in self.rows(
+                "order_svc",
+                "SELECT o.id FROM orders o JOIN order_status s ON s.id = o.status_id "
+                "WHERE o.id = ANY(%s::uuid[]) AND s.name = ANY(%s)",
+                (ids, list(FINAL)),
+            )
+        }
+        return [order_id for order_id in ids if order_id not in done]
+
+    def outbox_backlog(self) -> dict[str, int]:
+        counts = {
+            db: int(self.value(db, "SELECT count(*) FROM outbox")) for db in SERVICE_DATABASES
+        }
+        return {db: n for db, n in counts.items() if n}
+
+    def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:
+        """Seconds until every accepted order is final and every outbox is empty."""
+        ids = list(order_ids)
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            try:
+                if not self.unfinished(ids) and not self.outbox_backlog():
+                    return time.monotonic() - started
+            except psycopg.OperationalError:
+                pass
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def check(self, order_ids: Iterable[str]) -> Findings:
+        ids = list(order_ids)
+        found = Findings(lost=self.unfinished(ids))
+        found.paid_twice = self._twice("Charge")
+        found.refunded_twice = self._twice("Refund")
+        stock = {
+            str(p): s
+            for p, s in self.rows("product_svc", "SELECT product_id, stock FROM inventory")
+        }
+        found.negative_stock = [p for p, s in stock.items() if s < 0]
+        ledger = {
+            str(p): int(total)
+            for p, total in self.rows(
+                "inventory_svc",
+                "SELECT product_id, sum(change) FROM inventory_movements GROUP BY 1",
+            )
+        }
+        found.ledger_mismatches = [
+            f"{p}: stock {s}, ledger {ledger.get(p, 0)}"
+            for p, s in stock.items()
+            if s != ledger.get(p, 0)
+        ]
+        paid_orders = Decimal(
+            self.value(
+                "order_svc",
+                "SELECT coalesce(sum(o.total_price), 0) FROM orders o "
+                "JOIN order_status s ON s.id = o.status_id WHERE s.name IN ('Paid', 'Shipped')",
+            )
+        )
+        charged = Decimal(
+            self.value(
+                "payment_svc", "SELECT coalesce(sum(amount), 0) FROM payments WHERE status = 'Paid'"
+            )
+        )
+        if paid_orders != charged:
+            found.money_mismatch = f"paid orders total {paid_orders}, payments kept {charged}"
+        found.notification_mismatches = self._notification_mismatches()
+        found.undrained_outboxes = self.outbox_backlog()
+        return found
+
+    def _twice(self, kind: str) -> list[str]:
+        return [
+            str(row[0])
+            for row in self.rows(
+                "payment_svc",
+                "SELECT p.order_id FROM transactions t JOIN payments p ON p.id = t.payment_id "
+                "WHERE t.kind = %s GROUP BY p.order_id HAVING count(*) > 1",
+                (kind,),
+            )
+        ]
+
+    def _notification_mismatches(self) -> list[str]:
+        sent = dict(
+            self.rows("notification_svc", "SELECT type, count(*) FROM notifications GROUP BY 1")
+        )
+        statuses = dict(
+            self.rows(
+                "order_svc",
+                "SELECT s.name, count(*) FROM orders o "
+                "JOIN order_status s ON s.id = o.status_id GROUP BY 1",
+            )
+        )
+        payments = dict(
+            self.rows("payment_svc", "SELECT status, count(*) FROM payments GROUP BY 1")
+        )
+        expected = {
+            "OrderPlaced": sum(statuses.values()),
+            "OrderCancelled": statuses.get("Cancelled", 0),
+            "PaymentSucceeded": payments.get("Paid", 0) + payments.get("Refunded", 0),
+            "PaymentFailed": payments.get("Failed", 0),
+        }
+        return [
+            f"{kind}: {sent.get(kind, 0)} notifications for {count} events"
+            for kind, count in expected.items()
+            if sent.get(kind, 0) != count
+        ]

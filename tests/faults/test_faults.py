@@ -1,0 +1,273 @@
+"""Faults under a steady stream of orders; after each, once it has cleared, the guarantees hold:
+every accepted order final, nothing paid or refunded twice, stock equal to the ledger, money
+adding up, one notification per event, dead letters exactly the poison, outboxes drained."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from inventory_svc import handlers as inventory_handlers
+from notification_svc import handlers as notification_handlers
+from order_svc import handlers as order_handlers
+from payment_svc import handlers as payment_handlers
+from product_svc import handlers as product_handlers
+from schemas.topics import DOMAIN_TOPICS
+from stack import dlq
+from stack.config import ROOT
+from tests.faults.conftest import FIGURES, FaultShop, chosen_cases
+from tests.faults.load import OrderStream
+from user_svc import handlers as user_handlers
+
+pytestmark = pytest.mark.faults
+
+SERVICES = (
+    "gateway_svc",
+    "user_svc",
+    "product_svc",
+    "order_svc",
+    "payment_svc",
+    "notification_svc",
+    "inventory_svc",
+)
+CONSUMERS = {
+    "user_svc": user_handlers.TOPICS,
+    "product_svc": product_handlers.TOPICS,
+    "order_svc": order_handlers.TOPICS,
+    "payment_svc": payment_handlers.TOPICS,
+    "notification_svc": notification_handlers.TOPICS,
+    "inventory_svc": inventory_handlers.TOPICS,
+}
+ACCEPTED: dict[str, str] = {}
+POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
+"""What each service's dead-letter topic must hold, and nothing else."""
+
+
+def bootstrap(fs: FaultShop) -> str:
+    return f"127.0.0.1:{fs.shop.env['SHOP_KAFKA_PORT']}"
+
+
+def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
+    absorbed_before = fs.databases.duplicates_absorbed()
+    stream = OrderStream(fs.shop.url, fs.buyers, fs.catalog, fs.rate)
+    stream.start()
+    time.sleep(fs.seconds / 3)
+    inject()
+    cleared = time.monotonic()
+    time.sleep(max(1.0, fs.seconds * 2 / 3))
+    tally = stream.stop()
+    ACCEPTED.update(tally.accepted)
+    fs.databases.wait_until_settled(ACCEPTED)
+    recovery = time.monotonic() - cleared
+    findings = fs.databases.check(ACCEPTED)
+    letters_wrong = dead_letters_not_poison(fs)
+    FIGURES.append(
+        {
+            "case": name,
+            "sent": tally.sent,
+            "accepted": len(tally.accepted),
+            "refused": tally.refused,
+            "finished": len(tally.accepted)
+            - len([o for o in findings.lost if o in tally.accepted]),
+            "lost": len(findings.lost),
+            "duplicated_effects": findings.duplicated_effects,
+            "dup_absorbed": fs.databases.duplicates_absorbed() - absorbed_before,
+            "recovery_s": f"{recovery:.1f}",
+        }
+    )
+    assert tally.accepted, "no order was accepted: the stream never reached the shop"
+    assert findings.problems() == [], findings.problems()
+    assert letters_wrong == [], letters_wrong
+
+
+def dead_letters_not_poison(fs: FaultShop) -> list[str]:
+    wrong = []
+    for service, expected in POISON.items():
+        letters = asyncio.run(dlq.read(bootstrap(fs), service))
+        values = {letter.value for letter in letters}
+        wrong += [
+            f"{service}: {x.headers.get('dlq.reason')}" for x in letters if x.value not in expected
+        ]
+        wrong += [f"{service}: poison {v!r} not dead-lettered" for v in expected - values]
+    return wrong
+
+
+def kill_and_restart(service: str) -> Callable[[FaultShop], None]:
+    def inject(fs: FaultShop) -> None:
+        fs.stack("restart", service, "--kill")
+
+    return inject
+
+
+def sigterm_restart(service: str) -> Callable[[FaultShop], None]:
+    def inject(fs: FaultShop) -> None:
+        fs.stack("restart", service)
+
+    return inject
+
+
+def sigterm_every_service(fs: FaultShop) -> None:
+    for service in SERVICES:
+        fs.stack("restart", service)
+
+
+def broker_restart(fs: FaultShop) -> None:
+    fs.stack("stop", "kafka")
+    time.sleep(3)
+    fs.stack("start", "kafka")
+
+
+def database_restart(fs: FaultShop) -> None:
+    fs.stack("stop", "postgres")
+    time.sleep(3)
+    fs.stack("start", "postgres")
+
+
+def redeliver(fs: FaultShop) -> None:
+    """Publish the last records of every topic again, and rewind payment_svc's group."""
+    asyncio.run(_republish_tail(bootstrap(fs), per_partition=20))
+    fs.stack("rewind", "payment_svc", "--by", "30")
+
+
+async def _republish_tail(servers: str, per_partition: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=True)
+    await consumer.start()
+    await producer.start()
+    try:
+        for topic in DOMAIN_TOPICS:
+            partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(0, ends[tp] - per_partition))
+            wanted = sum(min(per_partition, ends[tp]) for tp in partitions)
+            seen = 0
+            while seen < wanted:
+                batch = await consumer.getmany(timeout_ms=1000)
+                if not batch:
+                    break
+                for records in batch.values():
+                    for record in records:
+                        if record.offset < ends[TopicPartition(record.topic, record.partition)]:
+                            seen += 1
+                            await producer.send(
+                                record.topic,
+                                record.value,
+                                key=record.key,
+                                headers=list(record.headers),
+                            )
+        await producer.flush()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def poison(fs: FaultShop) -> None:
+    """Malformed, oversized-looking, wrong-typed and unknown messages on every consumed topic."""
+    asyncio.run(_publish_poison(bootstrap(fs)))
+
+
+async def _publish_poison(servers: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await producer.start()
+    try:
+        topics = {topic for topics in CONSUMERS.values() for topic in topics}
+        for topic in topics:
+            tag = uuid.uuid4().hex
+            payloads = [
+                b"not json " + tag.encode(),
+                f'{{"id": "{tag}", "type": 42}}'.encode(),
+                f'{{"id": "{uuid.uuid4()}", "type": "Teleported", "version": 1, '
+                f'"occurred_at": "2026-01-01T00:00:00Z", "correlation_id": "{uuid.uuid4()}", '
+                f'"data": {{"tag": "{tag}"}}}}'.encode(),
+            ]
+            for payload in payloads:
+                await producer.send_and_wait(topic.name, payload, key=tag.encode())
+                for service, consumed in CONSUMERS.items():
+                    if topic in consumed:
+                        POISON[service].add(payload)
+    finally:
+        await producer.stop()
+
+
+def stalled_consumer(fs: FaultShop) -> None:
+    """A second order_svc replica joins the group, then stalls past its session timeout, so the
+    group rebalances around it; then it wakes up, and is stopped."""
+    env = {
+        **fs.shop.env,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap(fs),
+        "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{fs.shop.env['SHOP_PG_PORT']}/postgres",
+        "HTTP_PORT": str(8002 + int(fs.shop.env["SHOP_HTTP_PORT_OFFSET"]) + 50),
+    }
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "order_svc"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{env['HTTP_PORT']}/readyz"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        time.sleep(3)  # let the group hand it partitions
+        replica.send_signal(signal.SIGSTOP)
+        time.sleep(14)  # past the 10 s session timeout
+        replica.send_signal(signal.SIGCONT)
+        time.sleep(3)
+    finally:
+        replica.terminate()
+        replica.wait(timeout=30)
+
+
+CASES: dict[str, Callable[[FaultShop], None]] = {
+    **{f"kill_{service}": kill_and_restart(service) for service in SERVICES},
+    **{f"sigterm_{service}": sigterm_restart(service) for service in SERVICES},
+    "sigterm_every_service": sigterm_every_service,
+    "broker_restart": broker_restart,
+    "database_restart": database_restart,
+    "redeliver": redeliver,
+    "poison": poison,
+    "stalled_consumer": stalled_consumer,
+}
+FULL = [f"kill_{s}" for s in SERVICES] + [
+    "sigterm_every_service",
+    "broker_restart",
+    "database_restart",
+    "redeliver",
+    "poison",
+    "stalled_consumer",
+]
+
+
+def selected() -> list[str]:
+    cases = chosen_cases()
+    return FULL if cases == ["all"] else cases
+
+
+@pytest.mark.parametrize("case", selected())
+def test_guarantees_hold_after(case: str, fault_shop: FaultShop) -> None:
+    run_case(fault_shop, case, lambda: CASES[case](fault_shop))
+
+
+def test_duplicates_were_tried_and_absorbed(fault_shop: FaultShop) -> None:
+    if not FIGURES:
+        pytest.skip("no fault case ran")
+    assert fault_shop.databases.duplicates_absorbed() > 0
+    if os.environ.get("SHOP_FAULTS_MIN_ORDERS"):
+        assert len(ACCEPTED) >= int(os.environ["SHOP_FAULTS_MIN_ORDERS"])
