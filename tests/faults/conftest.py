@@ -116,8 +116,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         "refused",
         "finished",
         "lost",
-        "duplicated_effects",
-        "duplicates_absorbed",
+        "dup_effects",
+        "dup_absorbed",
         "recovery_s",
     )
     write("  ".join(f"{c:>11}" if i else f"{c:<22}" for i, c in enumerate(columns)))

@@ -78,7 +78,7 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
             "finished": len(tally.accepted)
             - len([o for o in findings.lost if o in tally.accepted]),
             "lost": len(findings.lost),
-            "duplicated_effects": findings.duplicated_effects,
+            "dup_effects": findings.duplicated_effects,
             "dup_absorbed": fs.databases.duplicates_absorbed() - absorbed_before,
             "recovery_s": f"{recovery:.1f}",
         }
