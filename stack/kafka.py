@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -220,6 +221,25 @@ async def is_ready(bootstrap: str) -> bool:
     except (KafkaError, OSError, TimeoutError):
         return False
     return True
+
+
+async def consumer_lag(bootstrap: str, groups: Iterable[str]) -> dict[str, int]:
+    """Messages each consumer group has yet to commit, summed over its partitions."""
+    admin = await _admin(bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        lag = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            lag[group] = sum(
+                max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0
+            )
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def shift_offsets(config: StackConfig, group: str, by: int) -> str:

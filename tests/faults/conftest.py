@@ -89,7 +89,7 @@ def fault_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultShop]:
             )
         yield FaultShop(
             shop=shop,
-            databases=Databases(env["SHOP_PG_PORT"]),
+            databases=Databases(env["SHOP_PG_PORT"], f"127.0.0.1:{kafka_port}"),
             catalog=Catalog(plenty=plenty, sold_out=sold_out),
             buyers=buyers,
             rate=float(os.environ.get("SHOP_FAULTS_RATE", 10)),

@@ -1,5 +1,6 @@
 """What must hold once faults have cleared, read straight from every service's own database."""
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -7,6 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from aiokafka.errors import KafkaError
+
+from stack import kafka
 
 SERVICE_DATABASES = (
     "user_svc",
@@ -61,8 +65,11 @@ class Findings:
 
 
 class Databases:
-    def __init__(self, pg_port: str) -> None:
+    """The shop's state as its databases (and its consumer groups' progress) tell it."""
+
+    def __init__(self, pg_port: str, kafka_bootstrap: str) -> None:
         self._port = pg_port
+        self._bootstrap = kafka_bootstrap
 
     def rows(self, database: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(
@@ -98,15 +105,24 @@ class Databases:
         }
         return {db: n for db, n in counts.items() if n}
 
+    def consumer_lag(self) -> dict[str, int]:
+        lag = asyncio.run(kafka.consumer_lag(self._bootstrap, SERVICE_DATABASES))
+        return {group: n for group, n in lag.items() if n}
+
     def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:
-        """Seconds until every accepted order is final and every outbox is empty."""
+        """Seconds until every accepted order is final, every outbox empty and every consumer
+        group caught up."""
         ids = list(order_ids)
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             try:
-                if not self.unfinished(ids) and not self.outbox_backlog():
+                if (
+                    not self.unfinished(ids)
+                    and not self.outbox_backlog()
+                    and not self.consumer_lag()
+                ):
                     return time.monotonic() - started
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, KafkaError, OSError):
                 pass
             time.sleep(0.5)
         return time.monotonic() - started
