@@ -5,7 +5,9 @@ import asyncio
 import os
 import sys
 
-from schemas.topics import ALL_TOPICS
+from aiokafka.errors import KafkaError
+
+from schemas.topics import ALL_TOPICS, CONSUMING_SERVICES
 from stack import kafka, postgres, procs, services
 from stack.config import StackConfig
 from stack.progress import elapsed, step
@@ -102,7 +104,7 @@ def status(config: StackConfig) -> int:
         ),
         (
             "postgres",
-            None,
+            postgres.pid(config),
             f"127.0.0.1:{config.pg_port}",
             "ready" if postgres.is_ready(config) else "not ready",
         ),
@@ -116,9 +118,14 @@ def status(config: StackConfig) -> int:
                 services.readiness(service),
             )
         )
-    print(f"{'process':<18}{'pid':>8}  {'address':<28}state")
+    try:
+        lag = asyncio.run(kafka.consumer_lag(config.kafka_bootstrap, CONSUMING_SERVICES))
+    except (KafkaError, OSError):
+        lag = {}
+    print(f"{'process':<18}{'pid':>8}  {'address':<28}{'state':<16}consumer lag")
     for name, pid, address, state in rows:
-        print(f"{name:<18}{pid or '-':>8}  {address:<28}{state}")
+        behind = str(lag[name]) if name in lag else ""
+        print(f"{name:<18}{pid or '-':>8}  {address:<28}{state:<16}{behind}")
     return 0 if all(row[3] == "ready" for row in rows) else 1
 
 

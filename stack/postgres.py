@@ -140,6 +140,15 @@ def start(config: StackConfig) -> None:
         time.sleep(0.2)
 
 
+def pid(config: StackConfig) -> int | None:
+    """The postmaster's pid, from its lock file, if it is alive."""
+    try:
+        found = int((config.pg_dir / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return found if procs.alive(found) else None
+
+
 def kill(config: StackConfig) -> bool:
     """SIGKILL the postmaster and its backends, as a crash would (recovery runs on next start)."""
     pid_path = config.pg_dir / "data" / "postmaster.pid"
