@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean demo dlq faults
+.PHONY: install up down status logs test lint format clean demo dlq bench faults
 
 install: $(READY)
 
@@ -54,3 +54,6 @@ dlq: $(READY)  ## dead letters with their reasons; re-drive: make dlq ARGS="redr
 faults: $(READY)  ## every fault case under a stream of orders (2,000+ orders); figures at the end
 	@SHOP_FAULTS_CASES=all SHOP_FAULTS_RATE=$${SHOP_FAULTS_RATE:-12} SHOP_FAULTS_SECONDS=$${SHOP_FAULTS_SECONDS:-14} \
 	  SHOP_FAULTS_MIN_ORDERS=2000 $(PY) -m pytest tests/faults -m faults
+
+bench: $(READY)  ## baselines, then orders stepped up to the knee, then reads: make bench ARGS=--quick
+	@$(PY) -m bench $(ARGS)

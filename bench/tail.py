@@ -1,0 +1,105 @@
+"""Each order's outcome, read off ``orders.events`` as it happens: the bench never polls the
+gateway for it, so measuring adds no load to what is measured."""
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from schemas.topics import ORDERS_EVENTS
+
+FINAL_TYPES = frozenset({"OrderPaid", "OrderCancelled", "OrderRejected"})
+
+
+@dataclass(frozen=True)
+class Final:
+    type: str
+    event_at: float
+    """Wall-clock seconds when order_svc's relay produced the event (the record's timestamp)."""
+    received_at: float
+    reason: str | None
+
+
+def parse_final(
+    record: ConsumerRecord[bytes, bytes], received_at: float
+) -> tuple[str, Final] | None:
+    """(order id, how it ended) if ``record`` is an order's final event."""
+    try:
+        envelope = orjson.loads(record.value or b"")
+        kind = envelope["type"]
+        if kind not in FINAL_TYPES:
+            return None
+        data = envelope["data"]
+        order_id = str(data["order_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    created = record.timestamp / 1000 if record.timestamp_type == 0 else received_at
+    return order_id, Final(kind, created, received_at, data.get("reason"))
+
+
+class OrderTail:
+    """Follows ``orders.events`` from its end, without a consumer group, and remembers the first
+    final event of every order."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.finals: dict[str, Final] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = [
+            TopicPartition(ORDERS_EVENTS.name, p) for p in range(ORDERS_EVENTS.partitions)
+        ]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve the end now, so nothing produced from here is missed
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    parsed = parse_final(record, now)
+                    if parsed is not None and parsed[0] not in self.finals:
+                        self.finals[parsed[0]] = parsed[1]
+            if batch:
+                self._changed.set()
+
+    def missing(self, order_ids: Iterable[str]) -> list[str]:
+        return [order_id for order_id in order_ids if order_id not in self.finals]
+
+    async def wait_for(self, order_ids: Sequence[str], timeout_s: float) -> bool:
+        """True once every one of ``order_ids`` has ended; False after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        pending = self.missing(order_ids)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+            pending = self.missing(pending)
+        return True

@@ -1,0 +1,151 @@
+"""The bench's pure parts: percentiles, whether a step held, the knee, the order mix, and the
+parsing of what pgbench and Kafka's perf tools print."""
+
+import random
+from collections import Counter
+
+import pytest
+
+from bench.baselines import parse_pgbench_output
+from bench.load import DECLINE, OK, SCARCE, Mix, plan_orders
+from bench.perftools import parse_consumer_output, parse_producer_output
+from bench.shop import Catalog
+from bench.stats import Latency, StepFigures, judge_step, percentile, select_knee
+
+
+def test_percentile_is_nearest_rank_when_values_are_unsorted() -> None:
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100, reversed
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([1.0, 2.0], 50) == 1.0
+
+
+def test_percentile_refuses_no_values_and_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 0)
+
+
+def test_latency_summary_when_there_are_samples_and_when_there_are_none() -> None:
+    summary = Latency.of([0.3, 0.1, 0.2, 0.4])
+    assert summary is not None
+    assert (summary.count, summary.p50, summary.p99, summary.max) == (4, 0.2, 0.4, 0.4)
+    assert summary.mean == pytest.approx(0.25)
+    assert Latency.of([]) is None
+
+
+def _step(**changes: object) -> StepFigures:
+    fields: dict[str, object] = {
+        "rate": 50.0,
+        "planned": 500,
+        "accepted": 500,
+        "errors": 0,
+        "completed": 500,
+        "final_latency": Latency.of([0.1] * 99 + [0.5]),
+        "accept_latency": Latency.of([0.01] * 100),
+        "send_lag_max_s": 0.01,
+    }
+    fields.update(changes)
+    return StepFigures(**fields)  # type: ignore[arg-type]
+
+
+def test_a_step_holds_when_everything_ends_in_time_within_the_bound() -> None:
+    verdict = judge_step(_step(), p99_bound_s=1.0)
+    assert verdict.passed and verdict.reasons == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"completed": 480}, "backlog"),
+        ({"final_latency": Latency.of([2.0] * 100)}, "p99"),
+        ({"accept_latency": Latency.of([1.5] * 100)}, "HTTP accept"),
+        ({"errors": 50, "accepted": 450, "completed": 450}, "not accepted"),
+        ({"send_lag_max_s": 2.0}, "fell"),
+        ({"final_latency": None, "completed": 0}, "no order completed"),
+    ],
+)
+def test_a_step_fails_when_a_limit_is_crossed(changes: dict[str, object], reason: str) -> None:
+    verdict = judge_step(_step(**changes), p99_bound_s=1.0)
+    assert not verdict.passed
+    assert any(reason in text for text in verdict.reasons), verdict.reasons
+
+
+def test_knee_is_the_highest_rate_that_held_below_every_failure() -> None:
+    assert select_knee([(25, True), (50, True), (100, True), (150, False)]) == 100
+    assert select_knee([(25, True), (50, False), (100, True)]) == 25  # a lucky pass later
+    assert select_knee([(25, False), (50, True)]) is None
+    assert select_knee([(25, True), (50, True)]) == 50
+    assert select_knee([(25, False), (12.5, False), (6.25, True)]) == 6.25  # halving down
+    assert select_knee([]) is None
+
+
+def test_order_mix_has_the_planned_shares_and_only_catalog_products() -> None:
+    catalog = Catalog("c", hot=("h1", "h2", "h3"), regular=("r1", "r2", "r3", "r4"), scarce="s")
+    plans = plan_orders(20_000, random.Random(7), customers=50, catalog=catalog, mix=Mix())
+    kinds = Counter(plan.kind for plan in plans)
+    assert kinds[SCARCE] / len(plans) == pytest.approx(0.05, abs=0.01)
+    assert kinds[DECLINE] / len(plans) == pytest.approx(0.10, abs=0.01)
+    assert kinds[OK] / len(plans) == pytest.approx(0.85, abs=0.01)
+    assert all(plan.items == (("s", 1),) for plan in plans if plan.kind == SCARCE)
+    items = [product for plan in plans if plan.kind != SCARCE for product, _ in plan.items]
+    assert set(items) <= set(catalog.stocked)
+    hot = sum(1 for product in items if product in catalog.hot) / len(items)
+    assert 0.4 < hot < 0.6  # three hot products take about half the items
+    assert {plan.customer for plan in plans} == set(range(50))
+    assert all(len({p for p, _ in plan.items}) == len(plan.items) for plan in plans)
+
+
+PRODUCER_OUTPUT = """\
+24976 records sent, 4995.2 records/sec (2.38 MB/sec), 1587.3 ms avg latency, 2810.0 ms max latency.
+200000 records sent, 34554.3 records/sec (16.48 MB/sec), 357.19 ms avg latency, 464.00 ms max \
+latency, 382 ms 50th, 449 ms 95th, 460 ms 99th, 463 ms 99.9th.
+"""
+
+CONSUMER_OUTPUT = """\
+[2026-11-25 02:55:42,988] WARN something the tool logged (org.apache.kafka.clients.Metadata)
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, \
+rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-11-25 02:55:54:306, 2026-11-25 02:55:54:863, 9.6745, 17.3690, 20289, 36425.4937, 371, 186, \
+52.0137, 109080.6452
+"""
+
+
+def test_producer_performance_summary_is_its_last_line_with_percentiles() -> None:
+    figures = parse_producer_output(PRODUCER_OUTPUT)
+    assert figures.records == 200_000
+    assert figures.records_per_s == 34554.3
+    assert figures.mb_per_s == 16.48
+    assert (figures.p50_ms, figures.p99_ms) == (382, 460)
+
+
+def test_consumer_performance_row_is_read_by_its_header() -> None:
+    figures = parse_consumer_output(CONSUMER_OUTPUT)
+    assert figures.records == 20289
+    assert figures.records_per_s == pytest.approx(36425.4937)
+    assert figures.fetch_records_per_s == pytest.approx(109080.6452)
+    assert figures.rebalance_ms == 371
+
+
+def test_perf_tool_output_without_figures_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        parse_producer_output("24976 records sent, 4995.2 records/sec (2.38 MB/sec), 1.0 ms avg")
+    with pytest.raises(ValueError):
+        parse_consumer_output("start.time, end.time\n")
+
+
+def test_pgbench_tps_excludes_the_connection_time() -> None:
+    text = (
+        "number of transactions actually processed: 6858\n"
+        "number of failed transactions: 0 (0.000%)\n"
+        "latency average = 5.791 ms\n"
+        "initial connection time = 50.715 ms\n"
+        "tps = 1381.388241 (without initial connection time)\n"
+    )
+    figures = parse_pgbench_output(text, clients=8, seconds=5)
+    assert figures.tps == pytest.approx(1381.388241)
+    assert figures.latency_avg_ms == pytest.approx(5.791)
+    assert figures.failed == 0
