@@ -1,5 +1,6 @@
 """The app factory every service uses: lifespan, health and readiness, errors, and serving."""
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -7,6 +8,8 @@ from typing import Annotated, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from common.db import SessionMaker
@@ -27,6 +30,24 @@ def _sessionmaker(request: Request) -> SessionMaker:
 
 Sessions = Annotated[SessionMaker, Depends(_sessionmaker)]
 """The service's sessionmaker, for an HTTP route: ``async def route(sessions: Sessions)``."""
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: renders any Python string, even a lone
+    surrogate that a client sent, which UTF-8 cannot encode."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def invalid_request(exc: RequestValidationError) -> JSONResponse:
+    """422 naming each field at fault (``loc``) and why; the input is not echoed back (it may
+    be a password, or text that no encoding can carry)."""
+    errors = [
+        {key: error[key] for key in ("type", "loc", "msg", "ctx") if key in error}
+        for error in exc.errors()
+    ]
+    return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 def create_service_app(
@@ -63,6 +84,10 @@ def create_service_app(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return invalid_request(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     middleware.install(
         app,
         tokens=tokens,
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         metrics=middleware.Metrics(),
         max_body_bytes=settings.max_body_bytes,
     )

@@ -1,14 +1,18 @@
 """Tokens and the dependencies that authenticate and authorise a request.
 
 Access tokens are short-lived JWTs (HS256) naming the user and role; refresh tokens live longer
-and can only be exchanged for a new pair. Only HS256 is accepted (``alg: none`` and any other
-algorithm are refused), and ``exp``, ``iat``, ``sub`` and ``typ`` are required.
+and can only be exchanged, once, for a new pair. Each refresh token has its own id (``jti``) and
+the id of its sign-in (``fam``): the pair from a refresh continues the family, and user_svc
+records every used ``jti``, so a refresh token that comes back a second time is refused and
+revokes its family. Only HS256 is accepted (``alg: none`` and any other algorithm are refused),
+and ``exp``, ``iat``, ``sub`` and ``typ`` are required.
 """
 
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import jwt
@@ -20,6 +24,12 @@ from gateway_svc.settings import Settings
 ALGORITHM = "HS256"
 ISSUER = "shop"
 TokenType = Literal["access", "refresh"]
+ADMINS_ONLY = "admins only"
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid access token"},
+    403: {"description": ADMINS_ONLY},
+}
+"""What an admin-only route documents besides its own answers."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,16 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "Admin"
+
+
+@dataclass(frozen=True)
+class RefreshGrant:
+    """What a valid refresh token carries: whose it is, its own id, its sign-in's id."""
+
+    user_id: UUID
+    jti: str
+    family: UUID
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -51,14 +71,17 @@ class Tokens:
         self._access_ttl = settings.access_token_ttl_s
         self._refresh_ttl = settings.refresh_token_ttl_s
 
-    def issue(self, user_id: UUID, role: str) -> TokenPair:
+    def issue(self, user_id: UUID, role: str, family: UUID | None = None) -> TokenPair:
+        """A new pair; ``family`` continues a sign-in (a refresh), None starts one (a login)."""
         return TokenPair(
             access_token=self._encode(user_id, role, "access", self._access_ttl),
-            refresh_token=self._encode(user_id, role, "refresh", self._refresh_ttl),
+            refresh_token=self._encode(
+                user_id, role, "refresh", self._refresh_ttl, fam=str(family or uuid4())
+            ),
             expires_in=self._access_ttl,
         )
 
-    def _encode(self, user_id: UUID, role: str, kind: TokenType, ttl: int) -> str:
+    def _encode(self, user_id: UUID, role: str, kind: TokenType, ttl: int, **extra: str) -> str:
         now = int(time.time())
         claims = {
             "sub": str(user_id),
@@ -68,23 +91,45 @@ class Tokens:
             "iat": now,
             "exp": now + ttl,
             "jti": uuid4().hex,
+            **extra,
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, kind: TokenType) -> Principal:
+        claims = self._decode(token, kind)
         try:
-            claims = jwt.decode(
+            return Principal(id=UUID(claims["sub"]), role=str(claims.get("role", "Customer")))
+        except ValueError as exc:
+            raise InvalidTokenError(str(exc)) from exc
+
+    def refresh_grant(self, token: str) -> RefreshGrant:
+        claims = self._decode(token, "refresh", also_required=("jti", "fam"))
+        try:
+            return RefreshGrant(
+                user_id=UUID(claims["sub"]),
+                jti=str(claims["jti"]),
+                family=UUID(claims["fam"]),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidTokenError(str(exc)) from exc
+
+    def _decode(
+        self, token: str, kind: TokenType, also_required: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "typ"]},
+                options={"require": ["exp", "iat", "sub", "typ", *also_required]},
             )
-            if claims["typ"] != kind:
-                raise InvalidTokenError(f"not an {kind} token")
-            return Principal(id=UUID(claims["sub"]), role=str(claims.get("role", "Customer")))
-        except (jwt.PyJWTError, ValueError, KeyError) as exc:
+        except jwt.PyJWTError as exc:
             raise InvalidTokenError(str(exc)) from exc
+        if claims["typ"] != kind:
+            raise InvalidTokenError(f"not an {kind} token")
+        return claims
 
 
 _bearer = HTTPBearer(auto_error=False, description="the access token from POST /auth/login")
@@ -111,7 +156,7 @@ def current_user(
 
 def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not principal.is_admin:
-        raise HTTPException(403, "admins only")
+        raise HTTPException(403, ADMINS_ONLY)
     return principal
 
 

@@ -1,4 +1,4 @@
-"""What wraps every request: body size limit, rate limit (with RateLimit headers), metrics."""
+"""What wraps every request: rate limit (with RateLimit headers), body size limit, metrics."""
 
 import time
 from collections import Counter, defaultdict
@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway_svc.auth import InvalidTokenError, Tokens
 from gateway_svc.ratelimit import RateLimiter
@@ -43,6 +44,58 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before any route sees it.
+
+    A declared Content-Length over the limit is refused without reading a byte. A body without
+    one (chunked) is read here, counting bytes as they stream in, and refused as soon as it
+    passes the limit; one within it is handed on whole. Either way at most ``max_bytes`` are
+    held per request."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)  # the client left
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": f"body over {self.max_bytes} bytes"}, 413)
+        await response(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that gives ``messages`` first, then what the client sends next."""
+
+    async def replayed() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replayed
+
+
 def _route_template(app: FastAPI, request: Request) -> str:
     for route in app.router.routes:
         match, _ = route.matches(request.scope)
@@ -65,6 +118,8 @@ def _client_key(request: Request, tokens: Tokens) -> str:
 def install(
     app: FastAPI, *, tokens: Tokens, limiter: RateLimiter, metrics: Metrics, max_body_bytes: int
 ) -> None:
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside guard: limited, counted
+
     @app.middleware("http")
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -82,9 +137,6 @@ def install(
     async def _guarded(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            return JSONResponse({"detail": f"body over {max_body_bytes} bytes"}, 413)
         if request.url.path in UNLIMITED:
             return await call_next(request)
         verdict = limiter.hit(_client_key(request, tokens))

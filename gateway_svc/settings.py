@@ -23,8 +23,10 @@ class Settings(ServiceSettings):
     upstream_timeout_s: float = 5.0
 
     rate_limit_per_minute: int = Field(default=1200, ge=1)
-    """Requests per client (the token's user, else the address) and minute; bursts up to a
-    tenth of it."""
+    """Requests per client (the token's user, else the address) and minute."""
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    """Requests a client may send at once before the per-minute pace applies (RATE_LIMIT_BURST);
+    by default a tenth of the per-minute limit."""
     login_attempts_per_minute: int = Field(default=10, ge=1)
     order_wait_max_s: float = 30.0
     max_body_bytes: int = 64 * 1024

@@ -69,6 +69,25 @@ async def verify(body: Credentials, sessions: Sessions) -> UserPublic:
     return UserPublic(id=user.id, name=user.name, email=user.email, role=role)
 
 
+class RefreshTokenUse(BaseModel):
+    jti: str = Field(min_length=1, max_length=64)
+    family: UUID
+    user_id: UUID
+    expires_at: datetime
+
+
+@router.post(
+    "/sessions/refresh",
+    responses={409: {"description": "used before (its family is now revoked), or revoked"}},
+)
+async def use_refresh_token(body: RefreshTokenUse, sessions: Sessions) -> dict[str, str]:
+    """Record the one use of a refresh token (the gateway rotates them). A second use answers
+    409 and revokes every token of that sign-in."""
+    if not await services.use_refresh_token(sessions, **body.model_dump()):
+        raise HTTPException(409, "refresh token used before; its sign-in is revoked")
+    return {"status": "ok"}
+
+
 @router.get("/users/{user_id}/addresses")
 async def read_addresses(
     user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
@@ -81,6 +100,18 @@ async def read_addresses(
     return AddressPage(
         items=[AddressPublic.model_validate(row) for row in items], next_cursor=next_cursor
     )
+
+
+@router.get(
+    "/users/{user_id}/addresses/{address_id}",
+    responses={404: {"description": "no such address of this user"}},
+)
+async def read_address(user_id: UUID, address_id: UUID, sessions: Sessions) -> AddressPublic:
+    """One of the user's addresses; another user's answers 404."""
+    address = await queries.get_address(sessions, user_id, address_id)
+    if address is None:
+        raise HTTPException(404, "address not found")
+    return AddressPublic.model_validate(address)
 
 
 @router.get("/users/{user_id}", responses={404: {"description": "no such user"}})

@@ -29,3 +29,11 @@ async def get_user(sessionmaker: SessionMaker, user_id: UUID) -> tuple[User, str
             )
         ).first()
     return (row[0], row[1]) if row else None
+
+
+async def get_address(
+    sessionmaker: SessionMaker, user_id: UUID, address_id: UUID
+) -> Address | None:
+    async with sessionmaker() as session:
+        address = await session.get(Address, address_id)
+    return address if address is not None and address.user_id == user_id else None

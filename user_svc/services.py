@@ -1,8 +1,10 @@
 """user_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
-from uuid import uuid4
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from common.db import SessionMaker
@@ -10,7 +12,15 @@ from common.inbox import first_delivery
 from common.outbox import stage
 from schemas.envelope import Envelope
 from schemas.users import AddAddress, AddressAdded, UpdateUser, UserRegistered, UserUpdated
-from user_svc.models import Address, Inbox, Outbox, Role, User
+from user_svc.models import (
+    Address,
+    Inbox,
+    Outbox,
+    RefreshFamily,
+    Role,
+    UsedRefreshToken,
+    User,
+)
 from user_svc.passwords import hash_password, verify_password
 
 _DUMMY_HASH = hash_password("not a real password")
@@ -100,3 +110,29 @@ async def add_address(sessionmaker: SessionMaker, envelope: Envelope, command: A
         fields = command.model_dump(exclude={"address_id"})
         session.add(Address(id=command.address_id, **fields))
         stage(session, Outbox, AddressAdded(**command.model_dump()), cause=envelope)
+
+
+async def use_refresh_token(
+    sessionmaker: SessionMaker, *, jti: str, family: UUID, user_id: UUID, expires_at: datetime
+) -> bool:
+    """Record the one use a refresh token has. False when it was used before, which revokes its
+    whole family (whoever holds a later token of that sign-in is shut out too), or when the
+    family is revoked already. Uses of one family are serialised by a row lock, so two replicas
+    racing with the same token see one success."""
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            insert(RefreshFamily)
+            .values(id=family, user_id=user_id, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=[RefreshFamily.id])
+        )
+        chain = await session.get(
+            RefreshFamily, family, with_for_update=True, populate_existing=True
+        )
+        if chain is None or chain.user_id != user_id or chain.revoked_at is not None:
+            return False
+        if await session.get(UsedRefreshToken, jti) is not None:
+            chain.revoked_at = datetime.now(UTC)
+            return False
+        session.add(UsedRefreshToken(jti=jti, family_id=family, expires_at=expires_at))
+        chain.expires_at = max(chain.expires_at, expires_at)
+        return True

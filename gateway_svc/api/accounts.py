@@ -9,6 +9,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from common.pagination import Cursor, Limit
 from gateway_svc.api.deps import Commands, Upstream
+from gateway_svc.api.fields import Text
 from gateway_svc.auth import CurrentUser, InvalidTokenError, Tokens, tokens
 from gateway_svc.ratelimit import RateLimiter
 from schemas.payments import AddPaymentMethod
@@ -18,7 +19,7 @@ router = APIRouter()
 
 
 class UserCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: Text = Field(min_length=1, max_length=255)
     email: EmailStr = Field(max_length=255)
     password: str = Field(min_length=8, max_length=256)
 
@@ -47,14 +48,14 @@ class TokenPublic(BaseModel):
 
 
 class AddressCreate(BaseModel):
-    street: str = Field(min_length=1, max_length=255)
-    city: str = Field(min_length=1, max_length=100)
-    state: str = Field(min_length=1, max_length=100)
-    zip_code: str = Field(min_length=1, max_length=20)
+    street: Text = Field(min_length=1, max_length=255)
+    city: Text = Field(min_length=1, max_length=100)
+    state: Text = Field(min_length=1, max_length=100)
+    zip_code: Text = Field(min_length=1, max_length=20)
 
 
 class PaymentMethodCreate(BaseModel):
-    method: str = Field(min_length=1, max_length=50, examples=["card"])
+    method: Text = Field(min_length=1, max_length=50, examples=["card"])
     token: str = Field(
         pattern=r"^tok_[A-Za-z0-9_]{1,60}$",
         examples=["tok_visa"],
@@ -141,18 +142,36 @@ async def login(
     return TokenPublic(**pair.__dict__)
 
 
-@router.post("/auth/refresh", tags=["auth"], responses={401: {"description": "invalid token"}})
+@router.post(
+    "/auth/refresh",
+    tags=["auth"],
+    responses={401: {"description": "invalid, expired or already used refresh token"}},
+)
 async def refresh(body: Refresh, request: Request, upstream: Upstream) -> TokenPublic:
-    """Exchange a refresh token for a new pair; the role is read afresh."""
+    """Exchange a refresh token for a new pair; the role is read afresh. A refresh token works
+    once: used again, it is refused and every token of that sign-in with it."""
     issuer: Tokens = tokens(request)
     try:
-        principal = issuer.verify(body.refresh_token, "refresh")
+        grant = issuer.refresh_grant(body.refresh_token)
     except InvalidTokenError:
         raise HTTPException(401, "invalid or expired refresh token") from None
-    user = await upstream.find("user", f"/users/{principal.id}")
+    use = {
+        "jti": grant.jti,
+        "family": str(grant.family),
+        "user_id": str(grant.user_id),
+        "expires_at": grant.expires_at.isoformat(),
+    }
+    try:
+        await upstream.post("user", "/sessions/refresh", use)
+    except HTTPException as exc:
+        if exc.status_code == 409:
+            raise HTTPException(401, "refresh token already used; sign in again") from None
+        raise
+    user = await upstream.find("user", f"/users/{grant.user_id}")
     if user is None:
         raise HTTPException(401, "invalid or expired refresh token")
-    return TokenPublic(**issuer.issue(principal.id, user["role"]).__dict__)
+    pair = issuer.issue(grant.user_id, user["role"], family=grant.family)
+    return TokenPublic(**pair.__dict__)
 
 
 @router.get("/me", tags=["me"])

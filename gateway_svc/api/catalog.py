@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, model_validator
 from common.pagination import Cursor, Limit
 from gateway_svc.api.accounts import Accepted, Page
 from gateway_svc.api.deps import Commands, Upstream, field_error
-from gateway_svc.auth import Admin
+from gateway_svc.api.fields import Text
+from gateway_svc.auth import ADMIN_RESPONSES, Admin
 from schemas.envelope import Money
 from schemas.products import (
     AddProductImage,
@@ -26,7 +27,7 @@ Price = Annotated[Decimal, Field(gt=0, max_digits=10, decimal_places=2)]
 
 
 class CategoryCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: Text = Field(min_length=1, max_length=255)
 
 
 class CategoryPublic(BaseModel):
@@ -35,16 +36,16 @@ class CategoryPublic(BaseModel):
 
 
 class ProductCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
-    description: str = Field(default="", max_length=10_000)
+    name: Text = Field(min_length=1, max_length=255)
+    description: Text = Field(default="", max_length=10_000)
     price: Price
     category_id: UUID | None = None
     stock: int = Field(default=0, ge=0, le=1_000_000, description="the first stock (a Restock)")
 
 
 class ProductUpdate(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = Field(default=None, max_length=10_000)
+    name: Text | None = Field(default=None, min_length=1, max_length=255)
+    description: Text | None = Field(default=None, max_length=10_000)
     price: Price | None = None
     category_id: UUID | None = None
 
@@ -56,12 +57,12 @@ class ProductUpdate(BaseModel):
 
 
 class ImageCreate(BaseModel):
-    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s\x00]+$")
 
 
 class Restock(BaseModel):
     change: int = Field(ge=-1_000_000, le=1_000_000, description="units added (or removed, < 0)")
-    reason: str = Field(default="Restock", min_length=1, max_length=50)
+    reason: Text = Field(default="Restock", min_length=1, max_length=50)
 
     @model_validator(mode="after")
     def not_zero(self) -> "Restock":
@@ -96,7 +97,7 @@ async def read_category(category_id: UUID, upstream: Upstream) -> CategoryPublic
     )
 
 
-@router.post("/categories", status_code=202)
+@router.post("/categories", status_code=202, responses=ADMIN_RESPONSES)
 async def create_category(body: CategoryCreate, _: Admin, commands: Commands) -> Accepted:
     """Create a category (admin)."""
     category_id = uuid4()
@@ -109,7 +110,7 @@ async def list_products(
     upstream: Upstream,
     category_id: UUID | None = None,
     q: Annotated[
-        str | None, Query(max_length=100, description="text in name or description")
+        Text | None, Query(max_length=100, description="text in name or description")
     ] = None,
     min_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
     max_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
@@ -153,7 +154,7 @@ async def _existing_product(upstream: Upstream, product_id: UUID) -> dict[str, o
     return found
 
 
-@router.post("/products", status_code=202)
+@router.post("/products", status_code=202, responses=ADMIN_RESPONSES)
 async def create_product(
     body: ProductCreate, _: Admin, upstream: Upstream, commands: Commands
 ) -> Accepted:
@@ -173,7 +174,11 @@ async def create_product(
     return Accepted(id=product_id)
 
 
-@router.patch("/products/{product_id}", status_code=202)
+@router.patch(
+    "/products/{product_id}",
+    status_code=202,
+    responses={**ADMIN_RESPONSES, 404: {"description": "no such product"}},
+)
 async def update_product(
     product_id: UUID, body: ProductUpdate, _: Admin, upstream: Upstream, commands: Commands
 ) -> Accepted:
@@ -184,7 +189,11 @@ async def update_product(
     return Accepted(id=product_id)
 
 
-@router.post("/products/{product_id}/images", status_code=202)
+@router.post(
+    "/products/{product_id}/images",
+    status_code=202,
+    responses={**ADMIN_RESPONSES, 404: {"description": "no such product"}},
+)
 async def add_image(
     product_id: UUID, body: ImageCreate, _: Admin, upstream: Upstream, commands: Commands
 ) -> Accepted:
@@ -198,7 +207,11 @@ async def add_image(
 @router.post(
     "/products/{product_id}/stock",
     status_code=202,
-    responses={409: {"description": "stock would go below zero"}},
+    responses={
+        **ADMIN_RESPONSES,
+        404: {"description": "no such product"},
+        409: {"description": "stock would go below zero"},
+    },
 )
 async def restock(
     product_id: UUID, body: Restock, _: Admin, upstream: Upstream, commands: Commands
@@ -214,7 +227,7 @@ async def restock(
     return Accepted(id=product_id)
 
 
-@router.get("/products/{product_id}/movements")
+@router.get("/products/{product_id}/movements", responses=ADMIN_RESPONSES)
 async def movements(
     product_id: UUID, _: Admin, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
 ) -> Page:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from common.pagination import Cursor, Limit
 from gateway_svc.api.accounts import Accepted, Page
 from gateway_svc.api.deps import Commands, Upstream, Watch, field_error
-from gateway_svc.auth import Admin, CurrentUser, Principal
+from gateway_svc.auth import ADMIN_RESPONSES, Admin, CurrentUser, Principal
 from schemas.orders import PAID, PENDING, CancelOrder, PlaceOrder, ShipOrder
 from schemas.products import ItemQuantity
 
@@ -116,6 +116,14 @@ async def place_order(
             "no such payment method of yours (a new one is usable once GET /me/payment-methods"
             " lists it)",
         )
+    if (
+        body.address_id is not None
+        and await upstream.find("user", f"/users/{user.id}/addresses/{body.address_id}") is None
+    ):
+        raise field_error(
+            ("body", "address_id"),
+            "no such address of yours (a new one is usable once GET /me/addresses lists it)",
+        )
     await commands.send(
         PlaceOrder(
             order_id=order_id,
@@ -211,6 +219,7 @@ async def cancel_order(
     "/orders/{order_id}/ship",
     status_code=202,
     responses={
+        **ADMIN_RESPONSES,
         404: {"description": "no such order"},
         409: {"description": "not paid, or already shipped or cancelled"},
     },

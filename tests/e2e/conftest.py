@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway_svc.auth import ADMINS_ONLY
 from stack.config import ROOT
 
 ADMIN_EMAIL = "admin@example.com"
@@ -122,3 +123,25 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     finally:
         shop.http.close()
         launcher(env, "down")
+
+
+def operations(spec: dict[str, Any]) -> list[str]:
+    """``"METHOD /path"`` of every operation of an OpenAPI document."""
+    return sorted(
+        f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item
+    )
+
+
+def admin_operations(spec: dict[str, Any]) -> list[str]:
+    """The operations that document a 403 for everyone but admins."""
+    return [
+        label
+        for label in operations(spec)
+        if _operation(spec, label)["responses"].get("403", {}).get("description") == ADMINS_ONLY
+    ]
+
+
+def _operation(spec: dict[str, Any], label: str) -> dict[str, Any]:
+    method, path = label.split(" ", 1)
+    found: dict[str, Any] = spec["paths"][path][method.lower()]
+    return found

@@ -1,0 +1,124 @@
+"""The gateway's guards without a stack: body limit, the 422 of any input, tokens, rate limit."""
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from common.http import invalid_request
+from gateway_svc.api.fields import Text
+from gateway_svc.auth import InvalidTokenError, Tokens
+from gateway_svc.middleware import BodyLimit
+from gateway_svc.ratelimit import RateLimiter
+from gateway_svc.settings import Settings
+
+LIMIT = 1000
+
+
+class Named(BaseModel):
+    name: Text
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(BodyLimit, max_bytes=LIMIT)
+    app.state.calls = 0
+
+    @app.post("/echo")
+    async def echo(body: Named) -> Named:
+        return body
+
+    @app.post("/touch")
+    async def touch() -> dict[str, int]:
+        app.state.calls += 1
+        return {"calls": app.state.calls}
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(_: object, exc: RequestValidationError) -> object:
+        return invalid_request(exc)
+
+    return app
+
+
+async def _chunks(body: bytes, size: int = 100) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def _post(app: FastAPI, path: str, **kwargs: object) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        return await client.post(path, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_body_over_the_limit_is_413_by_its_content_length() -> None:
+    response = await _post(_app(), "/echo", content=b" " * (LIMIT + 1))
+    assert response.status_code == 413
+
+
+async def test_a_streamed_body_over_the_limit_is_413_and_the_route_never_runs() -> None:
+    app = _app()
+    response = await _post(app, "/touch", content=_chunks(b" " * (LIMIT + 1)))
+    assert response.status_code == 413
+    assert app.state.calls == 0
+
+
+async def test_a_streamed_body_within_the_limit_reaches_the_route_whole() -> None:
+    body = b'{"name": "' + b"n" * (LIMIT - 13) + b'"}'
+    response = await _post(
+        _app(), "/echo", content=_chunks(body), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == "n" * (LIMIT - 13)
+
+
+@pytest.mark.parametrize("text", [b"\\ud800", b"a\\u0000b"], ids=["lone surrogate", "NUL"])
+async def test_text_no_service_can_store_is_a_422_naming_the_field(text: bytes) -> None:
+    response = await _post(
+        _app(),
+        "/echo",
+        content=b'{"name": "' + text + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "name"] and "input" not in error
+
+
+def test_a_refresh_token_names_its_sign_in_and_a_refresh_continues_it() -> None:
+    tokens = Tokens(Settings(jwt_secret="a secret for this test only, long enough"))
+    user = uuid4()
+    first = tokens.refresh_grant(tokens.issue(user, "Customer").refresh_token)
+    second = tokens.refresh_grant(tokens.issue(user, "Customer", family=first.family).refresh_token)
+    assert first.user_id == second.user_id == user
+    assert first.family == second.family and first.jti != second.jti
+    other = tokens.refresh_grant(tokens.issue(user, "Customer").refresh_token)
+    assert other.family != first.family
+
+
+def test_an_access_token_is_no_refresh_grant_and_the_reverse() -> None:
+    tokens = Tokens(Settings(jwt_secret="a secret for this test only, long enough"))
+    pair = tokens.issue(uuid4(), "Customer")
+    with pytest.raises(InvalidTokenError):
+        tokens.refresh_grant(pair.access_token)
+    with pytest.raises(InvalidTokenError):
+        tokens.verify(pair.refresh_token, "access")
+
+
+def test_the_burst_is_configurable_and_then_the_pace_applies() -> None:
+    limiter = RateLimiter(per_minute=60, burst=3)
+    verdicts = [limiter.hit("client") for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[0].limit == 3 and verdicts[-1].retry_after_s == 1
+    assert RateLimiter(per_minute=600).hit("client").limit == 60
+
+
+def test_the_gateway_reads_its_burst_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT_BURST", "7")
+    assert Settings().rate_limit_burst == 7
+    monkeypatch.delenv("RATE_LIMIT_BURST")
+    assert Settings().rate_limit_burst is None
