@@ -6,9 +6,9 @@ from common.broker import Handlers
 from common.db import SessionMaker
 from inventory_svc import services
 from schemas.products import StockChanged
-from schemas.topics import INVENTORY_EVENTS
+from schemas.topics import CONSUMED_TOPICS
 
-TOPICS = (INVENTORY_EVENTS,)
+TOPICS = CONSUMED_TOPICS["inventory_svc"]
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -7,10 +7,10 @@ from common.db import SessionMaker
 from notification_svc import services
 from schemas.orders import OrderCancelled, OrderPlaced, OrderRejected, OrderShipped
 from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
-from schemas.topics import ORDERS_EVENTS, PAYMENTS_EVENTS, USERS_EVENTS
+from schemas.topics import CONSUMED_TOPICS
 from schemas.users import UserRegistered, UserUpdated
 
-TOPICS = (USERS_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS)
+TOPICS = CONSUMED_TOPICS["notification_svc"]
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -8,9 +8,9 @@ from order_svc import services
 from schemas.orders import CancelOrder, PlaceOrder, ShipOrder
 from schemas.payments import PaymentFailed, PaymentSucceeded
 from schemas.products import ProductCreated, ProductUpdated, StockReservationFailed
-from schemas.topics import INVENTORY_EVENTS, ORDERS_COMMANDS, PAYMENTS_EVENTS, PRODUCTS_EVENTS
+from schemas.topics import CONSUMED_TOPICS
 
-TOPICS = (ORDERS_COMMANDS, PRODUCTS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS)
+TOPICS = CONSUMED_TOPICS["order_svc"]
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -9,9 +9,9 @@ from payment_svc.ports import PaymentProvider
 from schemas.orders import OrderCancelled
 from schemas.payments import AddPaymentMethod
 from schemas.products import StockReserved
-from schemas.topics import INVENTORY_EVENTS, ORDERS_EVENTS, PAYMENTS_COMMANDS
+from schemas.topics import CONSUMED_TOPICS
 
-TOPICS = (PAYMENTS_COMMANDS, ORDERS_EVENTS, INVENTORY_EVENTS)
+TOPICS = CONSUMED_TOPICS["payment_svc"]
 
 
 def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:

@@ -13,9 +13,9 @@ from schemas.products import (
     RestockProduct,
     UpdateProduct,
 )
-from schemas.topics import ORDERS_EVENTS, PRODUCTS_COMMANDS
+from schemas.topics import CONSUMED_TOPICS
 
-TOPICS = (PRODUCTS_COMMANDS, ORDERS_EVENTS)
+TOPICS = CONSUMED_TOPICS["product_svc"]
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -32,14 +32,17 @@ PAYMENTS_COMMANDS = Topic("payments.commands")
 PAYMENTS_EVENTS = Topic("payments.events")
 NOTIFICATIONS_EVENTS = Topic("notifications.events")
 
-CONSUMING_SERVICES = (
-    "user_svc",
-    "product_svc",
-    "order_svc",
-    "payment_svc",
-    "notification_svc",
-    "inventory_svc",
-)
+CONSUMED_TOPICS: dict[str, tuple[Topic, ...]] = {
+    "user_svc": (USERS_COMMANDS,),
+    "product_svc": (PRODUCTS_COMMANDS, ORDERS_EVENTS),
+    "order_svc": (ORDERS_COMMANDS, PRODUCTS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS),
+    "payment_svc": (PAYMENTS_COMMANDS, ORDERS_EVENTS, INVENTORY_EVENTS),
+    "notification_svc": (USERS_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS),
+    "inventory_svc": (INVENTORY_EVENTS,),
+}
+"""Who consumes what (ARCHITECTURE.md's table); each service's consumer group is its name."""
+
+CONSUMING_SERVICES = tuple(CONSUMED_TOPICS)
 
 
 def dead_letter_topic(service: str) -> Topic:

@@ -7,7 +7,7 @@ import sys
 
 from aiokafka.errors import KafkaError
 
-from schemas.topics import ALL_TOPICS, CONSUMING_SERVICES
+from schemas.topics import ALL_TOPICS
 from stack import kafka, postgres, procs, services
 from stack.config import StackConfig
 from stack.progress import elapsed, step
@@ -119,7 +119,7 @@ def status(config: StackConfig) -> int:
             )
         )
     try:
-        lag = asyncio.run(kafka.consumer_lag(config.kafka_bootstrap, CONSUMING_SERVICES))
+        lag = asyncio.run(kafka.consumer_lag(config.kafka_bootstrap))
     except (KafkaError, OSError):
         lag = {}
     print(f"{'process':<18}{'pid':>8}  {'address':<28}{'state':<16}consumer lag")

@@ -5,14 +5,14 @@ import hashlib
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import ALL_TOPICS, Topic
+from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, Topic
 from stack import procs
 from stack.config import ROOT, StackConfig
 from stack.progress import step
@@ -223,18 +223,24 @@ async def is_ready(bootstrap: str) -> bool:
     return True
 
 
-async def consumer_lag(bootstrap: str, groups: Iterable[str]) -> dict[str, int]:
-    """Messages each consumer group has yet to commit, summed over its partitions."""
+async def consumer_lag(
+    bootstrap: str, groups: Mapping[str, Sequence[Topic]] = CONSUMED_TOPICS
+) -> dict[str, int]:
+    """Messages each consumer group has yet to commit, over every partition of its topics
+    (a partition it never committed on counts from its beginning)."""
     admin = await _admin(bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
         lag = {}
-        for group in groups:
+        for group, topics in groups.items():
             committed = await admin.list_consumer_group_offsets(group)
-            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+            ends = await consumer.end_offsets(partitions)
+            starts = await consumer.beginning_offsets(partitions)
             lag[group] = sum(
-                max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0
+                max(0, ends[tp] - (committed[tp].offset if tp in committed else starts[tp]))
+                for tp in partitions
             )
         return lag
     finally:

@@ -4,11 +4,11 @@ from functools import partial
 
 from common.broker import Handlers
 from common.db import SessionMaker
-from schemas.topics import USERS_COMMANDS
+from schemas.topics import CONSUMED_TOPICS
 from schemas.users import AddAddress, UpdateUser
 from user_svc import services
 
-TOPICS = (USERS_COMMANDS,)
+TOPICS = CONSUMED_TOPICS["user_svc"]
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -25,8 +25,6 @@ from collections.abc import Iterator
 import pytest
 import requests
 import schemathesis
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode
@@ -39,16 +37,10 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway_svc.app import create_app
 from gateway_svc.settings import Settings
-from inventory_svc.handlers import TOPICS as INVENTORY_TOPICS
-from notification_svc.handlers import TOPICS as NOTIFICATION_TOPICS
-from order_svc.handlers import TOPICS as ORDER_TOPICS
-from payment_svc.handlers import TOPICS as PAYMENT_TOPICS
-from product_svc.handlers import TOPICS as PRODUCT_TOPICS
-from schemas.topics import Topic
-from stack import dlq
+from schemas.topics import CONSUMED_TOPICS
+from stack import dlq, kafka
 from tests.e2e.conftest import Client, Shop, admin_operations, operations
 from tests.e2e.test_api_saga import new_product, payment_method
-from user_svc.handlers import TOPICS as USER_TOPICS
 
 FUZZ_EXAMPLES = int(os.environ.get("SHOP_FUZZ_EXAMPLES", "25"))
 """Generated requests per operation, role and round (valid, invalid, valid on existing ids)."""
@@ -72,15 +64,6 @@ SPEC = create_app(Settings(jwt_secret="unused")).openapi()
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
 OPERATIONS = [label for label in operations(SPEC) if label not in NOT_FUZZED]
 ADMIN_OPERATIONS = admin_operations(SPEC)
-
-CONSUMED: dict[str, tuple[Topic, ...]] = {
-    "user_svc": USER_TOPICS,
-    "product_svc": PRODUCT_TOPICS,
-    "order_svc": ORDER_TOPICS,
-    "payment_svc": PAYMENT_TOPICS,
-    "notification_svc": NOTIFICATION_TOPICS,
-    "inventory_svc": INVENTORY_TOPICS,
-}
 
 sent: Counter[tuple[str, str]] = Counter()
 """Requests the fuzz sent, by (role, status class)."""
@@ -233,38 +216,16 @@ def test_no_command_the_fuzz_got_accepted_was_dead_lettered(shop: Shop) -> None:
         pytest.skip("the fuzz tests did not run in this session")
     bootstrap = f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
     deadline = time.monotonic() + 60
-    while (behind := asyncio.run(_consumer_lag(bootstrap))) > 0:
+    while (behind := sum(asyncio.run(kafka.consumer_lag(bootstrap)).values())) > 0:
         assert time.monotonic() < deadline, f"consumers still {behind} messages behind"
         time.sleep(0.5)
     dead = [
         f"{letter.service}: {letter.headers.get('type')} {letter.headers.get('dlq.reason')}"
-        for service in CONSUMED
+        for service in CONSUMED_TOPICS
         for letter in asyncio.run(dlq.read(bootstrap, service))
         if _mentions(json.loads(letter.value or b"null"), accepted)
     ]
     assert not dead, "\n".join(dead)
-
-
-async def _consumer_lag(bootstrap: str) -> int:
-    """Messages on the topics every service consumes that its group has not yet committed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        lag = 0
-        for group, topics in CONSUMED.items():
-            partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            firsts = await consumer.beginning_offsets(partitions)
-            ends = await consumer.end_offsets(partitions)
-            for tp in partitions:
-                done = committed[tp].offset if tp in committed else -1
-                lag += ends[tp] - max(done, firsts[tp])
-        return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def _mentions(value: object, ids: set[str]) -> bool:

@@ -106,7 +106,7 @@ class Databases:
         return {db: n for db, n in counts.items() if n}
 
     def consumer_lag(self) -> dict[str, int]:
-        lag = asyncio.run(kafka.consumer_lag(self._bootstrap, SERVICE_DATABASES))
+        lag = asyncio.run(kafka.consumer_lag(self._bootstrap))
         return {group: n for group, n in lag.items() if n}
 
     def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:

@@ -15,17 +15,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from inventory_svc import handlers as inventory_handlers
-from notification_svc import handlers as notification_handlers
-from order_svc import handlers as order_handlers
-from payment_svc import handlers as payment_handlers
-from product_svc import handlers as product_handlers
-from schemas.topics import DOMAIN_TOPICS
+from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
 from stack import dlq
 from stack.config import ROOT
 from tests.faults.conftest import FIGURES, FaultShop, chosen_cases
 from tests.faults.load import OrderStream
-from user_svc import handlers as user_handlers
 
 pytestmark = pytest.mark.faults
 
@@ -38,14 +32,7 @@ SERVICES = (
     "notification_svc",
     "inventory_svc",
 )
-CONSUMERS = {
-    "user_svc": user_handlers.TOPICS,
-    "product_svc": product_handlers.TOPICS,
-    "order_svc": order_handlers.TOPICS,
-    "payment_svc": payment_handlers.TOPICS,
-    "notification_svc": notification_handlers.TOPICS,
-    "inventory_svc": inventory_handlers.TOPICS,
-}
+CONSUMERS = CONSUMED_TOPICS
 ACCEPTED: dict[str, str] = {}
 POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
 """What each service's dead-letter topic must hold, and nothing else."""
