@@ -1,10 +1,12 @@
 """Consuming: batch subscribers that commit offsets only after the database commit, retries, and
 dead letters.
 
-Each service hands :func:`subscribe` a map from message class to handler. For every record of a
-batch the consumer decodes the envelope, skips the types this service does not handle, and runs
-the handler (which does its own transaction with the inbox check). Then, and only then, FastStream
-commits the batch's offsets (``AckPolicy.NACK_ON_ERROR``).
+Each service hands :func:`subscribe` a map from message class to handler. A batch is applied in
+one database transaction: for every record the consumer decodes the envelope, skips the types
+this service does not handle, and runs the handler, whose own ``sessionmaker.begin()`` becomes a
+savepoint of the batch's transaction (so each message still applies as a whole, with its inbox
+check). The batch commits once; then, and only then, FastStream commits the batch's offsets
+(``AckPolicy.NACK_ON_ERROR``).
 
 - Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
   dead-letter topic at once, with the reason and origin in headers.
@@ -31,6 +33,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from common.db import SessionMaker, batch_transaction
 from common.logs import correlation_id
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, Message, UnknownMessageError, contract_for, encode
@@ -147,16 +150,26 @@ class BatchConsumer:
         settings: ServiceSettings,
         handlers: Handlers,
         producer: KafkaProducerHolder,
+        sessionmaker: SessionMaker | None = None,
     ) -> None:
         self._settings = settings
+        self._sessionmaker = sessionmaker
         self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
         self._producer = producer
         self._dead_letters = dead_letter_topic(settings.service_name)
         self.stats = ConsumerStats()
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        for record in records:
-            await self.apply_record(record)
+        """Apply every record; with a database, in one transaction (a savepoint per record),
+        which commits before FastStream commits the offsets."""
+        if self._sessionmaker is None:
+            for record in records:
+                await self.apply_record(record)
+            return
+        async with batch_transaction(self._sessionmaker) as session:
+            for record in records:
+                await self.apply_record(record)
+                session.expunge_all()  # applied and flushed: keep the identity map small
 
     async def apply_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

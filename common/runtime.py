@@ -75,7 +75,7 @@ class Runtime:
         if not handlers:
             log.info("%s handles no messages yet; not consuming", self.settings.service_name)
             return None
-        consumer = BatchConsumer(self.settings, handlers, self.producer)
+        consumer = BatchConsumer(self.settings, handlers, self.producer, self.sessionmaker)
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
         return consumer

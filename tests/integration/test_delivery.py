@@ -1,6 +1,7 @@
 """Delivery guarantees of the shared plumbing, on the real broker and database, through two real
 services: user_svc's outbox feeds notification_svc's tables."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -144,3 +145,38 @@ async def test_rolled_back_transaction_publishes_nothing(
         ours = [r for r in records if r.key == str(event.user_id).encode()]
         assert len(ours) == 1
         assert str(committed.id).encode() in ours[0].value
+
+
+async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_applied(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    notifications_app = create_notification_app(
+        settings_for(NotificationSettings, sending_enabled=False)
+    )
+    async with running(notifications_app) as notifications:
+        first, second = (
+            UserRegistered(user_id=uuid4(), name=name, email="ok@example.com", role="Customer")
+            for name in ("Ann", "Bo")
+        )
+        # Valid on the wire, refused by the database (a name over 255 characters).
+        too_long = UserRegistered(
+            user_id=uuid4(), name="x" * 300, email="long@example.com", role="Customer"
+        )
+        batch = [first, too_long, second]
+        await asyncio.gather(
+            *(producer.send(USERS_EVENTS.name, encode(e.envelope()), key=e.key()) for e in batch)
+        )
+        await producer.flush()
+
+        for event in (first, second):
+            assert (
+                await eventually(lambda e=event: count_notifications(notifications, e.user_id)) == 1
+            )
+        dead = await read_topic(
+            infra,
+            dead_letter_topic("notification_svc").name,
+            until=lambda rs: any(r.key == too_long.key() for r in rs),
+        )
+        [letter] = [r for r in dead if r.key == too_long.key()]
+        assert b"too long" in dict(letter.headers)["dlq.reason"]
+        assert await count_notifications(notifications, too_long.user_id) == 0
