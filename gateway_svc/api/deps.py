@@ -43,6 +43,6 @@ Commands = Annotated[CommandBus, Depends(_commands)]
 Watch = Annotated[OrderWatch, Depends(_watch)]
 
 
-def field_error(location: tuple[str, ...], message: str) -> HTTPException:
+def field_error(location: tuple[str | int, ...], message: str) -> HTTPException:
     """A 422 shaped like FastAPI's own, naming the field at fault."""
     return HTTPException(422, [{"loc": list(location), "msg": message, "type": "value_error"}])

@@ -87,6 +87,32 @@ async def _visible_order(upstream: Upstream, order_id: UUID, user: Principal) ->
     return order
 
 
+CATALOG_WAIT_S = 3.0
+"""How long an order waits for order_svc to learn of a product the catalog already has."""
+
+
+async def _orderable(upstream: Upstream, product_ids: list[UUID]) -> None:
+    """Every item must be a product order_svc can price. order_svc learns new products from
+    events, so a product created a moment ago may not have reached it yet: wait briefly for it,
+    and tell a product that does not exist at all (422) from one still on its way (503)."""
+    pending = {product_id: index for index, product_id in reversed(list(enumerate(product_ids)))}
+    deadline = time.monotonic() + CATALOG_WAIT_S
+    while True:
+        for product_id in list(pending):
+            if await upstream.find("order", f"/products/{product_id}/price") is not None:
+                del pending[product_id]
+        if not pending:
+            return
+        for product_id, index in pending.items():
+            if await upstream.find("product", f"/products/{product_id}") is None:
+                raise field_error(("body", "items", index, "product_id"), "no such product")
+        if time.monotonic() > deadline:
+            raise HTTPException(
+                503, "the catalog is still being updated; retry shortly", {"Retry-After": "1"}
+            )
+        await asyncio.sleep(0.1)
+
+
 @router.post(
     "/orders",
     status_code=202,
@@ -109,6 +135,7 @@ async def place_order(
             return JSONResponse(
                 {"id": str(order_id), "status": existing["status"]}, 202, headers=location
             )
+    await _orderable(upstream, [item.product_id for item in body.items])
     method = await upstream.find("payment", f"/payment-methods/{body.payment_method_id}")
     if method is None or method["user_id"] != str(user.id):
         raise field_error(

@@ -211,6 +211,17 @@ def test_retried_post_with_the_same_idempotency_key_is_one_order(shop: Shop, adm
     assert len(_all(customer, "/orders")) == 1
 
 
+def test_an_order_for_a_product_that_does_not_exist_is_422_naming_the_item(
+    shop: Shop, admin: Client
+) -> None:
+    real = new_product(admin, price="4.00", stock=5)
+    customer = shop.customer("Ivy")
+    refused = place(customer, [(real, 1), (str(uuid.uuid4()), 1)], payment_method(customer))
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "items", 1, "product_id"]
+    assert stock(customer, real) == 5
+
+
 def test_another_customers_order_is_invisible(shop: Shop, admin: Client) -> None:
     item = new_product(admin, price="1.50", stock=3)
     owner = shop.customer("Gus")
