@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,75 @@ class Client:
 
     def patch(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.shop.http.patch(path, headers=self.headers, **kwargs)
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = 30) -> Any:
+    """Wait until ``check()`` is truthy (an accepted command's effect is eventually visible)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {timeout_s}s; last value {value!r}")
+        time.sleep(0.1)
+
+
+def visible(client: Client, path: str) -> dict[str, Any]:
+    """Wait until an accepted command's effect can be read back."""
+
+    def found() -> dict[str, Any] | None:
+        response = client.get(path)
+        return response.json() if response.status_code == 200 else None
+
+    result: dict[str, Any] = eventually(found)
+    return result
+
+
+def new_product(admin: Client, *, price: str, stock: int) -> str:
+    """A product in a new category, readable through the gateway."""
+    category = admin.post("/categories", json={"name": f"cat-{uuid.uuid4().hex[:6]}"})
+    assert category.status_code == 202, category.text
+    category_id = category.json()["id"]
+    visible(admin, f"/categories/{category_id}")
+    created = admin.post(
+        "/products",
+        json={
+            "name": f"Widget {uuid.uuid4().hex[:6]}",
+            "description": "a widget",
+            "price": price,
+            "category_id": category_id,
+            "stock": stock,
+        },
+    )
+    assert created.status_code == 202, created.text
+    product_id: str = created.json()["id"]
+    visible(admin, f"/products/{product_id}")
+    return product_id
+
+
+def all_items(client: Client, path: str) -> list[dict[str, Any]]:
+    """Every item of a paginated list, following ``next_cursor``."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = client.get(path, params=params).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def payment_method(customer: Client, token: str = "tok_visa") -> str:
+    """A saved card of ``customer``, usable for orders."""
+    added = customer.post("/me/payment-methods", json={"method": "card", "token": token})
+    assert added.status_code == 202, added.text
+    method_id: str = added.json()["id"]
+    eventually(
+        lambda: any(m["id"] == method_id for m in all_items(customer, "/me/payment-methods"))
+    )
+    return method_id
 
 
 def launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

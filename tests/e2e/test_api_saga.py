@@ -3,7 +3,6 @@ real Kafka, real PostgreSQL."""
 
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -11,72 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Client, Shop
+from tests.e2e.conftest import (
+    Client,
+    Shop,
+    all_items,
+    eventually,
+    new_product,
+    payment_method,
+)
 
 WAIT = {"wait": 25}
-
-
-def eventually(check: Callable[[], Any], timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true within {timeout_s}s; last value {value!r}")
-        time.sleep(0.1)
-
-
-def visible(client: Client, path: str) -> dict[str, Any]:
-    """Wait until an accepted command's effect can be read back."""
-
-    def found() -> dict[str, Any] | None:
-        response = client.get(path)
-        return response.json() if response.status_code == 200 else None
-
-    result: dict[str, Any] = eventually(found)
-    return result
-
-
-def new_product(admin: Client, *, price: str, stock: int) -> str:
-    category = admin.post("/categories", json={"name": f"cat-{uuid.uuid4().hex[:6]}"})
-    assert category.status_code == 202, category.text
-    category_id = category.json()["id"]
-    eventually(lambda: any(c["id"] == category_id for c in _all(admin, "/categories")))
-    created = admin.post(
-        "/products",
-        json={
-            "name": f"Widget {uuid.uuid4().hex[:6]}",
-            "description": "a widget",
-            "price": price,
-            "category_id": category_id,
-            "stock": stock,
-        },
-    )
-    assert created.status_code == 202, created.text
-    product_id: str = created.json()["id"]
-    visible(admin, f"/products/{product_id}")
-    return product_id
-
-
-def _all(client: Client, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        page = client.get(path, params=params).json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return items
-
-
-def payment_method(customer: Client, token: str = "tok_visa") -> str:
-    added = customer.post("/me/payment-methods", json={"method": "card", "token": token})
-    assert added.status_code == 202, added.text
-    method_id: str = added.json()["id"]
-    eventually(lambda: any(m["id"] == method_id for m in _all(customer, "/me/payment-methods")))
-    return method_id
 
 
 def place(
@@ -104,7 +47,7 @@ def stock(client: Client, product_id: str) -> int:
 
 
 def ledger(admin: Client, product_id: str) -> list[dict[str, Any]]:
-    return _all(admin, f"/products/{product_id}/movements")
+    return all_items(admin, f"/products/{product_id}/movements")
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +151,7 @@ def test_retried_post_with_the_same_idempotency_key_is_one_order(shop: Shop, adm
     third = place(customer, [(item, 3)], method, key="checkout-42")
     assert third.json() == {"id": first.json()["id"], "status": "Paid"}
     assert stock(customer, item) == 7
-    assert len(_all(customer, "/orders")) == 1
+    assert len(all_items(customer, "/orders")) == 1
 
 
 def test_an_order_for_a_product_that_does_not_exist_is_422_naming_the_item(
@@ -258,7 +201,7 @@ def test_buyers_racing_for_the_last_units_never_oversell(shop: Shop, admin: Clie
 
 
 def test_at_rest_every_products_stock_equals_its_ledger(shop: Shop, admin: Client) -> None:
-    products = _all(admin, "/products")
+    products = all_items(admin, "/products")
     assert products
     for product in products:
         assert sum(m["change"] for m in ledger(admin, product["id"])) == product["stock"]

@@ -39,8 +39,14 @@ from gateway_svc.app import create_app
 from gateway_svc.settings import Settings
 from schemas.topics import CONSUMED_TOPICS
 from stack import dlq, kafka
-from tests.e2e.conftest import Client, Shop, admin_operations, operations
-from tests.e2e.test_api_saga import new_product, payment_method
+from tests.e2e.conftest import (
+    Client,
+    Shop,
+    admin_operations,
+    new_product,
+    operations,
+    payment_method,
+)
 
 FUZZ_EXAMPLES = int(os.environ.get("SHOP_FUZZ_EXAMPLES", "25"))
 """Generated requests per operation, role and round (valid, invalid, valid on existing ids)."""

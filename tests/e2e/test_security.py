@@ -34,8 +34,16 @@ from gateway_svc.app import create_app
 from gateway_svc.settings import Settings
 from stack.config import ROOT
 from stack.services import SERVICES
-from tests.e2e.conftest import ADMIN_PASSWORD, Client, Shop, admin_operations, operations
-from tests.e2e.test_api_saga import eventually, new_product, payment_method
+from tests.e2e.conftest import (
+    ADMIN_PASSWORD,
+    Client,
+    Shop,
+    admin_operations,
+    eventually,
+    new_product,
+    operations,
+    payment_method,
+)
 
 SPEC = create_app(Settings(jwt_secret="unused")).openapi()
 ADMIN_ONLY = set(admin_operations(SPEC))

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 import pytest
 
 from stack.config import ROOT
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Shop, launcher
-from tests.e2e.test_api_saga import new_product, payment_method
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Shop,
+    launcher,
+    new_product,
+    payment_method,
+)
 from tests.faults.invariants import Databases
 from tests.faults.load import Buyer, Catalog
 
