@@ -62,12 +62,17 @@ def stage(
     message: Message,
     *,
     cause: Envelope | None = None,
+    correlation_id: UUID | None = None,
+    causation_id: UUID | None = None,
 ) -> Envelope:
     """Add ``message`` to the outbox in ``session``'s transaction; it is published after commit.
 
-    With ``cause``, the message joins the cause's saga (same correlation id, caused by it).
+    With ``cause``, the message joins the cause's saga (same correlation id, caused by it); a
+    process that kept only those two ids (not the whole cause) passes them instead.
     """
-    envelope = message.caused_by(cause) if cause is not None else message.envelope()
+    if cause is not None:
+        correlation_id, causation_id = cause.correlation_id, cause.id
+    envelope = message.envelope(correlation_id=correlation_id, causation_id=causation_id)
     session.add(
         outbox(
             message_id=envelope.id,

@@ -14,7 +14,6 @@ from notification_svc import domain
 from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
 from notification_svc.ports import NotificationSender
 from notification_svc.settings import Settings
-from schemas.envelope import Envelope
 from schemas.notifications import NotificationFailed, NotificationSent
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,14 @@ class Dispatcher:
         sent = NotificationSent(
             notification_id=notification.id, user_id=notification.user_id, type=notification.type
         )
-        stage(session, Outbox, sent, cause=_cause(notification))
+        # the outcome joins the saga of the event the notification came from, caused by it
+        stage(
+            session,
+            Outbox,
+            sent,
+            correlation_id=notification.correlation_id,
+            causation_id=notification.event_id,
+        )
 
     def _failed(self, session: AsyncSession, notification: Notification, error: str) -> None:
         notification.last_error = error
@@ -112,7 +118,14 @@ class Dispatcher:
             type=notification.type,
             reason=error,
         )
-        stage(session, Outbox, failed, cause=_cause(notification))
+        # the outcome joins the saga of the event the notification came from, caused by it
+        stage(
+            session,
+            Outbox,
+            failed,
+            correlation_id=notification.correlation_id,
+            causation_id=notification.event_id,
+        )
 
     async def run(self) -> None:
         """Send whatever is due, then look again after ``notification_poll_s``."""
@@ -126,18 +139,3 @@ class Dispatcher:
                 tried = 0
             if tried < self._settings.notification_batch_size:
                 await asyncio.sleep(self._settings.notification_poll_s)
-
-
-def _cause(notification: Notification) -> Envelope | None:
-    """The event a notification came from, as far as its outcome needs it: the outcome joins
-    that event's saga (same correlation id) and names it as its cause."""
-    if notification.correlation_id is None:
-        return None
-    return Envelope(
-        id=notification.event_id,
-        type=notification.type,
-        version=1,
-        occurred_at=notification.created_at,
-        correlation_id=notification.correlation_id,
-        data={},
-    )
