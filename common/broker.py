@@ -1,12 +1,20 @@
 """Consuming: batch subscribers that commit offsets only after the database commit, retries, and
 dead letters.
 
-Each service hands :func:`subscribe` a map from message class to handler. A batch is applied in
-one database transaction: for every record the consumer decodes the envelope, skips the types
-this service does not handle, and runs the handler, whose own ``sessionmaker.begin()`` becomes a
-savepoint of the batch's transaction (so each message still applies as a whole, with its inbox
-check). The batch commits once; then, and only then, FastStream commits the batch's offsets
-(``AckPolicy.NACK_ON_ERROR``).
+Each service hands :func:`subscribe` a map from message class to handler. For every record of a
+batch the consumer first finds the handler: a type this service does not handle is skipped by its
+``type`` header alone, without parsing; the rest is decoded and validated. Then the batch is
+applied in one database transaction, which commits before FastStream commits the batch's offsets
+(``AckPolicy.NACK_ON_ERROR``):
+
+- The fast path runs every handler in that one transaction, without savepoints (each handler's
+  ``sessionmaker.begin()`` joins it), and commits once.
+- If a handler raises, the fast path's transaction is rolled back as a whole and the batch is
+  applied again one message at a time: each handler's ``begin()`` is then a savepoint, so a
+  failing message is retried alone and, if it keeps failing, dead-lettered while the rest of the
+  batch commits.
+
+And:
 
 - Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
   dead-letter topic at once, with the reason and origin in headers.
@@ -22,7 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -36,7 +44,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from common.db import SessionMaker, batch_transaction
 from common.logs import correlation_id
 from common.settings import ServiceSettings
-from schemas.envelope import Envelope, Message, UnknownMessageError, contract_for, encode
+from schemas.envelope import (
+    Envelope,
+    Message,
+    UnknownMessageError,
+    contract_for,
+    encode,
+    is_known_type,
+)
 from schemas.topics import Topic, dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -134,6 +149,13 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
     )
 
 
+class Routed(NamedTuple):
+    record: ConsumerRecord[bytes, bytes]
+    envelope: Envelope
+    message: Message
+    handler: Handler
+
+
 @dataclass
 class ConsumerStats:
     applied: int = 0
@@ -160,34 +182,70 @@ class BatchConsumer:
         self.stats = ConsumerStats()
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply every record; with a database, in one transaction (a savepoint per record),
-        which commits before FastStream commits the offsets."""
+        """Apply every record of a batch; see the module docstring for the two paths."""
+        routed: list[Routed] = []
+        for record in records:
+            try:
+                found = self._route(record)
+            except PoisonMessageError as exc:
+                await self._dead_letter(record, str(exc), attempts=0)
+                continue
+            if found is None:
+                self.stats.skipped += 1
+            else:
+                routed.append(found)
+        if not routed:
+            return
         if self._sessionmaker is None:
-            for record in records:
-                await self.apply_record(record)
+            for item in routed:
+                await self._apply_with_retries(item)
+            return
+        if await self._apply_together(self._sessionmaker, routed):
             return
         async with batch_transaction(self._sessionmaker) as session:
-            for record in records:
-                await self.apply_record(record)
+            for item in routed:
+                await self._apply_with_retries(item)
                 session.expunge_all()  # applied and flushed: keep the identity map small
 
-    async def apply_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _apply_together(self, sessionmaker: SessionMaker, routed: list[Routed]) -> bool:
+        """The fast path: every message in one transaction, no savepoints. False when a handler
+        failed: the transaction is rolled back, for the caller to apply one message at a time."""
         try:
-            found = self._route(record.value)
-        except PoisonMessageError as exc:
-            await self._dead_letter(record, str(exc), attempts=0)
-            return
-        if found is None:
-            self.stats.skipped += 1
-            return
-        envelope, message, handler = found
-        token = correlation_id.set(str(envelope.correlation_id))
-        try:
-            await self._apply_with_retries(record, envelope, message, handler)
-        finally:
-            correlation_id.reset(token)
+            async with batch_transaction(sessionmaker, savepoints=False) as session:
+                for item in routed:
+                    token = correlation_id.set(str(item.envelope.correlation_id))
+                    try:
+                        await item.handler(item.envelope, item.message)
+                    finally:
+                        correlation_id.reset(token)
+                    session.expunge_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _is_infrastructure_error(exc):
+                log.warning("infrastructure error in a batch; will redeliver: %s", exc)
+                await asyncio.sleep(self._settings.retry_backoff_s * 5)
+                raise
+            log.info(
+                "a batch of %d failed (%s: %s); applying its messages one at a time",
+                len(routed),
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        self.stats.applied += len(routed)
+        return True
 
-    def _route(self, raw: bytes | None) -> tuple[Envelope, Message, Handler] | None:
+    def _route(self, record: ConsumerRecord[bytes, bytes]) -> "Routed | None":
+        """The record's envelope, message and handler; None for a type this service ignores
+        (known from the ``type`` header alone when the producer set it, without parsing)."""
+        for name, value in record.headers or ():
+            if name == "type":
+                header_type = value.decode(errors="replace")
+                if header_type not in self._handlers and is_known_type(header_type):
+                    return None
+                break
+        raw = record.value
         if raw is None:
             raise PoisonMessageError("empty value (tombstone)")
         try:
@@ -209,15 +267,17 @@ class BatchConsumer:
             message = cls.from_envelope(envelope)
         except ValidationError as exc:
             raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
-        return envelope, message, handler
+        return Routed(record, envelope, message, handler)
 
-    async def _apply_with_retries(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        envelope: Envelope,
-        message: Message,
-        handler: Handler,
-    ) -> None:
+    async def _apply_with_retries(self, item: "Routed") -> None:
+        token = correlation_id.set(str(item.envelope.correlation_id))
+        try:
+            await self._retry(item)
+        finally:
+            correlation_id.reset(token)
+
+    async def _retry(self, item: "Routed") -> None:
+        record, envelope, message, handler = item
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
             try:

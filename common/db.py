@@ -30,19 +30,20 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=10)
 
 
-_batch_session: ContextVar[AsyncSession | None] = ContextVar("batch_session", default=None)
+_batch: ContextVar[tuple[AsyncSession, bool] | None] = ContextVar("batch", default=None)
+"""The open batch transaction's session, and whether each use case gets a savepoint in it."""
 
 
 class BatchingSessionMaker(async_sessionmaker[AsyncSession]):
     """A sessionmaker whose ``begin()`` joins the consumer's batch transaction when one is open
-    (see :func:`batch_transaction`): the use case then runs in a savepoint of it, so it still
-    commits or rolls back as a whole, and the batch reaches the disk with one commit."""
+    (see :func:`batch_transaction`), so the batch reaches the disk with one commit."""
 
     def begin(self) -> AbstractAsyncContextManager[AsyncSession]:  # type: ignore[override]
-        shared = _batch_session.get()
-        if shared is None:
+        batch = _batch.get()
+        if batch is None:
             return super().begin()
-        return _savepoint(shared)
+        session, savepoints = batch
+        return _savepoint(session) if savepoints else _joined(session)
 
 
 @asynccontextmanager
@@ -52,14 +53,24 @@ async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
-async def batch_transaction(sessionmaker: SessionMaker) -> AsyncIterator[AsyncSession]:
-    """One transaction for a batch of messages; each use case inside runs in a savepoint."""
+async def _joined(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    yield session
+    await session.flush()  # as a savepoint's end would: the use case's writes reach the database
+
+
+@asynccontextmanager
+async def batch_transaction(
+    sessionmaker: SessionMaker, *, savepoints: bool = True
+) -> AsyncIterator[AsyncSession]:
+    """One transaction for a batch of messages. With ``savepoints`` each use case inside runs in
+    a savepoint (it commits or rolls back on its own); without, the use cases simply share the
+    transaction, and any failure rolls back the whole batch."""
     async with sessionmaker.begin() as session:
-        token = _batch_session.set(session)
+        token = _batch.set((session, savepoints))
         try:
             yield session
         finally:
-            _batch_session.reset(token)
+            _batch.reset(token)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def _sessionmaker(request: Request) -> SessionMaker:
+async def _sessionmaker(request: Request) -> SessionMaker:
+    # async, like every dependency here: FastAPI runs a plain ``def`` one in a worker thread.
     sessionmaker: SessionMaker | None = request.app.state.runtime.sessionmaker
     assert sessionmaker is not None, "this service has no database"
     return sessionmaker

@@ -10,6 +10,7 @@ from gateway_svc import middleware
 from gateway_svc.api import accounts, catalog, orders
 from gateway_svc.auth import Tokens
 from gateway_svc.clients import Upstreams
+from gateway_svc.facts import Facts
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
 from gateway_svc.watch import OrderWatch
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = tokens
     app.state.upstreams = upstreams
     app.state.watch = watch
+    app.state.facts = Facts()
     app.state.login_throttle = accounts.LoginThrottle(settings.login_attempts_per_minute)
     middleware.install(
         app,

@@ -140,7 +140,7 @@ def tokens(request: Request) -> Tokens:
     return found
 
 
-def current_user(
+async def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -154,7 +154,7 @@ def current_user(
         ) from None
 
 
-def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def admin_user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not principal.is_admin:
         raise HTTPException(403, ADMINS_ONLY)
     return principal

@@ -116,6 +116,11 @@ def contracts() -> list[type[Message]]:
     return list(_REGISTRY.values())
 
 
+def is_known_type(message_type: str) -> bool:
+    """Whether some contract (of any version) has this type name."""
+    return any(type_name == message_type for type_name, _ in _REGISTRY)
+
+
 def contract_for(envelope: Envelope) -> type[Message]:
     try:
         return _REGISTRY[(envelope.type, envelope.version)]
@@ -152,6 +157,7 @@ __all__ = [
     "contracts",
     "decode",
     "encode",
+    "is_known_type",
     "register",
     "utcnow",
 ]

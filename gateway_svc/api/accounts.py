@@ -98,7 +98,7 @@ class LoginThrottle:
             limiter.hit(key)
 
 
-def _login_throttle(request: Request) -> LoginThrottle:
+async def _login_throttle(request: Request) -> LoginThrottle:
     throttle: LoginThrottle = request.app.state.login_throttle
     return throttle
 

@@ -7,16 +7,22 @@ from fastapi import Depends, HTTPException, Request
 
 from common.broker import KafkaProducerHolder, publish
 from gateway_svc.clients import Upstreams, unavailable
+from gateway_svc.facts import Facts
 from gateway_svc.watch import OrderWatch
 from schemas.envelope import Command, Envelope
 
 
-def _upstreams(request: Request) -> Upstreams:
+async def _upstreams(request: Request) -> Upstreams:
     found: Upstreams = request.app.state.upstreams
     return found
 
 
-def _watch(request: Request) -> OrderWatch:
+async def _facts(request: Request) -> Facts:
+    found: Facts = request.app.state.facts
+    return found
+
+
+async def _watch(request: Request) -> OrderWatch:
     found: OrderWatch = request.app.state.watch
     return found
 
@@ -34,13 +40,14 @@ class CommandBus:
             raise unavailable("command") from None
 
 
-def _commands(request: Request) -> CommandBus:
+async def _commands(request: Request) -> CommandBus:
     return CommandBus(request.app.state.runtime.producer)
 
 
 Upstream = Annotated[Upstreams, Depends(_upstreams)]
 Commands = Annotated[CommandBus, Depends(_commands)]
 Watch = Annotated[OrderWatch, Depends(_watch)]
+Known = Annotated[Facts, Depends(_facts)]
 
 
 def field_error(location: tuple[str | int, ...], message: str) -> HTTPException:

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from common.pagination import Cursor, Limit
 from gateway_svc.api.accounts import Accepted, Page
-from gateway_svc.api.deps import Commands, Upstream, Watch, field_error
+from gateway_svc.api.deps import Commands, Known, Upstream, Watch, field_error
 from gateway_svc.auth import ADMIN_RESPONSES, Admin, CurrentUser, Principal
+from gateway_svc.facts import Facts
 from schemas.orders import PAID, PENDING, CancelOrder, PlaceOrder, ShipOrder
 from schemas.products import ItemQuantity
 
@@ -91,15 +92,20 @@ CATALOG_WAIT_S = 3.0
 """How long an order waits for order_svc to learn of a product the catalog already has."""
 
 
-async def _orderable(upstream: Upstream, product_ids: list[UUID]) -> None:
+async def _orderable(upstream: Upstream, facts: Facts, product_ids: list[UUID]) -> None:
     """Every item must be a product order_svc can price. order_svc learns new products from
     events, so a product created a moment ago may not have reached it yet: wait briefly for it,
     and tell a product that does not exist at all (422) from one still on its way (503)."""
-    pending = {product_id: index for index, product_id in reversed(list(enumerate(product_ids)))}
+    pending = {
+        product_id: index
+        for index, product_id in reversed(list(enumerate(product_ids)))
+        if not facts.known(("priced", product_id))
+    }
     deadline = time.monotonic() + CATALOG_WAIT_S
-    while True:
+    while pending:
         for product_id in list(pending):
             if await upstream.find("order", f"/products/{product_id}/price") is not None:
+                facts.learn(("priced", product_id))
                 del pending[product_id]
         if not pending:
             return
@@ -113,6 +119,15 @@ async def _orderable(upstream: Upstream, product_ids: list[UUID]) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _method_of(upstream: Upstream, user: Principal, method_id: UUID) -> bool:
+    method = await upstream.find("payment", f"/payment-methods/{method_id}")
+    return method is not None and method["user_id"] == str(user.id)
+
+
+async def _address_of(upstream: Upstream, user: Principal, address_id: UUID) -> bool:
+    return await upstream.find("user", f"/users/{user.id}/addresses/{address_id}") is not None
+
+
 @router.post(
     "/orders",
     status_code=202,
@@ -123,6 +138,7 @@ async def place_order(
     body: OrderCreate,
     user: CurrentUser,
     upstream: Upstream,
+    facts: Known,
     commands: Commands,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -135,17 +151,21 @@ async def place_order(
             return JSONResponse(
                 {"id": str(order_id), "status": existing["status"]}, 202, headers=location
             )
-    await _orderable(upstream, [item.product_id for item in body.items])
-    method = await upstream.find("payment", f"/payment-methods/{body.payment_method_id}")
-    if method is None or method["user_id"] != str(user.id):
+    await _orderable(upstream, facts, [item.product_id for item in body.items])
+    method_id = body.payment_method_id
+    if not await facts.confirm(
+        ("payment method", method_id, user.id),
+        lambda: _method_of(upstream, user, method_id),
+    ):
         raise field_error(
             ("body", "payment_method_id"),
             "no such payment method of yours (a new one is usable once GET /me/payment-methods"
             " lists it)",
         )
-    if (
-        body.address_id is not None
-        and await upstream.find("user", f"/users/{user.id}/addresses/{body.address_id}") is None
+    address_id = body.address_id
+    if address_id is not None and not await facts.confirm(
+        ("address", address_id, user.id),
+        lambda: _address_of(upstream, user, address_id),
     ):
         raise field_error(
             ("body", "address_id"),

@@ -34,7 +34,9 @@ class FakeProducer:
         pass
 
 
-def record(value: bytes | None, offset: int = 7) -> ConsumerRecord[bytes, bytes]:
+def record(
+    value: bytes | None, offset: int = 7, headers: tuple[tuple[str, bytes], ...] = ()
+) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic="users.events",
         partition=3,
@@ -46,7 +48,7 @@ def record(value: bytes | None, offset: int = 7) -> ConsumerRecord[bytes, bytes]
         checksum=None,
         serialized_key_size=1,
         serialized_value_size=len(value or b""),
-        headers=(),
+        headers=headers,
     )
 
 
@@ -144,3 +146,22 @@ async def test_unknown_type_is_dead_lettered() -> None:
     raw = registered().replace(b'"UserRegistered"', b'"UserTeleported"')
     await subject.apply_batch([record(raw)])
     assert b"no contract for type 'UserTeleported'" in dict(producer.sent[0][2])["dlq.reason"]
+
+
+async def test_a_type_this_service_ignores_is_skipped_by_its_header_without_parsing() -> None:
+    async def never(envelope: Envelope, event: UserRegistered) -> None:
+        raise AssertionError
+
+    subject, producer = consumer(never)
+    await subject.apply_batch([record(b"not even json", headers=(("type", b"UserUpdated"),))])
+    assert subject.stats.skipped == 1 and producer.sent == []
+
+
+async def test_a_type_header_naming_no_contract_does_not_skip_the_checks() -> None:
+    async def never(envelope: Envelope, event: UserRegistered) -> None:
+        raise AssertionError
+
+    subject, producer = consumer(never)
+    await subject.apply_batch([record(b"not even json", headers=(("type", b"UserTeleported"),))])
+    assert subject.stats.skipped == 0
+    assert dict(producer.sent[0][2])["dlq.reason"].startswith(b"not a valid envelope")
