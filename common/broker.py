@@ -7,8 +7,9 @@ batch the consumer first finds the handler: a type this service does not handle 
 applied in one database transaction, which commits before FastStream commits the batch's offsets
 (``AckPolicy.NACK_ON_ERROR``):
 
-- The fast path runs every handler in that one transaction, without savepoints (each handler's
-  ``sessionmaker.begin()`` joins it), and commits once.
+- The fast path records the whole batch in the inbox with one statement, runs every handler in
+  that one transaction, without savepoints (each handler's ``sessionmaker.begin()`` joins it),
+  writes every outgoing message with one more statement, and commits once.
 - If a handler raises, the fast path's transaction is rolled back as a whole and the batch is
   applied again one message at a time: each handler's ``begin()`` is then a savepoint, so a
   failing message is retried alone and, if it keeps failing, dead-lettered while the rest of the
@@ -42,6 +43,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from common.db import SessionMaker, batch_transaction
+from common.inbox import InboxMixin, claim
 from common.logs import correlation_id
 from common.settings import ServiceSettings
 from schemas.envelope import (
@@ -173,9 +175,11 @@ class BatchConsumer:
         handlers: Handlers,
         producer: KafkaProducerHolder,
         sessionmaker: SessionMaker | None = None,
+        inbox: type[InboxMixin] | None = None,
     ) -> None:
         self._settings = settings
         self._sessionmaker = sessionmaker
+        self._inbox = inbox
         self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
         self._producer = producer
         self._dead_letters = dead_letter_topic(settings.service_name)
@@ -212,6 +216,12 @@ class BatchConsumer:
         failed: the transaction is rolled back, for the caller to apply one message at a time."""
         try:
             async with batch_transaction(sessionmaker, savepoints=False) as session:
+                if self._inbox is not None:
+                    await claim(
+                        session,
+                        self._inbox,
+                        [(item.envelope.id, item.envelope.type) for item in routed],
+                    )
                 for item in routed:
                     token = correlation_id.set(str(item.envelope.correlation_id))
                     try:

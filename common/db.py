@@ -4,11 +4,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, MetaData, Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -33,29 +35,75 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 _batch: ContextVar[tuple[AsyncSession, bool] | None] = ContextVar("batch", default=None)
 """The open batch transaction's session, and whether each use case gets a savepoint in it."""
 
+_DEFERRED = "deferred_inserts"
+
+
+def defer_insert(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+    """Insert ``row`` when the current unit of work ends, together with the other deferred rows:
+    one statement for a whole batch. For rows nothing reads back in the same transaction (the
+    outbox); the unit is a ``sessionmaker.begin()`` block, or the consumer's batch."""
+    session.info.setdefault(_DEFERRED, []).append((table, row))
+
+
+async def write_deferred(session: AsyncSession) -> None:
+    deferred: list[tuple[Table, dict[str, Any]]] = session.info.get(_DEFERRED, [])
+    if not deferred:
+        return
+    rows, tables = list(deferred), dict.fromkeys(table for table, _ in deferred)
+    deferred.clear()
+    for table in tables:
+        await session.execute(insert(table), [row for t, row in rows if t is table])
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_unwritten(session: Session) -> None:
+    if session.info.get(_DEFERRED):
+        raise RuntimeError("deferred rows were never written: commit through sessionmaker.begin()")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_deferred(session: Session) -> None:
+    session.info.pop(_DEFERRED, None)
+
 
 class BatchingSessionMaker(async_sessionmaker[AsyncSession]):
-    """A sessionmaker whose ``begin()`` joins the consumer's batch transaction when one is open
-    (see :func:`batch_transaction`), so the batch reaches the disk with one commit."""
+    """A sessionmaker whose ``begin()`` writes the unit's deferred rows before it commits, and
+    joins the consumer's batch transaction when one is open (see :func:`batch_transaction`), so
+    the batch reaches the disk with one commit."""
 
     def begin(self) -> AbstractAsyncContextManager[AsyncSession]:  # type: ignore[override]
         batch = _batch.get()
         if batch is None:
-            return super().begin()
+            return _unit(super().begin())
         session, savepoints = batch
         return _savepoint(session) if savepoints else _joined(session)
 
 
 @asynccontextmanager
-async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    async with session.begin_nested():
+async def _unit(
+    begin: AbstractAsyncContextManager[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with begin as session:
         yield session
+        await write_deferred(session)
+
+
+@asynccontextmanager
+async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    mark = len(session.info.get(_DEFERRED, ()))
+    try:
+        async with session.begin_nested():
+            yield session
+            await write_deferred(session)
+    except BaseException:
+        del session.info.get(_DEFERRED, [])[mark:]  # what the rolled-back use case deferred
+        raise
 
 
 @asynccontextmanager
 async def _joined(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     yield session
-    await session.flush()  # as a savepoint's end would: the use case's writes reach the database
+    await session.flush()  # as a savepoint's end would; deferred rows wait for the batch's end
 
 
 @asynccontextmanager

@@ -3,14 +3,29 @@
 A redelivered message (after a crash, a rebalance or a rewind) finds its id and changes nothing.
 """
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import DateTime, Integer, String, func, literal_column, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.dml import ReturningInsert
 
 
 class InboxMixin:
@@ -31,6 +46,48 @@ class InboxMixin:
     """How many redeliveries of this message were absorbed: proof that duplicates were tried."""
 
 
+_CLAIMED = "inbox_claimed"
+
+
+async def claim(
+    session: AsyncSession, inbox: type[InboxMixin], messages: Sequence[tuple[UUID, str]]
+) -> None:
+    """Record a whole batch of message ids with one statement, at the start of the batch's
+    transaction; :func:`first_delivery` then answers from what this found, without a query.
+    An id repeated inside the batch is a first delivery once, then a duplicate."""
+    repeats = Counter(message_id for message_id, _ in messages)
+    types = dict(messages)
+    rows = await session.execute(
+        _claim_statement(inbox),
+        {
+            "ids": list(types),
+            "types": list(types.values()),
+            "repeats": [repeats[message_id] - 1 for message_id in types],
+        },
+    )
+    session.info[_CLAIMED] = {message_id: bool(fresh) for message_id, fresh in rows}
+
+
+def _claim_statement(inbox: type[InboxMixin]) -> ReturningInsert[UUID, bool]:
+    # On the table, not the mapped class: given parameters, the ORM would make this a bulk insert.
+    table: Table = inbox.__table__  # type: ignore[attr-defined]
+    batch = (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(Uuid)),
+            bindparam("types", type_=ARRAY(String)),
+            bindparam("repeats", type_=ARRAY(Integer)),
+        )
+        .table_valued("message_id", "message_type", "duplicates")
+        .render_derived()
+    )
+    columns = ["message_id", "message_type", "duplicates"]
+    statement = insert(table).from_select(columns, select(*(batch.c[name] for name in columns)))
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.message_id],
+        set_={"duplicates": table.c.duplicates + statement.excluded.duplicates + 1},
+    ).returning(table.c.message_id, literal_column("xmax = 0", Boolean))
+
+
 async def first_delivery(
     session: AsyncSession, inbox: type[InboxMixin], message_id: UUID, message_type: str
 ) -> bool:
@@ -39,6 +96,11 @@ async def first_delivery(
     Call it inside the transaction that applies the message: if that transaction rolls back,
     the record goes with it and the message will be applied on its next delivery.
     """
+    claimed: dict[UUID, bool] | None = session.info.get(_CLAIMED)
+    if claimed is not None and message_id in claimed:
+        fresh = claimed[message_id]
+        claimed[message_id] = False  # the same id again in this transaction is a duplicate
+        return fresh
     statement = insert(inbox).values(message_id=message_id, message_type=message_type)
     first: bool | None = await session.scalar(
         statement.on_conflict_do_update(

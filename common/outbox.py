@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.broker import KafkaProducerHolder, kafka_headers
-from common.db import SessionMaker
+from common.db import SessionMaker, defer_insert
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -67,21 +67,26 @@ def stage(
 ) -> Envelope:
     """Add ``message`` to the outbox in ``session``'s transaction; it is published after commit.
 
+    The row is written when the unit of work ends (see :func:`common.db.defer_insert`): a batch
+    of consumed messages writes all its outgoing messages with one statement, in staging order.
+
     With ``cause``, the message joins the cause's saga (same correlation id, caused by it); a
     process that kept only those two ids (not the whole cause) passes them instead.
     """
     if cause is not None:
         correlation_id, causation_id = cause.correlation_id, cause.id
     envelope = message.envelope(correlation_id=correlation_id, causation_id=causation_id)
-    session.add(
-        outbox(
-            message_id=envelope.id,
-            topic=message.TOPIC.name,
-            key=message.key(),
-            message_type=envelope.type,
-            correlation_id=envelope.correlation_id,
-            payload=encode(envelope),
-        )
+    defer_insert(
+        session,
+        outbox.__table__,  # type: ignore[attr-defined]
+        {
+            "message_id": envelope.id,
+            "topic": message.TOPIC.name,
+            "key": message.key(),
+            "message_type": envelope.type,
+            "correlation_id": envelope.correlation_id,
+            "payload": encode(envelope),
+        },
     )
     session.info[_STAGED] = True
     return envelope

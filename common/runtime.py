@@ -23,6 +23,7 @@ from common.broker import (
     subscribe,
 )
 from common.db import SessionMaker, create_engine, create_sessionmaker, ensure_database, migrate
+from common.inbox import InboxMixin
 from common.outbox import OutboxMixin, OutboxRelay
 from common.settings import ServiceSettings
 from schemas.topics import Topic
@@ -40,10 +41,12 @@ class Runtime:
         metadata: MetaData | None = None,
         migrations: Path | None = None,
         outbox: type[OutboxMixin] | None = None,
+        inbox: type[InboxMixin] | None = None,
     ) -> None:
         self.settings = settings
         self._metadata = metadata
         self._migrations = migrations
+        self._inbox = inbox
         self.producer = KafkaProducerHolder(settings.kafka_bootstrap_servers, settings.service_name)
         self.broker: KafkaBroker = create_broker(settings)
         self.engine: AsyncEngine | None = None
@@ -75,7 +78,9 @@ class Runtime:
         if not handlers:
             log.info("%s handles no messages yet; not consuming", self.settings.service_name)
             return None
-        consumer = BatchConsumer(self.settings, handlers, self.producer, self.sessionmaker)
+        consumer = BatchConsumer(
+            self.settings, handlers, self.producer, self.sessionmaker, self._inbox
+        )
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
         return consumer

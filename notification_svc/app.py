@@ -26,6 +26,7 @@ def create_app(
         metadata=models.Base.metadata,
         migrations=Path(__file__).with_name("migrations"),
         outbox=models.Outbox,
+        inbox=models.Inbox,
     )
     assert runtime.sessionmaker is not None
     runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))

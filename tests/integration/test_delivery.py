@@ -2,6 +2,7 @@
 services: user_svc's outbox feeds notification_svc's tables."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -9,6 +10,8 @@ from uuid import uuid4
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
+from common.db import batch_transaction
+from common.inbox import claim, first_delivery
 from common.outbox import OutboxRelay, stage
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
@@ -21,6 +24,7 @@ from tests.conftest import Infra, eventually, unique
 from tests.integration.conftest import read_topic, running
 from user_svc import services as user_services
 from user_svc.app import create_app as create_user_app
+from user_svc.models import Inbox as UserInbox
 from user_svc.models import Outbox as UserOutbox
 from user_svc.settings import Settings as UserSettings
 
@@ -180,3 +184,63 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
         [letter] = [r for r in dead if r.key == too_long.key()]
         assert b"too long" in dict(letter.headers)["dlq.reason"]
         assert await count_notifications(notifications, too_long.user_id) == 0
+
+
+async def test_a_batch_claim_tells_first_deliveries_from_repeats_and_counts_them(
+    settings_for: Callable[..., Any],
+) -> None:
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        assert users.sessionmaker is not None
+        seen, fresh = uuid4(), uuid4()
+        async with users.sessionmaker.begin() as session:
+            assert await first_delivery(session, UserInbox, seen, "UserUpdated")
+        async with users.sessionmaker.begin() as session:
+            await claim(
+                session,
+                UserInbox,
+                [(fresh, "UserUpdated"), (seen, "UserUpdated"), (fresh, "UserUpdated")],
+            )
+            answers = [
+                await first_delivery(session, UserInbox, message_id, "UserUpdated")
+                for message_id in (fresh, seen, fresh)
+            ]
+        assert answers == [True, False, False]
+        async with users.sessionmaker() as session:
+            rows = {
+                row.message_id: row.duplicates
+                for row in await session.scalars(
+                    select(UserInbox).where(UserInbox.message_id.in_([seen, fresh]))
+                )
+            }
+        assert rows == {seen: 1, fresh: 1}
+
+
+async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
+    settings_for: Callable[..., Any], infra: Infra
+) -> None:
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        assert users.sessionmaker is not None
+        sessions = users.sessionmaker
+        kept, dropped, also_kept = (
+            UserRegistered(user_id=uuid4(), name=name, email="x@example.com", role="Customer")
+            for name in ("Kept", "Dropped", "Also kept")
+        )
+        async with batch_transaction(sessions):
+            async with sessions.begin() as session:
+                stage(session, UserOutbox, kept)
+            with contextlib.suppress(RuntimeError):
+                async with sessions.begin() as session:
+                    stage(session, UserOutbox, dropped)
+                    raise RuntimeError("this use case fails")
+            async with sessions.begin() as session:
+                stage(session, UserOutbox, also_kept)
+
+        ours = {event.key() for event in (kept, dropped, also_kept)}
+        records = await read_topic(
+            infra,
+            USERS_EVENTS.name,
+            until=lambda rs: {kept.key(), also_kept.key()} <= {r.key for r in rs},
+        )
+        assert sorted(r.key for r in records if r.key in ours) == sorted(
+            [kept.key(), also_kept.key()]
+        )
