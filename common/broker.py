@@ -164,6 +164,8 @@ class ConsumerStats:
     skipped: int = 0
     dead_lettered: int = 0
     retried: int = 0
+    one_at_a_time: int = 0
+    """Batches whose fast path failed, applied again one message at a time."""
 
 
 class BatchConsumer:
@@ -236,7 +238,8 @@ class BatchConsumer:
                 log.warning("infrastructure error in a batch; will redeliver: %s", exc)
                 await asyncio.sleep(self._settings.retry_backoff_s * 5)
                 raise
-            log.info(
+            self.stats.one_at_a_time += 1
+            log.warning(
                 "a batch of %d failed (%s: %s); applying its messages one at a time",
                 len(routed),
                 type(exc).__name__,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -38,21 +39,33 @@ _batch: ContextVar[tuple[AsyncSession, bool] | None] = ContextVar("batch", defau
 _DEFERRED = "deferred_inserts"
 
 
-def defer_insert(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+def table_of(model: type[Any]) -> Table:
+    """A mapped class's table, for Core statements (with parameter lists, the ORM would turn an
+    insert or update of the class itself into its own bulk operation)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def defer_insert(session: AsyncSession, into: Table | Insert, row: dict[str, Any]) -> None:
     """Insert ``row`` when the current unit of work ends, together with the other deferred rows:
-    one statement for a whole batch. For rows nothing reads back in the same transaction (the
-    outbox); the unit is a ``sessionmaker.begin()`` block, or the consumer's batch."""
-    session.info.setdefault(_DEFERRED, []).append((table, row))
+    one statement per table for a whole batch, rows in the order they were deferred. For rows
+    nothing reads back in the same transaction (the outbox, a history); the unit is a
+    ``sessionmaker.begin()`` block, or the consumer's batch. ``into`` is a table, or an insert
+    into one that sets further columns with SQL (``insert(t).values(at=func.clock_timestamp())``,
+    a module-level constant: rows are grouped by it)."""
+    session.info.setdefault(_DEFERRED, []).append((into, row))
 
 
 async def write_deferred(session: AsyncSession) -> None:
-    deferred: list[tuple[Table, dict[str, Any]]] = session.info.get(_DEFERRED, [])
+    deferred: list[tuple[Table | Insert, dict[str, Any]]] = session.info.get(_DEFERRED, [])
     if not deferred:
         return
-    rows, tables = list(deferred), dict.fromkeys(table for table, _ in deferred)
+    rows, targets = list(deferred), dict.fromkeys(into for into, _ in deferred)
     deferred.clear()
-    for table in tables:
-        await session.execute(insert(table), [row for t, row in rows if t is table])
+    for into in targets:
+        statement = into if isinstance(into, Insert) else insert(into)
+        await session.execute(statement, [row for target, row in rows if target is into])
 
 
 @event.listens_for(Session, "before_commit")

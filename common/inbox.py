@@ -14,7 +14,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
-    Table,
     Uuid,
     bindparam,
     func,
@@ -26,6 +25,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
+
+from common.db import table_of
 
 
 class InboxMixin:
@@ -47,6 +48,8 @@ class InboxMixin:
 
 
 _CLAIMED = "inbox_claimed"
+_claims: dict[type[InboxMixin], ReturningInsert[UUID, bool]] = {}
+"""Each inbox's claim statement, built once."""
 
 
 async def claim(
@@ -69,8 +72,13 @@ async def claim(
 
 
 def _claim_statement(inbox: type[InboxMixin]) -> ReturningInsert[UUID, bool]:
-    # On the table, not the mapped class: given parameters, the ORM would make this a bulk insert.
-    table: Table = inbox.__table__  # type: ignore[attr-defined]
+    if inbox not in _claims:
+        _claims[inbox] = _build_claim(inbox)
+    return _claims[inbox]
+
+
+def _build_claim(inbox: type[InboxMixin]) -> ReturningInsert[UUID, bool]:
+    table = table_of(inbox)
     batch = (
         func.unnest(
             bindparam("ids", type_=ARRAY(Uuid)),

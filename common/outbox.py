@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.broker import KafkaProducerHolder, kafka_headers
-from common.db import SessionMaker, defer_insert
+from common.db import SessionMaker, defer_insert, table_of
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def stage(
     envelope = message.envelope(correlation_id=correlation_id, causation_id=causation_id)
     defer_insert(
         session,
-        outbox.__table__,  # type: ignore[attr-defined]
+        table_of(outbox),
         {
             "message_id": envelope.id,
             "topic": message.TOPIC.name,

@@ -8,7 +8,7 @@ from sqlalchemy import ScalarSelect, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker
+from common.db import SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
 from common.outbox import stage
 from order_svc import domain
@@ -94,7 +94,7 @@ async def place_order(sessionmaker: SessionMaker, envelope: Envelope, command: P
         if created is None:
             log.info("order %s already exists; %s %s ignored", command.order_id, *_what(envelope))
             return
-        await _add_history(session, command.order_id, status, reason)
+        _add_history(session, command.order_id, status, reason)
         if isinstance(outcome, domain.Rejected):
             log.info("order %s rejected: %s", command.order_id, outcome.reason)
             event: OrderPlaced | OrderRejected = OrderRejected(
@@ -205,44 +205,51 @@ async def _change_status(
         .where(Order.id == order_id)
         .values(status_id=_status_id(target), reason=reason if target == CANCELLED else None)
     )
-    await _add_history(session, order_id, target, reason)
+    _add_history(session, order_id, target, reason)
     stage(session, Outbox, event, cause=envelope)
 
 
 async def _lock_order(session: AsyncSession, order_id: UUID) -> domain.OrderFacts | None:
-    row = (
+    """The order, locked, with its items: one query (a row per item, or one without any)."""
+    rows = (
         await session.execute(
-            select(Order.user_id, Order.total_price, OrderStatus.name)
+            select(
+                Order.user_id,
+                Order.total_price,
+                OrderStatus.name,
+                OrderItem.product_id,
+                OrderItem.quantity,
+            )
             .join(OrderStatus, OrderStatus.id == Order.status_id)
+            .outerjoin(OrderItem, OrderItem.order_id == Order.id)
             .where(Order.id == order_id)
+            .order_by(OrderItem.product_id)
             .with_for_update(of=Order)
         )
-    ).first()
-    if row is None:
+    ).all()
+    if not rows:
         return None
-    lines = await session.execute(
-        select(OrderItem.product_id, OrderItem.quantity)
-        .where(OrderItem.order_id == order_id)
-        .order_by(OrderItem.product_id)
-    )
+    first = rows[0]
     return domain.OrderFacts(
         order_id=order_id,
-        user_id=row.user_id,
-        status=row.name,
-        total_price=row.total_price,
-        items=tuple(ItemQuantity(product_id=p, quantity=q) for p, q in lines),
+        user_id=first.user_id,
+        status=first.name,
+        total_price=first.total_price,
+        items=tuple(
+            ItemQuantity(product_id=row.product_id, quantity=row.quantity)
+            for row in rows
+            if row.product_id is not None
+        ),
     )
 
 
-async def _add_history(
-    session: AsyncSession, order_id: UUID, status: str, reason: str | None
-) -> None:
-    # clock_timestamp, not now(): taken after the order's row lock, so history sorts in lock order.
-    await session.execute(
-        insert(OrderStatusHistory).values(
-            order_id=order_id, status=status, reason=reason, at=func.clock_timestamp()
-        )
-    )
+_HISTORY = insert(table_of(OrderStatusHistory)).values(at=func.clock_timestamp())
+"""clock_timestamp, not now(): taken after the order's row lock, so history sorts in lock order
+(the rows are written when the unit of work ends, still under the lock, in the order added)."""
+
+
+def _add_history(session: AsyncSession, order_id: UUID, status: str, reason: str | None) -> None:
+    defer_insert(session, _HISTORY, {"order_id": order_id, "status": status, "reason": reason})
 
 
 def _status_id(name: str) -> ScalarSelect[UUID]:

@@ -1,13 +1,13 @@
 """product_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker
+from common.db import SessionMaker, table_of
 from common.inbox import first_delivery
 from common.outbox import stage
 from product_svc import domain
@@ -222,9 +222,9 @@ async def reserve_stock(sessionmaker: SessionMaker, envelope: Envelope, event: O
                 cause=envelope,
             )
             return
+        await _set_stocks(session, outcome.stock_after)
         for item in outcome.items:
             after = outcome.stock_after[item.product_id]
-            await _set_stock(session, item.product_id, after)
             session.add(
                 Reservation(
                     order_id=event.order_id, product_id=item.product_id, quantity=item.quantity
@@ -274,9 +274,15 @@ async def release_stock(
         if not held:
             return
         stock = await _lock_stock(session, [reservation.product_id for reservation in held])
+        after_release = {
+            reservation.product_id: domain.apply_change(
+                stock[reservation.product_id], reservation.quantity
+            )
+            for reservation in held
+        }
+        await _set_stocks(session, after_release)
         for reservation in held:
-            after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
-            await _set_stock(session, reservation.product_id, after)
+            after = after_release[reservation.product_id]
             stage(
                 session,
                 Outbox,
@@ -332,6 +338,18 @@ async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dic
 
 
 async def _set_stock(session: AsyncSession, product_id: UUID, stock: int) -> None:
+    await _set_stocks(session, {product_id: stock})
+
+
+_SET_STOCK = (
+    update(table_of(Inventory))
+    .where(table_of(Inventory).c.product_id == bindparam("target"))
+    .values(stock=bindparam("stock"))
+)
+
+
+async def _set_stocks(session: AsyncSession, stock: Mapping[UUID, int]) -> None:
+    """Set several products' stock with one statement (sent in one round trip)."""
     await session.execute(
-        update(Inventory).where(Inventory.product_id == product_id).values(stock=stock)
+        _SET_STOCK, [{"target": product_id, "stock": value} for product_id, value in stock.items()]
     )
