@@ -33,6 +33,18 @@ Sessions = Annotated[SessionMaker, Depends(_sessionmaker)]
 """The service's sessionmaker, for an HTTP route: ``async def route(sessions: Sessions)``."""
 
 
+async def _reads(request: Request) -> SessionMaker:
+    reads: SessionMaker | None = request.app.state.runtime.reads
+    assert reads is not None, "this service has no database"
+    return reads
+
+
+Reads = Annotated[SessionMaker, Depends(_reads)]
+"""Sessions for a route that only reads: each statement runs on its own (autocommit), which
+spares the BEGIN and ROLLBACK round trips; under READ COMMITTED every statement sees its own
+snapshot anyway."""
+
+
 class AsciiJSONResponse(JSONResponse):
     """JSON with every non-ASCII character escaped: renders any Python string, even a lone
     surrogate that a client sent, which UTF-8 cannot encode."""

@@ -127,32 +127,43 @@ class OutboxRelay:
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self.published = 0
+        table = table_of(outbox)
+        # The lock is a CTE, so it is tried once: the replica that holds it publishes, in seq
+        # order, the others take nothing. Deleting exactly the rows read matters: a row with a
+        # lower seq may still commit later, and it must stay for the next round.
+        lock = select(func.pg_try_advisory_xact_lock(_RELAY_LOCK).label("held")).cte("relay_lock")
+        batch = (
+            select(table.c.seq)
+            .where(select(lock.c.held).scalar_subquery())
+            .order_by(table.c.seq)
+            .limit(batch_size)
+        )
+        self._take = (
+            delete(table)
+            .where(table.c.seq.in_(batch.scalar_subquery()))
+            .returning(
+                table.c.seq,
+                table.c.topic,
+                table.c.key,
+                table.c.payload,
+                table.c.message_type,
+                table.c.correlation_id,
+            )
+        )
 
     def wake(self) -> None:
         self._wake.set()
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of committed outbox rows; returns how many were published."""
-        outbox = self._outbox
+        """Publish up to one batch of committed outbox rows; returns how many were published.
+
+        One statement takes the relay's lock and deletes the batch, returning it; the deletion
+        commits only after Kafka acknowledged every row, so a failure leaves the rows in place.
+        """
         async with self._sessionmaker.begin() as session:
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK))):
-                return 0  # another replica is publishing this outbox
-            rows = (
-                await session.execute(
-                    select(
-                        outbox.seq,
-                        outbox.topic,
-                        outbox.key,
-                        outbox.payload,
-                        outbox.message_type,
-                        outbox.correlation_id,
-                    )
-                    .order_by(outbox.seq)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = sorted((await session.execute(self._take)).all(), key=lambda row: row.seq)
             if not rows:
-                return 0
+                return 0  # nothing to publish, or another replica is publishing this outbox
             producer = await self._producer.get()
             acks: list[asyncio.Future[Any]] = []
             for row in rows:
@@ -161,8 +172,6 @@ class OutboxRelay:
                     await producer.send(row.topic, value=row.payload, key=row.key, headers=headers)
                 )
             await asyncio.gather(*acks)
-            # Delete exactly what was acknowledged: a row with a lower seq may commit later.
-            await session.execute(delete(outbox).where(outbox.seq.in_([row.seq for row in rows])))
         self.published += len(rows)
         return len(rows)
 

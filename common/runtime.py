@@ -51,11 +51,16 @@ class Runtime:
         self.broker: KafkaBroker = create_broker(settings)
         self.engine: AsyncEngine | None = None
         self.sessionmaker: SessionMaker | None = None
+        self.reads: SessionMaker | None = None
+        """Autocommit sessions for read-only HTTP routes (same pool)."""
         self.relay: OutboxRelay | None = None
         self.consumers: list[BatchConsumer] = []
         if metadata is not None:
             self.engine = create_engine(settings.service_database_url())
             self.sessionmaker = create_sessionmaker(self.engine)
+            self.reads = create_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
             if outbox is not None:
                 self.relay = OutboxRelay(
                     self.sessionmaker,

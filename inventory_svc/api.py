@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from common.http import Sessions
+from common.http import Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from inventory_svc import queries
 
@@ -29,7 +29,7 @@ class MovementPage(BaseModel):
 @router.get("/products/{product_id}/movements", responses={422: {"description": "bad cursor"}})
 async def list_movements(
     product_id: UUID,
-    sessions: Sessions,
+    sessions: Reads,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> MovementPage:
@@ -71,7 +71,7 @@ class AuditReport(BaseModel):
 
 
 @router.get("/products/{product_id}/stock")
-async def read_stock(product_id: UUID, sessions: Sessions) -> LedgerBalance:
+async def read_stock(product_id: UUID, sessions: Reads) -> LedgerBalance:
     """A product's ledger sum and the stock its latest movement reported (null: no movement)."""
     found = await queries.balance(sessions, product_id)
     return LedgerBalance(
@@ -80,7 +80,7 @@ async def read_stock(product_id: UUID, sessions: Sessions) -> LedgerBalance:
 
 
 @router.get("/audit")
-async def audit(sessions: Sessions) -> AuditReport:
+async def audit(sessions: Reads) -> AuditReport:
     """How many products the ledger knows, and those whose changes do not add up to the stock
     reported by their latest movement (a movement is missing or was recorded twice)."""
     report = await queries.audit(sessions)

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from common.http import Sessions
+from common.http import Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from notification_svc import queries
 
@@ -29,7 +29,7 @@ class NotificationPage(BaseModel):
 
 @router.get("/notifications", responses={422: {"description": "bad user id or cursor"}})
 async def list_notifications(
-    user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+    user_id: UUID, sessions: Reads, limit: Limit = 50, cursor: Cursor = None
 ) -> NotificationPage:
     """One user's notifications, newest first; status ``Pending``, ``Sent`` or ``Failed``."""
     rows = await queries.list_notifications(

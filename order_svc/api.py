@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from common.http import Sessions
+from common.http import Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from order_svc import queries
 from schemas.envelope import Money
@@ -57,7 +57,7 @@ class ProductPricePublic(BaseModel):
 
 @router.get("/orders")
 async def list_orders(
-    sessions: Sessions,
+    sessions: Reads,
     user_id: UUID | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -74,7 +74,7 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", responses={404: {"description": "no such order"}})
-async def read_order(order_id: UUID, sessions: Sessions) -> OrderPublic:
+async def read_order(order_id: UUID, sessions: Reads) -> OrderPublic:
     """One order with its lines and its status history, oldest step first."""
     order = await queries.get_order(sessions, order_id)
     if order is None:
@@ -83,7 +83,7 @@ async def read_order(order_id: UUID, sessions: Sessions) -> OrderPublic:
 
 
 @router.get("/products/{product_id}/price", responses={404: {"description": "price not known"}})
-async def read_price(product_id: UUID, sessions: Sessions) -> ProductPricePublic:
+async def read_price(product_id: UUID, sessions: Reads) -> ProductPricePublic:
     """The price order_svc will charge for a product (its copy of the catalog's price)."""
     found = await queries.get_price(sessions, product_id)
     if found is None:

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from common.http import Sessions
+from common.http import Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from payment_svc import queries
 from schemas.envelope import Money
@@ -53,7 +53,7 @@ class PaymentPublic(BaseModel):
 
 @router.get("/payment-methods", responses={422: {"description": "bad user id or cursor"}})
 async def list_payment_methods(
-    user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+    user_id: UUID, sessions: Reads, limit: Limit = 50, cursor: Cursor = None
 ) -> PaymentMethodPage:
     """One user's payment methods, oldest first (without their tokens)."""
     rows = await queries.list_payment_methods(
@@ -70,7 +70,7 @@ async def list_payment_methods(
 
 
 @router.get("/payment-methods/{method_id}", responses={404: {"description": "no such method"}})
-async def read_payment_method(method_id: UUID, sessions: Sessions) -> PaymentMethodPublic:
+async def read_payment_method(method_id: UUID, sessions: Reads) -> PaymentMethodPublic:
     """One payment method and its owner (the gateway checks that the caller owns it)."""
     method = await queries.get_payment_method(sessions, method_id)
     if method is None:
@@ -81,7 +81,7 @@ async def read_payment_method(method_id: UUID, sessions: Sessions) -> PaymentMet
 
 
 @router.get("/orders/{order_id}/payment", responses={404: {"description": "no payment yet"}})
-async def read_order_payment(order_id: UUID, sessions: Sessions) -> PaymentPublic:
+async def read_order_payment(order_id: UUID, sessions: Reads) -> PaymentPublic:
     """An order's payment (status ``Paid``, ``Failed`` or ``Refunded``) with its charge and
     refund transactions; 404 while the order has none."""
     found = await queries.get_order_payment(sessions, order_id)

@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from common.http import Sessions
+from common.http import Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from product_svc import queries
 from schemas.envelope import Money
@@ -50,7 +50,7 @@ class ProductPage(BaseModel):
 
 @router.get("/categories", responses={422: {"description": "bad cursor"}})
 async def list_categories(
-    sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+    sessions: Reads, limit: Limit = 50, cursor: Cursor = None
 ) -> CategoryPage:
     """Every category, oldest first; pass ``next_cursor`` back as ``cursor`` for more."""
     rows = await queries.list_categories(sessions, after=decode_cursor(cursor), limit=limit + 1)
@@ -62,7 +62,7 @@ async def list_categories(
 
 
 @router.get("/categories/{category_id}", responses={404: {"description": "no such category"}})
-async def read_category(category_id: UUID, sessions: Sessions) -> CategoryPublic:
+async def read_category(category_id: UUID, sessions: Reads) -> CategoryPublic:
     """One category."""
     category = await queries.get_category(sessions, category_id)
     if category is None:
@@ -72,7 +72,7 @@ async def read_category(category_id: UUID, sessions: Sessions) -> CategoryPublic
 
 @router.get("/products", responses={422: {"description": "bad filter or cursor"}})
 async def list_products(
-    sessions: Sessions,
+    sessions: Reads,
     category_id: UUID | None = None,
     q: Annotated[
         str | None,
@@ -99,7 +99,7 @@ async def list_products(
 
 
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
-async def read_product(product_id: UUID, sessions: Sessions) -> ProductPublic:
+async def read_product(product_id: UUID, sessions: Reads) -> ProductPublic:
     """One product with its stock and images."""
     entry = await queries.get_product(sessions, product_id)
     if entry is None:

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from common.http import Sessions
+from common.http import Reads, Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
 from user_svc import queries, services
 
@@ -90,7 +90,7 @@ async def use_refresh_token(body: RefreshTokenUse, sessions: Sessions) -> dict[s
 
 @router.get("/users/{user_id}/addresses")
 async def read_addresses(
-    user_id: UUID, sessions: Sessions, limit: Limit = 50, cursor: Cursor = None
+    user_id: UUID, sessions: Reads, limit: Limit = 50, cursor: Cursor = None
 ) -> AddressPage:
     """One user's addresses, oldest first."""
     rows = await queries.list_addresses(
@@ -106,7 +106,7 @@ async def read_addresses(
     "/users/{user_id}/addresses/{address_id}",
     responses={404: {"description": "no such address of this user"}},
 )
-async def read_address(user_id: UUID, address_id: UUID, sessions: Sessions) -> AddressPublic:
+async def read_address(user_id: UUID, address_id: UUID, sessions: Reads) -> AddressPublic:
     """One of the user's addresses; another user's answers 404."""
     address = await queries.get_address(sessions, user_id, address_id)
     if address is None:
@@ -115,7 +115,7 @@ async def read_address(user_id: UUID, address_id: UUID, sessions: Sessions) -> A
 
 
 @router.get("/users/{user_id}", responses={404: {"description": "no such user"}})
-async def read_user(user_id: UUID, sessions: Sessions) -> UserPublic:
+async def read_user(user_id: UUID, sessions: Reads) -> UserPublic:
     """One user's profile."""
     found = await queries.get_user(sessions, user_id)
     if found is None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from common.db import batch_transaction
 from common.inbox import claim, first_delivery
-from common.outbox import OutboxRelay, stage
+from common.outbox import _RELAY_LOCK, OutboxRelay, stage
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
 from notification_svc.models import Notification, UserContact
@@ -248,3 +248,23 @@ async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
         assert sorted(r.key for r in records if r.key in ours) == sorted(
             [kept.key(), also_kept.key()]
         )
+
+
+async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
+    settings_for: Callable[..., Any],
+) -> None:
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        relay, sessions = users.relay, users.sessionmaker
+        assert relay is not None and sessions is not None
+        event = UserRegistered(user_id=uuid4(), name="Di", email="di@example.com", role="Customer")
+        async with sessions.begin() as other_replica:
+            assert await other_replica.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK)))
+            async with sessions.begin() as session:
+                stage(session, UserOutbox, event)
+            assert await relay.publish_pending() == 0
+            async with sessions() as session:
+                assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 1
+        published_before = relay.published
+        await eventually(lambda: relay.published > published_before)  # the poll finds it
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
