@@ -61,15 +61,13 @@ class Dispatcher:
     ) -> None:
         notification.attempts += 1
         try:
-            await asyncio.wait_for(
-                self._sender.send(
+            async with asyncio.timeout(self._settings.notification_send_timeout_s):
+                await self._sender.send(
                     notification_id=notification.id,
                     to=email,
                     subject=domain.subject(notification.type),
                     body=domain.body(name, notification.message),
-                ),
-                self._settings.notification_send_timeout_s,
-            )
+                )
         except Exception as exc:
             self.failed_attempts += 1
             self._failed(session, notification, f"{type(exc).__name__}: {exc}"[:1000])
