@@ -189,4 +189,20 @@ def stop(config: StackConfig) -> bool:
         capture_output=True,
         **_as_user(),  # type: ignore[call-overload]
     )
-    return bool(result.returncode == 0)
+    if result.returncode == 0:
+        return True
+    # pg_ctl runs as the server's user, which may have lost its way to the data folder (pytest
+    # makes its temporary root private again whenever a new session starts): signal instead.
+    return _fast_shutdown(config)
+
+
+def _fast_shutdown(config: StackConfig) -> bool:
+    """SIGINT is PostgreSQL's fast shutdown, what ``pg_ctl -m fast stop`` sends."""
+    postmaster = pid(config)
+    if postmaster is None:
+        return False
+    os.kill(postmaster, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while procs.alive(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not procs.alive(postmaster)
