@@ -2,11 +2,12 @@
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Match
+from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway_svc.auth import InvalidTokenError, Tokens
@@ -96,61 +97,88 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
+class Guard:
+    """Rate limit (429 with ``Retry-After``; ``RateLimit-*`` headers on every answer) and
+    metrics, as plain ASGI: no task or stream per request."""
 
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Tokens,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
+        self.app = app
+        self.routes = routes
+        self.tokens = tokens
+        self.limiter = limiter
+        self.metrics = metrics
 
-def _client_key(request: Request, tokens: Tokens) -> str:
-    """The token's user where the request carries a valid one, else the client's address."""
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        headers: list[tuple[bytes, bytes]] = []
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
         try:
-            return f"user:{tokens.verify(header[7:], 'access').id}"
-        except InvalidTokenError:
-            pass
-    return f"ip:{request.client.host if request.client else 'unknown'}"
+            if scope["path"] in UNLIMITED:
+                await self.app(scope, receive, answer)
+                return
+            verdict = self.limiter.hit(self._client_key(scope))
+            headers += [
+                (b"ratelimit-limit", str(verdict.limit).encode()),
+                (b"ratelimit-remaining", str(verdict.remaining).encode()),
+                (b"ratelimit-reset", str(verdict.reset_s).encode()),
+            ]
+            if verdict.allowed:
+                await self.app(scope, receive, answer)
+                return
+            headers.append((b"retry-after", str(verdict.retry_after_s).encode()))
+            refused = JSONResponse({"detail": "too many requests"}, 429)
+            await refused(scope, receive, answer)
+        finally:
+            self.metrics.observe(
+                scope["method"], self._template(scope), status, time.perf_counter() - started
+            )
+
+    def _template(self, scope: Scope) -> str:
+        """The route's path template: set by the router on a match, else (a refused request
+        never reached it) found here."""
+        route = scope.get("route") or next(
+            (r for r in self.routes if r.matches(scope)[0] is Match.FULL), None
+        )
+        return str(getattr(route, "path", "unmatched"))
+
+    def _client_key(self, scope: Scope) -> str:
+        """The token's user where the request carries a valid one, else the client's address."""
+        header = Headers(scope=scope).get("authorization", "")
+        if header[:7].lower() == "bearer ":
+            try:
+                return f"user:{self.tokens.verify(header[7:], 'access').id}"
+            except InvalidTokenError:
+                pass
+        client = scope.get("client")
+        return f"ip:{client[0] if client else 'unknown'}"
 
 
 def install(
     app: FastAPI, *, tokens: Tokens, limiter: RateLimiter, metrics: Metrics, max_body_bytes: int
 ) -> None:
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside guard: limited, counted
-
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await _guarded(request, call_next)
-        metrics.observe(
-            request.method,
-            _route_template(app, request),
-            response.status_code,
-            time.perf_counter() - started,
-        )
-        return response
-
-    async def _guarded(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.url.path in UNLIMITED:
-            return await call_next(request)
-        verdict = limiter.hit(_client_key(request, tokens))
-        headers = {
-            "RateLimit-Limit": str(verdict.limit),
-            "RateLimit-Remaining": str(verdict.remaining),
-            "RateLimit-Reset": str(verdict.reset_s),
-        }
-        if not verdict.allowed:
-            headers["Retry-After"] = str(verdict.retry_after_s)
-            return JSONResponse({"detail": "too many requests"}, 429, headers=headers)
-        response = await call_next(request)
-        response.headers.update(headers)
-        return response
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside the guard: limited, counted
+    app.add_middleware(
+        Guard, tokens=tokens, limiter=limiter, metrics=metrics, routes=app.router.routes
+    )
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus() -> str:

@@ -103,8 +103,7 @@ async def charge_order(
             amount=event.total_price,
             token=method.token,
         )
-        await session.flush()  # the payment row exists before its transaction's
-        session.add(
+        session.add(  # one flush inserts both, the payment first (the foreign key orders them)
             Transaction(
                 payment_id=payment.id,
                 gateway_id=result.reference,

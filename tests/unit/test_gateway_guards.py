@@ -1,5 +1,6 @@
 """The gateway's guards without a stack: body limit, the 422 of any input, tokens, rate limit."""
 
+import time
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from common.http import invalid_request
 from gateway_svc.api.fields import Text
 from gateway_svc.auth import InvalidTokenError, Tokens
-from gateway_svc.middleware import BodyLimit
+from gateway_svc.middleware import BodyLimit, Guard, Metrics
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
 
@@ -109,6 +110,18 @@ def test_an_access_token_is_no_refresh_grant_and_the_reverse() -> None:
         tokens.verify(pair.refresh_token, "access")
 
 
+def test_a_verified_access_token_is_remembered_only_until_it_expires() -> None:
+    settings = Settings(jwt_secret="a secret for this test only, long enough")
+    tokens = Tokens(settings.model_copy(update={"access_token_ttl_s": 1}))
+    user = uuid4()
+    access = tokens.issue(user, "Customer").access_token
+    assert tokens.verify(access, "access").id == user
+    assert tokens.verify(access, "access").id == user  # the second time from memory
+    time.sleep(2)
+    with pytest.raises(InvalidTokenError):
+        tokens.verify(access, "access")
+
+
 def test_the_burst_is_configurable_and_then_the_pace_applies() -> None:
     limiter = RateLimiter(per_minute=60, burst=3)
     verdicts = [limiter.hit("client") for _ in range(4)]
@@ -122,3 +135,29 @@ def test_the_gateway_reads_its_burst_from_the_environment(monkeypatch: pytest.Mo
     assert Settings().rate_limit_burst == 7
     monkeypatch.delenv("RATE_LIMIT_BURST")
     assert Settings().rate_limit_burst is None
+
+
+async def test_the_guard_limits_counts_by_route_template_and_says_how_much_is_left() -> None:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    metrics = Metrics()
+    tokens = Tokens(Settings(jwt_secret="a secret for this test only, long enough"))
+    app.add_middleware(
+        Guard,
+        tokens=tokens,
+        limiter=RateLimiter(per_minute=60, burst=2),
+        metrics=metrics,
+        routes=app.router.routes,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answers = [await client.get(f"/items/{n}") for n in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert answers[-1].headers["Retry-After"] == "1"
+    assert metrics.requests[("GET", "/items/{item_id}", 200)] == 2
+    assert metrics.requests[("GET", "/items/{item_id}", 429)] == 1
