@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -169,31 +170,40 @@ async def run_orders(
             "payment_method_id": customer.decline if plan.kind == DECLINE else customer.visa,
         }
         try:
-            response = await http.post(
+            async with orders_http.post(
                 "/orders",
-                content=orjson.dumps(body),
+                data=orjson.dumps(body),
                 headers={
                     **customer.headers,
                     "Content-Type": "application/json",
                     "Idempotency-Key": uuid.uuid4().hex,
                 },
-            )
-        except httpx.HTTPError as exc:
+            ) as response:
+                status, answer = response.status, await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             sample.outcome = type(exc).__name__
             return
         sample.answered_at = time.time()
-        sample.outcome = str(response.status_code)
-        if response.status_code == 202:
-            sample.order_id = str(response.json()["id"])
+        sample.outcome = str(status)
+        if status == 202:
+            sample.order_id = str(orjson.loads(answer)["id"])
 
     count = len(plans)
     duration = count / rate
     started = time.time()
     reporter = asyncio.create_task(report_progress())
+    # The orders go out through aiohttp: its client costs a fifth of httpx's CPU per request,
+    # and on a shared machine the load generator's CPU is taken from the shop.
+    orders_http = aiohttp.ClientSession(
+        base_url=str(http.base_url),
+        timeout=aiohttp.ClientTimeout(total=http.timeout.read or 30),
+        connector=aiohttp.TCPConnector(limit=0),
+    )
     try:
         late = await fire_at_rate(rate, count, fire)
     finally:
         reporter.cancel()
+        await orders_http.close()
     schedule_end = started + 0.05 + duration
     accepted = [s for s in samples if s.order_id is not None]
     ids = [s.order_id for s in accepted if s.order_id is not None]
