@@ -249,7 +249,7 @@ class BatchConsumer:
         self.stats.applied += len(routed)
         return True
 
-    def _route(self, record: ConsumerRecord[bytes, bytes]) -> "Routed | None":
+    def _route(self, record: ConsumerRecord[bytes, bytes]) -> Routed | None:
         """The record's envelope, message and handler; None for a type this service ignores
         (known from the ``type`` header alone when the producer set it, without parsing)."""
         for name, value in record.headers or ():
@@ -282,14 +282,14 @@ class BatchConsumer:
             raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
         return Routed(record, envelope, message, handler)
 
-    async def _apply_with_retries(self, item: "Routed") -> None:
+    async def _apply_with_retries(self, item: Routed) -> None:
         token = correlation_id.set(str(item.envelope.correlation_id))
         try:
             await self._retry(item)
         finally:
             correlation_id.reset(token)
 
-    async def _retry(self, item: "Routed") -> None:
+    async def _retry(self, item: Routed) -> None:
         record, envelope, message, handler = item
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):

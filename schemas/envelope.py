@@ -99,6 +99,7 @@ class UnknownMessageError(ValueError):
 
 
 _REGISTRY: dict[tuple[str, int], type[Message]] = {}
+_TYPES: set[str] = set()
 M = TypeVar("M", bound=type[Message])
 
 
@@ -108,6 +109,7 @@ def register(message_class: M) -> M:
     if key in _REGISTRY and _REGISTRY[key] is not message_class:
         raise ValueError(f"two contracts claim {key}")
     _REGISTRY[key] = message_class
+    _TYPES.add(message_class.TYPE)
     return message_class
 
 
@@ -118,7 +120,7 @@ def contracts() -> list[type[Message]]:
 
 def is_known_type(message_type: str) -> bool:
     """Whether some contract (of any version) has this type name."""
-    return any(type_name == message_type for type_name, _ in _REGISTRY)
+    return message_type in _TYPES
 
 
 def contract_for(envelope: Envelope) -> type[Message]:
