@@ -1,17 +1,21 @@
 """Services run in-process against the real broker and database, each test with its own
 databases and consumer groups."""
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
+from common.inbox import InboxMixin
 from common.runtime import Runtime
 from common.settings import ServiceSettings
-from tests.conftest import Infra, unique
+from schemas.envelope import Envelope
+from schemas.topics import Topic
+from tests.conftest import Infra, eventually, unique
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +73,6 @@ async def read_topic(
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        import time
-
         deadline = time.monotonic() + timeout_s
         while not until(records) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
@@ -79,3 +81,37 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + 20
+        for partition in partitions:
+            while await consumer.position(partition) < end[partition]:
+                assert time.monotonic() < deadline, f"{topic.name} not read to its end in time"
+                batch = await consumer.getmany(partition, timeout_ms=200)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def in_inbox(runtime: Runtime, inbox: type[InboxMixin], envelope: Envelope) -> None:
+    """Wait until the service applied (or deliberately ignored) this message: its inbox has it."""
+
+    async def recorded() -> bool:
+        assert runtime.sessionmaker is not None
+        async with runtime.sessionmaker() as session:
+            return await session.get(inbox, envelope.id) is not None
+
+    await eventually(recorded)

@@ -2,7 +2,6 @@
 redelivered, sent through its sender port with retries, and its HTTP read API."""
 
 import email
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 from sqlalchemy import delete, func, select
@@ -35,10 +34,10 @@ from schemas.orders import (
 )
 from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from schemas.products import ItemQuantity
-from schemas.topics import NOTIFICATIONS_EVENTS, Topic
+from schemas.topics import NOTIFICATIONS_EVENTS
 from schemas.users import UserRegistered
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import running
+from tests.integration.conftest import in_inbox, read_to_end, running
 
 
 @dataclass
@@ -105,11 +104,7 @@ async def consumed(service: NotificationService, *records: RecordMetadata) -> No
 
 
 async def processed(service: NotificationService, envelope: Envelope) -> None:
-    async def recorded() -> bool:
-        async with service.runtime.sessionmaker() as session:
-            return await session.get(Inbox, envelope.id) is not None
-
-    await eventually(recorded)
+    await in_inbox(service.runtime, Inbox, envelope)
 
 
 async def notifications_of(service: NotificationService, user_id: UUID) -> list[Notification]:
@@ -120,29 +115,6 @@ async def notifications_of(service: NotificationService, user_id: UUID) -> list[
             .order_by(Notification.created_at, Notification.id)
         )
         return list(rows)
-
-
-async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` up to its end offsets at the time of the call."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 20
-        for partition in partitions:
-            while await consumer.position(partition) < end[partition]:
-                assert time.monotonic() < deadline, f"{topic.name} not read to its end in time"
-                batch = await consumer.getmany(partition, timeout_ms=200)
-                records.extend(batch.get(partition, []))
-    finally:
-        await consumer.stop()
-    return records
 
 
 async def published(service: NotificationService, user_id: UUID) -> list[Envelope]:

@@ -38,7 +38,7 @@ from schemas.products import (
 )
 from schemas.topics import ORDERS_EVENTS
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import read_topic, running
+from tests.integration.conftest import in_inbox, read_topic, running
 
 
 @dataclass
@@ -118,13 +118,7 @@ async def status_becomes(orders: OrderService, order_id: UUID, status: str) -> A
 
 
 async def processed(orders: OrderService, envelope: Envelope) -> None:
-    """Wait until order_svc applied (or deliberately ignored) this message."""
-
-    async def recorded() -> bool:
-        async with orders.runtime.sessionmaker() as session:
-            return await session.get(Inbox, envelope.id) is not None
-
-    await eventually(recorded)
+    await in_inbox(orders.runtime, Inbox, envelope)
 
 
 async def events_of(infra: Infra, order_id: UUID, until_type: str) -> list[Envelope]:

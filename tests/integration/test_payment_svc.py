@@ -2,7 +2,6 @@
 methods, the charge on StockReserved, the refund on OrderCancelled, their idempotence, and its
 HTTP read API."""
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -10,7 +9,7 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from common.runtime import Runtime
@@ -24,9 +23,9 @@ from schemas.envelope import Envelope, Message, encode
 from schemas.orders import OrderCancelled
 from schemas.payments import AddPaymentMethod
 from schemas.products import ItemQuantity, StockReserved
-from schemas.topics import PAYMENTS_EVENTS, Topic
+from schemas.topics import PAYMENTS_EVENTS
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import running
+from tests.integration.conftest import in_inbox, read_to_end, running
 
 
 @dataclass
@@ -84,36 +83,7 @@ async def send(
 
 
 async def processed(payments: PaymentService, envelope: Envelope) -> None:
-    """Wait until payment_svc applied (or deliberately ignored) this message."""
-
-    async def recorded() -> bool:
-        async with payments.runtime.sessionmaker() as session:
-            return await session.get(Inbox, envelope.id) is not None
-
-    await eventually(recorded)
-
-
-async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` up to its end offsets at the time of the call."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        deadline = time.monotonic() + 20
-        for partition in partitions:
-            while await consumer.position(partition) < end[partition]:
-                assert time.monotonic() < deadline, f"{topic.name} not read to its end in time"
-                batch = await consumer.getmany(partition, timeout_ms=200)
-                records.extend(batch.get(partition, []))
-    finally:
-        await consumer.stop()
-    return records
+    await in_inbox(payments.runtime, Inbox, envelope)
 
 
 async def published(payments: PaymentService, infra: Infra, key: UUID) -> list[Envelope]:
