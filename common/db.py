@@ -138,12 +138,19 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return BatchingSessionMaker(engine, expire_on_commit=False)
 
 
+def libpq_url(url: str, *, database: str | None = None) -> str:
+    """An SQLAlchemy URL (``postgresql+psycopg://...``) as psycopg itself takes it."""
+    target = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        target = target.set(database=database)
+    return target.render_as_string(hide_password=False)
+
+
 async def ensure_database(url: str) -> None:
     """Create the database named in ``url`` when its server does not have it yet."""
     target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres")
     async with await psycopg.AsyncConnection.connect(
-        admin.render_as_string(hide_password=False), autocommit=True
+        libpq_url(url, database="postgres"), autocommit=True
     ) as conn:
         found = await conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -24,15 +25,17 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.broker import KafkaProducerHolder, kafka_headers
-from common.db import SessionMaker, defer_insert, table_of
+from common.db import defer_insert, libpq_url, table_of
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
 
+_PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 _RELAY_LOCK = 0x5E0B_0002
 """Advisory lock id: one relay of a service publishes at a time, so per-key order holds."""
 
@@ -113,15 +116,17 @@ class OutboxRelay:
 
     def __init__(
         self,
-        sessionmaker: SessionMaker,
+        database_url: str,
         outbox: type[OutboxMixin],
         producer: KafkaProducerHolder,
         *,
         batch_size: int = 500,
         idle_poll_s: float = 0.5,
     ) -> None:
-        self._sessionmaker = sessionmaker
-        self._outbox = outbox
+        self._conninfo = libpq_url(database_url)
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._round = asyncio.Lock()
+        """One round at a time on the relay's connection (the loop, a test, the last handover)."""
         self._producer = producer
         self._batch_size = batch_size
         self._idle_poll_s = idle_poll_s
@@ -138,7 +143,7 @@ class OutboxRelay:
             .order_by(table.c.seq)
             .limit(batch_size)
         )
-        self._take = (
+        take = (
             delete(table)
             .where(table.c.seq.in_(batch.scalar_subquery()))
             .returning(
@@ -150,6 +155,9 @@ class OutboxRelay:
                 table.c.correlation_id,
             )
         )
+        # Run on a connection of the relay's own, straight through psycopg: a round is a few
+        # round trips and no more (a third of the client CPU of the same through a session).
+        self._take = str(take.compile(dialect=_PSYCOPG, compile_kwargs={"literal_binds": True}))
 
     def wake(self) -> None:
         self._wake.set()
@@ -160,20 +168,41 @@ class OutboxRelay:
         One statement takes the relay's lock and deletes the batch, returning it; the deletion
         commits only after Kafka acknowledged every row, so a failure leaves the rows in place.
         """
-        async with self._sessionmaker.begin() as session:
-            rows = sorted((await session.execute(self._take)).all(), key=lambda row: row.seq)
-            if not rows:
-                return 0  # nothing to publish, or another replica is publishing this outbox
-            producer = await self._producer.get()
-            acks: list[asyncio.Future[Any]] = []
-            for row in rows:
-                headers = kafka_headers(row.message_type, row.correlation_id)
-                acks.append(
-                    await producer.send(row.topic, value=row.payload, key=row.key, headers=headers)
-                )
-            await asyncio.gather(*acks)
+        async with self._round:
+            return await self._publish_round()
+
+    async def _publish_round(self) -> int:
+        connection = await self._connect()
+        try:
+            async with connection.transaction():
+                rows = sorted(await (await connection.execute(self._take)).fetchall())
+                if not rows:
+                    return 0  # nothing to publish, or another replica is publishing this outbox
+                producer = await self._producer.get()
+                acks: list[asyncio.Future[Any]] = []
+                for _, topic, key, payload, message_type, correlation in rows:
+                    headers = kafka_headers(message_type, correlation)
+                    acks.append(await producer.send(topic, value=payload, key=key, headers=headers))
+                await asyncio.gather(*acks)
+        except asyncio.CancelledError:
+            await self.close()  # a statement may have been cut off halfway
+            raise
+        except Exception:
+            if connection.broken:
+                await self.close()  # the server went away: connect again next round
+            raise
         self.published += len(rows)
         return len(rows)
+
+    async def _connect(self) -> "psycopg.AsyncConnection[Any]":
+        if self._connection is None or self._connection.closed:
+            self._connection = await psycopg.AsyncConnection.connect(self._conninfo)
+        return self._connection
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
     async def run(self) -> None:
         """Publish whenever a local transaction staged messages, and poll for leftovers."""

@@ -63,7 +63,7 @@ class Runtime:
             )
             if outbox is not None:
                 self.relay = OutboxRelay(
-                    self.sessionmaker,
+                    settings.service_database_url(),
                     outbox,
                     self.producer,
                     batch_size=settings.relay_batch_size,
@@ -129,6 +129,8 @@ class Runtime:
         for close in self._on_stop:
             with contextlib.suppress(Exception):
                 await close()
+        if self.relay is not None:
+            await self.relay.close()
         await self.producer.close()
         if self.engine is not None:
             await self.engine.dispose()
