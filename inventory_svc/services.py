@@ -1,6 +1,8 @@
 """inventory_svc's use cases; each is one transaction (inbox check, change)."""
 
-from common.db import SessionMaker
+from uuid import uuid4
+
+from common.db import SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
 from inventory_svc.models import Inbox, InventoryMovement
 from schemas.envelope import Envelope
@@ -13,12 +15,20 @@ async def record_movement(
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
-        session.add(
-            InventoryMovement(
-                product_id=event.product_id,
-                change=event.change,
-                reason=event.reason,
-                order_id=event.order_id,
-                stock_after=event.stock,
-            )
+        # Nothing reads a movement back in its own transaction: a batch writes all of its
+        # movements with one statement, in the order they came.
+        defer_insert(
+            session,
+            _MOVEMENTS,
+            {
+                "id": uuid4(),
+                "product_id": event.product_id,
+                "change": event.change,
+                "reason": event.reason,
+                "order_id": event.order_id,
+                "stock_after": event.stock,
+            },
         )
+
+
+_MOVEMENTS = table_of(InventoryMovement)

@@ -5,7 +5,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker
+from common.db import SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
 from notification_svc import domain
 from notification_svc.models import PENDING, Inbox, Notification, UserContact
@@ -21,7 +21,7 @@ async def welcome_user(
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
         await _upsert_contact(session, event.user_id, event.name, event.email)
-        await _record(session, envelope, event.user_id, domain.welcome(event.name))
+        _record(session, envelope, event.user_id, domain.welcome(event.name))
 
 
 async def update_contact(
@@ -40,24 +40,28 @@ async def notify_user(
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
-        await _record(session, envelope, event.user_id, domain.describe(event))
+        _record(session, envelope, event.user_id, domain.describe(event))
 
 
-async def _record(
-    session: AsyncSession, envelope: Envelope, user_id: UUID, draft: domain.Draft
-) -> None:
-    await session.execute(
-        insert(Notification)
-        .values(
-            id=uuid4(),
-            user_id=user_id,
-            type=draft.type,
-            message=draft.message,
-            status=PENDING,
-            event_id=envelope.id,
-            correlation_id=envelope.correlation_id,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.event_id])
+_NOTIFICATION = insert(table_of(Notification)).on_conflict_do_nothing(index_elements=["event_id"])
+"""One notification per event: the same event under another message id adds nothing."""
+
+
+def _record(session: AsyncSession, envelope: Envelope, user_id: UUID, draft: domain.Draft) -> None:
+    """Written with the batch's other notifications in one statement (the sending loop reads
+    them only once the batch has committed)."""
+    defer_insert(
+        session,
+        _NOTIFICATION,
+        {
+            "id": uuid4(),
+            "user_id": user_id,
+            "type": draft.type,
+            "message": draft.message,
+            "status": PENDING,
+            "event_id": envelope.id,
+            "correlation_id": envelope.correlation_id,
+        },
     )
 
 
