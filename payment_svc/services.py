@@ -3,7 +3,7 @@
 import logging
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,12 +72,12 @@ async def charge_order(
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
         await _lock_order(session, event.order_id)
-        method = await session.get(PaymentMethod, event.payment_method_id)
+        facts = (await session.execute(_charge_facts(event))).one()
         plan = domain.plan_charge(
-            has_payment=await _payment_of(session, event.order_id) is not None,
-            cancelled=await session.get(CancelledOrder, event.order_id) is not None,
+            has_payment=facts.has_payment,
+            cancelled=facts.cancelled,
             buyer=event.user_id,
-            method_owner=method.user_id if method is not None else None,
+            method_owner=facts.method_owner,
         )
         if isinstance(plan, domain.Skip):
             log.info("not charging order %s: %s", event.order_id, plan.why)
@@ -93,7 +93,7 @@ async def charge_order(
         if isinstance(plan, domain.Refuse):
             stage(session, Outbox, _failed(event, plan.reason), cause=envelope)
             return
-        assert method is not None  # the plan charges only the buyer's own method
+        assert facts.token is not None  # the plan charges only the buyer's own method
         # The provider is asked inside the transaction: the simulator is local. A real one would
         # be too, safely: the key is the order's, so if this transaction rolls back after a
         # charge, the retry sends the same key and the provider answers with the first charge
@@ -101,7 +101,7 @@ async def charge_order(
         result = await provider.charge(
             idempotency_key=domain.charge_key(event.order_id),
             amount=event.total_price,
-            token=method.token,
+            token=facts.token,
         )
         session.add(  # one flush inserts both, the payment first (the foreign key orders them)
             Transaction(
@@ -179,6 +179,21 @@ async def refund_order(
             gateway_id=result.reference,
         )
         stage(session, Outbox, refunded, cause=envelope)
+
+
+def _charge_facts(event: StockReserved) -> Select[tuple[bool, bool, UUID | None, str | None]]:
+    """What a charge decides on, in one query (after the order's lock, so a cancellation
+    applied concurrently is seen): a payment already made, a cancellation already seen, and the
+    payment method's owner and token."""
+    method = select(PaymentMethod.user_id, PaymentMethod.token).where(
+        PaymentMethod.id == event.payment_method_id
+    )
+    return select(
+        exists().where(Payment.order_id == event.order_id).label("has_payment"),
+        exists().where(CancelledOrder.order_id == event.order_id).label("cancelled"),
+        method.with_only_columns(PaymentMethod.user_id).scalar_subquery().label("method_owner"),
+        method.with_only_columns(PaymentMethod.token).scalar_subquery().label("token"),
+    )
 
 
 def _failed(event: StockReserved, reason: str) -> PaymentFailed:
