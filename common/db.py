@@ -116,7 +116,10 @@ async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def _joined(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     yield session
-    await session.flush()  # as a savepoint's end would; deferred rows wait for the batch's end
+    # As a savepoint's end would (deferred rows wait for the batch's end). Most use cases write
+    # with statements, not ORM objects: an empty flush still costs its unit-of-work setup.
+    if session.new or session.dirty or session.deleted:
+        await session.flush()
 
 
 @asynccontextmanager

@@ -2,9 +2,9 @@
 
 import logging
 from collections.abc import Iterable, Mapping
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import SessionMaker, table_of
@@ -223,13 +223,20 @@ async def reserve_stock(sessionmaker: SessionMaker, envelope: Envelope, event: O
             )
             return
         await _set_stocks(session, outcome.stock_after)
+        await session.execute(
+            insert(table_of(Reservation)),
+            [
+                {
+                    "id": uuid4(),
+                    "order_id": event.order_id,
+                    "product_id": item.product_id,
+                    "quantity": item.quantity,
+                }
+                for item in outcome.items
+            ],
+        )
         for item in outcome.items:
             after = outcome.stock_after[item.product_id]
-            session.add(
-                Reservation(
-                    order_id=event.order_id, product_id=item.product_id, quantity=item.quantity
-                )
-            )
             stage(
                 session,
                 Outbox,
