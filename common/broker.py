@@ -1,11 +1,13 @@
 """Consuming: batch subscribers that commit offsets only after the database commit, retries, and
 dead letters.
 
-Each service hands :func:`subscribe` a map from message class to handler. For every record of a
-batch the consumer first finds the handler: a type this service does not handle is skipped by its
+Each service hands :func:`subscribe` a map from message class to handler. Under load a batch
+first takes in the records right behind it (:class:`BatchWindow`). For every record of a batch
+the consumer then finds the handler: a type this service does not handle is skipped by its
 ``type`` header alone, without parsing; the rest is decoded and validated. Then the batch is
-applied in one database transaction, which commits before FastStream commits the batch's offsets
-(``AckPolicy.NACK_ON_ERROR``):
+applied in one database transaction; only once that has committed are the batch's offsets handed
+to the :class:`OffsetCommitter`, which commits them at most every few hundred milliseconds. A
+failure rewinds the batch's partitions instead (``AckPolicy.NACK_ON_ERROR``):
 
 - The fast path records the whole batch in the inbox with one statement, runs every handler in
   that one transaction, without savepoints (each handler's ``sessionmaker.begin()`` joins it),
@@ -28,17 +30,19 @@ And:
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage
+from faststream.message import AckStatus
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -148,6 +152,9 @@ def create_broker(settings: ServiceSettings) -> KafkaBroker:
         client_id=settings.service_name,
         logger=logging.getLogger(f"{settings.service_name}.broker"),
         log_level=logging.DEBUG,
+        # No dependency injection: the handler takes the message itself (see _message). With
+        # it, FastStream resolved the message from its context in a worker thread, per batch.
+        apply_types=False,
     )
 
 
@@ -166,6 +173,8 @@ class ConsumerStats:
     retried: int = 0
     one_at_a_time: int = 0
     """Batches whose fast path failed, applied again one message at a time."""
+    extended: int = 0
+    """Batches that arrived under load and took in the records behind them (BatchWindow)."""
 
 
 class BatchConsumer:
@@ -186,6 +195,7 @@ class BatchConsumer:
         self._producer = producer
         self._dead_letters = dead_letter_topic(settings.service_name)
         self.stats = ConsumerStats()
+        self.offsets = OffsetCommitter(settings.consumer_commit_interval_ms)
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply every record of a batch; see the module docstring for the two paths."""
@@ -348,6 +358,132 @@ def _brief(exc: ValidationError) -> str:
     )
 
 
+class BatchWindow:
+    """Adaptive batching: a batch that arrives while the consumer is busy waits up to
+    ``window_ms`` for the records right behind it and is applied with them.
+
+    A batch costs about the same whatever its size (a transaction, an offset commit, a relay
+    round, the framework's wrappers), and Kafka answers a fetch as soon as one record is there,
+    so under load the batches stay small and the fixed costs dominate. When the previous batch
+    ended less than a window ago, this batch is extended for one window; when the consumer was
+    idle, it is applied at once, so a quiet shop pays no latency for it.
+    """
+
+    def __init__(self, window_ms: int, max_records: int) -> None:
+        self._window_s = window_ms / 1000
+        self._max_records = max_records
+        self._last_end = float("-inf")
+
+    async def extend(
+        self, kafka: AIOKafkaConsumer, batch: tuple[ConsumerRecord[bytes, bytes], ...]
+    ) -> tuple[ConsumerRecord[bytes, bytes], ...]:
+        now = time.monotonic()
+        if self._window_s <= 0 or now - self._last_end > self._window_s:
+            return batch
+        records = list(batch)
+        deadline = now + self._window_s
+        try:
+            while len(records) < self._max_records:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                more = await kafka.getmany(
+                    timeout_ms=int(remaining * 1000) or 1,
+                    max_records=self._max_records - len(records),
+                )
+                if not more:
+                    break
+                for partition_records in more.values():
+                    records.extend(partition_records)
+        except KafkaError:
+            log.warning("could not extend a batch; applying what it has", exc_info=True)
+        return tuple(records)
+
+    def ended(self) -> None:
+        self._last_end = time.monotonic()
+
+
+class OffsetCommitter:
+    """Commits a consumer's offsets after the database commit, at most every ``interval_ms``.
+
+    An offset commit is a broker round trip, and Kafka writes it to its offsets topic: once per
+    batch it was a large part of what a small batch costs, both here and in the broker. Offsets
+    are recorded here only for batches whose transaction has committed, so a commit never goes
+    past an unapplied record. Committing later only means that a crash or a rebalance delivers
+    the last interval's records again, which the inboxes absorb.
+    """
+
+    def __init__(self, interval_ms: int) -> None:
+        self._interval_s = interval_ms / 1000
+        self._pending: dict[TopicPartition, int] = {}
+        self._kafka: AIOKafkaConsumer | None = None
+        self._last = float("-inf")
+        self._lock = asyncio.Lock()
+        self._later: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.commits = 0
+
+    async def applied(
+        self, kafka: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """Record that ``records`` are applied and committed to the database; commit now if
+        the last commit is an interval old, else soon."""
+        self._kafka = kafka
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            self._pending[partition] = max(record.offset + 1, self._pending.get(partition, 0))
+        wait = self._last + self._interval_s - time.monotonic()
+        if wait <= 0:
+            await self.commit()
+        elif self._later is None:
+            self._later = asyncio.get_running_loop().call_later(wait, self._commit_later)
+
+    def _commit_later(self) -> None:
+        self._later = None
+        task = asyncio.create_task(self.commit())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def commit(self) -> None:
+        """Commit what is pending (for the partitions this consumer still owns)."""
+        async with self._lock:
+            kafka, offsets, self._pending = self._kafka, self._pending, {}
+            self._last = time.monotonic()
+            if kafka is None or not offsets:
+                return
+            owned = kafka.assignment()
+            offsets = {
+                partition: offset for partition, offset in offsets.items() if partition in owned
+            }
+            if not offsets:
+                return
+            try:
+                await kafka.commit(offsets)
+            except (KafkaError, IllegalStateError) as exc:
+                # A rebalance took the partitions, or the broker is away: the next owner, or
+                # this consumer later, reads from the last committed offsets and the inbox
+                # absorbs what comes again.
+                log.warning("offsets not committed (%s: %s)", type(exc).__name__, exc)
+                return
+            self.commits += 1
+
+    async def close(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        await self.commit()
+
+
+def rewind(kafka: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    """Seek every partition of ``records`` back to its earliest record: they come again."""
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        earliest[partition] = min(record.offset, earliest.get(partition, record.offset))
+    for partition, offset in earliest.items():
+        kafka.seek(partition, offset)
+
+
 def subscribe(
     broker: KafkaBroker,
     settings: ServiceSettings,
@@ -355,6 +491,8 @@ def subscribe(
     consumer: BatchConsumer,
 ) -> None:
     """Register ``consumer`` on ``topics`` in the service's consumer group."""
+    window = BatchWindow(settings.consumer_batch_window_ms, settings.consumer_max_records)
+    offsets = consumer.offsets
 
     @broker.subscriber(
         *(topic.name for topic in topics),
@@ -365,13 +503,32 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
-        decoder=_raw,
+        decoder=_message,
     )
     async def on_batch(message: KafkaMessage) -> None:
         records = message.raw_message
-        await consumer.apply_batch(records if isinstance(records, tuple) else (records,))
+        batch = records if isinstance(records, tuple) else (records,)
+        kafka = message.consumer
+        assert isinstance(kafka, AIOKafkaConsumer)
+        extended = await window.extend(kafka, batch)
+        consumer.stats.extended += len(extended) > len(batch)
+        batch = extended
+        try:
+            await consumer.apply_batch(batch)
+        except BaseException:
+            # FastStream rewinds the partitions of the batch it handed over; the records the
+            # window added may come from others, and they must come again too.
+            rewind(kafka, batch)
+            raise
+        finally:
+            window.ended()
+        # Applied and committed to the database: the offsets may go. They go from here, not
+        # from FastStream's ack, which would commit the consumer's positions at once.
+        message.committed = AckStatus.ACKED
+        await offsets.applied(kafka, batch)
 
 
-async def _raw(message: Any) -> Any:
-    """Leave bytes undecoded: :class:`BatchConsumer` validates them and dead-letters failures."""
-    return message.body
+async def _message(message: KafkaMessage) -> KafkaMessage:
+    """Hand the handler the message itself, records undecoded: :class:`BatchConsumer` validates
+    them and dead-letters failures."""
+    return message

@@ -116,6 +116,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop consuming first (in-flight batches finish), then the relay, then connections."""
         self.ready = False
+        for consumer in self.consumers:
+            await consumer.offsets.close()  # what is applied so far is not delivered again
         await self.broker.stop()
         for task in self._tasks:
             task.cancel()

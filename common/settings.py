@@ -34,6 +34,12 @@ class ServiceSettings(BaseSettings):
     """Defaults to the service name; tests give each run its own."""
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_session_timeout_ms: int = 30_000
+    consumer_commit_interval_ms: int = Field(default=200, ge=0)
+    """Offsets are committed at most this often (always after the database commit); a crash
+    redelivers at most this long's records, which the inboxes absorb."""
+    consumer_batch_window_ms: int = Field(default=10, ge=0)
+    """Under load (the previous batch ended less than this ago), a batch waits this long for
+    the records behind it: fewer, larger batches. 0 turns it off. See common.broker.BatchWindow."""
     handler_attempts: int = Field(default=3, ge=1)
     """Tries of one message before it goes to the dead-letter topic."""
     retry_backoff_s: float = 0.2

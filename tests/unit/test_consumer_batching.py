@@ -1,0 +1,135 @@
+"""Batch windows, lazy offset commits and rewinds, with a stand-in Kafka consumer."""
+
+import asyncio
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
+
+from common.broker import BatchWindow, OffsetCommitter, rewind
+
+
+class FakeKafka:
+    """The few AIOKafkaConsumer calls the consumer plumbing makes."""
+
+    def __init__(self, owned: set[TopicPartition], arriving: list[list[Any]] | None = None) -> None:
+        self.owned = owned
+        self.arriving = arriving or []
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.fetches = 0
+        self.fail_commits = False
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.owned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.fail_commits:
+            raise CommitFailedError("the group rebalanced")
+        self.commits.append(dict(offsets))
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        self.fetches += 1
+        if not self.arriving:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        records = self.arriving.pop(0)[:max_records]
+        return {TopicPartition(records[0].topic, records[0].partition): records}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition, offset))
+
+
+def record(
+    partition: int, offset: int, topic: str = "orders.events"
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic="orders.events",
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=b"{}",
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=2,
+        headers=(),
+    )
+
+
+P0, P1 = TopicPartition("orders.events", 0), TopicPartition("orders.events", 1)
+
+
+async def test_applied_offsets_are_committed_past_the_last_record_of_each_partition() -> None:
+    kafka = FakeKafka({P0, P1})
+    offsets = OffsetCommitter(interval_ms=0)
+    await offsets.applied(kafka, [record(0, 4), record(1, 9), record(0, 5)])  # type: ignore[arg-type]
+    assert kafka.commits == [{P0: 6, P1: 10}]
+
+
+async def test_batches_within_an_interval_share_one_commit_made_when_it_ends() -> None:
+    kafka = FakeKafka({P0})
+    offsets = OffsetCommitter(interval_ms=50)
+    await offsets.applied(kafka, [record(0, 1)])  # type: ignore[arg-type]
+    await offsets.applied(kafka, [record(0, 2)])  # type: ignore[arg-type]
+    await offsets.applied(kafka, [record(0, 3)])  # type: ignore[arg-type]
+    assert kafka.commits == [{P0: 2}]
+    await asyncio.sleep(0.1)
+    assert kafka.commits == [{P0: 2}, {P0: 4}]
+
+
+async def test_offsets_of_partitions_no_longer_owned_are_dropped_not_committed() -> None:
+    kafka = FakeKafka({P1})
+    offsets = OffsetCommitter(interval_ms=0)
+    await offsets.applied(kafka, [record(0, 4), record(1, 2)])  # type: ignore[arg-type]
+    assert kafka.commits == [{P1: 3}]
+
+
+async def test_a_failed_commit_is_dropped_and_the_next_one_goes_through() -> None:
+    kafka = FakeKafka({P0})
+    offsets = OffsetCommitter(interval_ms=0)
+    kafka.fail_commits = True
+    await offsets.applied(kafka, [record(0, 4)])  # type: ignore[arg-type]
+    kafka.fail_commits = False
+    await offsets.applied(kafka, [record(0, 5)])  # type: ignore[arg-type]
+    assert kafka.commits == [{P0: 6}]
+
+
+async def test_close_commits_what_is_pending() -> None:
+    kafka = FakeKafka({P0})
+    offsets = OffsetCommitter(interval_ms=60_000)
+    await offsets.applied(kafka, [record(0, 1)])  # type: ignore[arg-type]
+    await offsets.applied(kafka, [record(0, 2)])  # type: ignore[arg-type]
+    await offsets.close()
+    assert kafka.commits == [{P0: 2}, {P0: 3}]
+
+
+async def test_a_batch_after_a_quiet_spell_is_applied_as_it_came() -> None:
+    kafka = FakeKafka({P0}, arriving=[[record(0, 2)]])
+    window = BatchWindow(window_ms=50, max_records=100)
+    batch = (record(0, 1),)
+    assert await window.extend(kafka, batch) == batch  # type: ignore[arg-type]
+    assert kafka.fetches == 0
+
+
+async def test_a_batch_right_after_another_takes_in_the_records_behind_it() -> None:
+    kafka = FakeKafka({P0, P1}, arriving=[[record(0, 2)], [record(1, 7), record(1, 8)]])
+    window = BatchWindow(window_ms=50, max_records=100)
+    window.ended()
+    extended = await window.extend(kafka, (record(0, 1),))  # type: ignore[arg-type]
+    assert [(r.partition, r.offset) for r in extended] == [(0, 1), (0, 2), (1, 7), (1, 8)]
+
+
+async def test_a_window_stops_at_the_batch_size() -> None:
+    kafka = FakeKafka({P0}, arriving=[[record(0, n) for n in range(2, 10)]])
+    window = BatchWindow(window_ms=50, max_records=3)
+    window.ended()
+    extended = await window.extend(kafka, (record(0, 1),))  # type: ignore[arg-type]
+    assert [r.offset for r in extended] == [1, 2, 3]
+
+
+def test_rewind_seeks_every_partition_back_to_its_earliest_record() -> None:
+    kafka = FakeKafka({P0, P1})
+    rewind(kafka, [record(0, 5), record(1, 3), record(0, 4), record(1, 9)])  # type: ignore[arg-type]
+    assert sorted(kafka.seeks) == [(P0, 4), (P1, 3)]
