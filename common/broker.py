@@ -167,6 +167,8 @@ class Routed(NamedTuple):
 
 @dataclass
 class ConsumerStats:
+    batches: int = 0
+    """Batches handed to the consumer (records per batch = (applied + skipped) / batches)."""
     applied: int = 0
     skipped: int = 0
     dead_lettered: int = 0
@@ -199,6 +201,7 @@ class BatchConsumer:
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply every record of a batch; see the module docstring for the two paths."""
+        self.stats.batches += 1
         routed: list[Routed] = []
         for record in records:
             try:

@@ -2,7 +2,7 @@
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
 
@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from common.db import SessionMaker
 from common.logs import configure_logging
@@ -63,6 +63,19 @@ def invalid_request(exc: RequestValidationError) -> JSONResponse:
     return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+def prometheus_text(service: str, counters: Mapping[str, tuple[int, str]]) -> str:
+    """Counters in Prometheus' text format, each named ``shop_<name>`` and labelled with the
+    service."""
+    lines = []
+    for name, (value, help_text) in counters.items():
+        lines += [
+            f"# HELP shop_{name} {help_text}",
+            f"# TYPE shop_{name} counter",
+            f'shop_{name}{{service="{service}"}} {value}',
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def create_service_app(
     runtime: Runtime,
     *,
@@ -87,6 +100,11 @@ def create_service_app(
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok", "service": runtime.settings.service_name}
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> str:
+        """Prometheus counters of the service's consumers and outbox relay."""
+        return prometheus_text(runtime.settings.service_name, runtime.counters())
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:

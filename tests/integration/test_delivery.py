@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
@@ -268,3 +269,42 @@ async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
         await eventually(lambda: relay.published > published_before)  # the poll finds it
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
+
+
+def counter(text: str, name: str) -> int:
+    line = next(line for line in text.splitlines() if line.startswith(f"shop_{name}{{"))
+    return int(line.rsplit(" ", 1)[1])
+
+
+async def test_metrics_count_what_the_consumers_and_the_relay_did(
+    settings_for: Callable[..., Any],
+) -> None:
+    users_app = create_user_app(settings_for(UserSettings))
+    notifications_app = create_notification_app(
+        settings_for(NotificationSettings, sending_enabled=False)
+    )
+    async with running(users_app) as users, running(notifications_app) as notifications:
+        user = await user_services.register_user(
+            users.sessionmaker,
+            name="Bo",
+            email=f"{unique('bo')}@example.com",
+            password="correct horse",
+        )
+        assert await eventually(lambda: count_notifications(notifications, user.id)) == 1
+        offsets = notifications.consumers[0].offsets
+        await eventually(lambda: offsets.commits > 0)
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=notifications_app), base_url="http://svc"
+        ) as client:
+            consumed = (await client.get("/metrics")).text
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=users_app), base_url="http://svc"
+        ) as client:
+            produced = (await client.get("/metrics")).text
+
+    assert 'service="notification_svc"' in consumed
+    assert counter(consumed, "consumer_messages_applied_total") >= 1
+    assert counter(consumed, "consumer_batches_total") >= 1
+    assert counter(consumed, "consumer_offset_commits_total") >= 1
+    assert counter(produced, "outbox_published_total") >= 1
