@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -477,23 +477,14 @@ class OffsetCommitter:
         await self.commit()
 
 
-def rewind(kafka: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-    """Seek every partition of ``records`` back to its earliest record: they come again."""
-    earliest: dict[TopicPartition, int] = {}
-    for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        earliest[partition] = min(record.offset, earliest.get(partition, record.offset))
-    for partition, offset in earliest.items():
-        kafka.seek(partition, offset)
-
-
 def subscribe(
     broker: KafkaBroker,
     settings: ServiceSettings,
     topics: Sequence[Topic],
     consumer: BatchConsumer,
-) -> None:
-    """Register ``consumer`` on ``topics`` in the service's consumer group."""
+) -> Callable[[KafkaMessage], Awaitable[None]]:
+    """Register ``consumer`` on ``topics`` in the service's consumer group; returns the batch
+    handler FastStream calls (a test can call it with a message of its own)."""
     window = BatchWindow(settings.consumer_batch_window_ms, settings.consumer_max_records)
     offsets = consumer.offsets
 
@@ -511,24 +502,23 @@ def subscribe(
     async def on_batch(message: KafkaMessage) -> None:
         records = message.raw_message
         batch = records if isinstance(records, tuple) else (records,)
-        kafka = message.consumer
-        assert isinstance(kafka, AIOKafkaConsumer)
+        kafka = cast(AIOKafkaConsumer, message.consumer)
         extended = await window.extend(kafka, batch)
         consumer.stats.extended += len(extended) > len(batch)
         batch = extended
+        # On a failure FastStream rewinds every partition of the message's records to its
+        # earliest one: the records the window added must come again too.
+        message.raw_message = batch
         try:
             await consumer.apply_batch(batch)
-        except BaseException:
-            # FastStream rewinds the partitions of the batch it handed over; the records the
-            # window added may come from others, and they must come again too.
-            rewind(kafka, batch)
-            raise
         finally:
             window.ended()
         # Applied and committed to the database: the offsets may go. They go from here, not
         # from FastStream's ack, which would commit the consumer's positions at once.
         message.committed = AckStatus.ACKED
         await offsets.applied(kafka, batch)
+
+    return on_batch
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:

@@ -156,7 +156,7 @@ class OutboxRelay:
             )
         )
         # Run on a connection of the relay's own, straight through psycopg: a round is a few
-        # round trips and no more (a third of the client CPU of the same through a session).
+        # round trips and no more (a quarter of the client CPU of the same through a session).
         self._take = str(take.compile(dialect=_PSYCOPG, compile_kwargs={"literal_binds": True}))
 
     def wake(self) -> None:

@@ -140,16 +140,20 @@ class Runtime:
     def counters(self) -> dict[str, tuple[int, str]]:
         """What the service's consumers and relay did since it started, for ``/metrics``:
         name -> (value, help)."""
-        values = {
-            name: sum(getattr(consumer.stats, field) for consumer in self.consumers)
-            for name, field in _CONSUMER_COUNTERS.items()
+        counters = {
+            name: (sum(getattr(consumer.stats, field) for consumer in self.consumers), help_text)
+            for name, (field, help_text) in _CONSUMER_COUNTERS.items()
         }
-        values["consumer_offset_commits_total"] = sum(
-            consumer.offsets.commits for consumer in self.consumers
+        counters["consumer_offset_commits_total"] = (
+            sum(consumer.offsets.commits for consumer in self.consumers),
+            "Offset commits sent to Kafka.",
         )
         if self.relay is not None:
-            values["outbox_published_total"] = self.relay.published
-        return {name: (value, _HELP[name]) for name, value in values.items()}
+            counters["outbox_published_total"] = (
+                self.relay.published,
+                "Outbox messages published and acknowledged by Kafka.",
+            )
+        return counters
 
     async def check(self) -> dict[str, str]:
         """Readiness checks: each part of the service that must answer."""
@@ -165,22 +169,21 @@ class Runtime:
 
 
 _CONSUMER_COUNTERS = {
-    "consumer_batches_total": "batches",
-    "consumer_messages_applied_total": "applied",
-    "consumer_messages_skipped_total": "skipped",
-    "consumer_dead_letters_total": "dead_lettered",
-    "consumer_retries_total": "retried",
-    "consumer_batches_one_at_a_time_total": "one_at_a_time",
-    "consumer_batches_extended_total": "extended",
+    "consumer_batches_total": ("batches", "Batches of records handed to the consumer."),
+    "consumer_messages_applied_total": ("applied", "Messages applied by a handler."),
+    "consumer_messages_skipped_total": (
+        "skipped",
+        "Messages of a type this service does not handle.",
+    ),
+    "consumer_dead_letters_total": ("dead_lettered", "Records sent to the dead-letter topic."),
+    "consumer_retries_total": ("retried", "Handler attempts that failed and were tried again."),
+    "consumer_batches_one_at_a_time_total": (
+        "one_at_a_time",
+        "Batches whose fast path failed, applied one by one.",
+    ),
+    "consumer_batches_extended_total": (
+        "extended",
+        "Batches that took in the records behind them (load).",
+    ),
 }
-_HELP = {
-    "consumer_batches_total": "Batches of records handed to the consumer.",
-    "consumer_messages_applied_total": "Messages applied by a handler.",
-    "consumer_messages_skipped_total": "Messages of a type this service does not handle.",
-    "consumer_dead_letters_total": "Records sent to the dead-letter topic.",
-    "consumer_retries_total": "Handler attempts that failed and were tried again.",
-    "consumer_batches_one_at_a_time_total": "Batches whose fast path failed, applied one by one.",
-    "consumer_batches_extended_total": "Batches that took in the records behind them (load).",
-    "consumer_offset_commits_total": "Offset commits sent to Kafka.",
-    "outbox_published_total": "Outbox messages published and acknowledged by Kafka.",
-}
+"""Metric name -> (ConsumerStats field, help)."""

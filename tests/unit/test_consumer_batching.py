@@ -2,11 +2,19 @@
 
 import asyncio
 from typing import Any
+from uuid import uuid4
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
+from faststream.kafka.message import KafkaAckableMessage
+from sqlalchemy.exc import OperationalError
 
-from common.broker import BatchWindow, OffsetCommitter, rewind
+from common.broker import BatchConsumer, BatchWindow, OffsetCommitter, create_broker, subscribe
+from common.settings import ServiceSettings
+from schemas.envelope import Envelope, encode
+from schemas.topics import USERS_EVENTS
+from schemas.users import UserRegistered
 
 
 class FakeKafka:
@@ -40,9 +48,7 @@ class FakeKafka:
         self.seeks.append((partition, offset))
 
 
-def record(
-    partition: int, offset: int, topic: str = "orders.events"
-) -> ConsumerRecord[bytes, bytes]:
+def record(partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
         topic="orders.events",
         partition=partition,
@@ -50,10 +56,10 @@ def record(
         timestamp=0,
         timestamp_type=0,
         key=b"k",
-        value=b"{}",
+        value=value,
         checksum=None,
         serialized_key_size=1,
-        serialized_value_size=2,
+        serialized_value_size=len(value),
         headers=(),
     )
 
@@ -129,7 +135,35 @@ async def test_a_window_stops_at_the_batch_size() -> None:
     assert [r.offset for r in extended] == [1, 2, 3]
 
 
-def test_rewind_seeks_every_partition_back_to_its_earliest_record() -> None:
-    kafka = FakeKafka({P0, P1})
-    rewind(kafka, [record(0, 5), record(1, 3), record(0, 4), record(1, 9)])  # type: ignore[arg-type]
-    assert sorted(kafka.seeks) == [(P0, 4), (P1, 3)]
+class Settings(ServiceSettings):
+    service_name = "test_svc"
+    default_http_port = 0
+
+
+def registered(name: str) -> bytes:
+    event = UserRegistered(user_id=uuid4(), name=name, email="ann@example.com", role="Customer")
+    return encode(event.envelope())
+
+
+async def test_a_failed_batch_comes_again_with_the_records_its_window_added() -> None:
+    async def apply(envelope: Envelope, event: UserRegistered) -> None:
+        if event.name == "Down":
+            raise OperationalError("INSERT", {}, Exception("the database went away"))
+
+    settings = Settings(consumer_batch_window_ms=50, retry_backoff_s=0)
+    consumer = BatchConsumer(settings, {UserRegistered: apply}, producer=None)  # type: ignore[arg-type]
+    on_batch = subscribe(create_broker(settings), settings, [USERS_EVENTS], consumer)
+    kafka = FakeKafka({P0, P1}, arriving=[[record(1, 7, registered("Cy"))]])
+
+    def message(*records: ConsumerRecord[bytes, bytes]) -> KafkaAckableMessage:
+        return KafkaAckableMessage(raw_message=records, body=b"", consumer=kafka)
+
+    await on_batch(message(record(0, 1, registered("Ann"))))
+    failing = message(record(0, 2, registered("Down")))
+    with pytest.raises(OperationalError):
+        await on_batch(failing)  # right after the first: its window took P1's record in
+    await failing.nack()  # what FastStream does with a batch whose handler raised
+
+    assert sorted(kafka.seeks) == [(P0, 2), (P1, 7)]
+    assert consumer.stats.extended == 1
+    assert kafka.commits == [{P0: 2}]  # the first batch only
