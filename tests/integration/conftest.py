@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from common.inbox import InboxMixin
@@ -115,3 +116,15 @@ async def in_inbox(runtime: Runtime, inbox: type[InboxMixin], envelope: Envelope
             return await session.get(inbox, envelope.id) is not None
 
     await eventually(recorded)
+
+
+async def committed_offset(infra: Infra, group: str, partition: TopicPartition) -> int | None:
+    """The offset ``group`` last committed on ``partition`` in the broker (None: never)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=[partition])
+    finally:
+        await admin.close()
+    found = committed.get(partition)
+    return None if found is None or found.offset < 0 else found.offset

@@ -5,10 +5,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from common.db import batch_transaction
@@ -22,7 +22,7 @@ from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import read_topic, running
+from tests.integration.conftest import committed_offset, in_inbox, read_topic, running
 from user_svc import services as user_services
 from user_svc.app import create_app as create_user_app
 from user_svc.models import Inbox as UserInbox
@@ -308,3 +308,57 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     assert counter(consumed, "consumer_batches_total") >= 1
     assert counter(consumed, "consumer_offset_commits_total") >= 1
     assert counter(produced, "outbox_published_total") >= 1
+
+
+async def send_registered(producer: AIOKafkaProducer, user_id: UUID) -> tuple[Envelope, Any]:
+    event = UserRegistered(user_id=user_id, name="Di", email="di@example.com", role="Customer")
+    envelope = event.envelope()
+    where = await producer.send_and_wait(USERS_EVENTS.name, encode(envelope), key=event.key())
+    return envelope, where
+
+
+async def test_offsets_reach_the_broker_once_an_interval_and_when_the_service_stops(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    settings = settings_for(
+        NotificationSettings,
+        sending_enabled=False,
+        consumer_commit_interval_ms=60_000,
+        consumer_batch_window_ms=0,
+    )
+    user_id = uuid4()  # one key: every record on one partition
+    async with running(create_notification_app(settings)) as notifications:
+        placed = []
+        for _ in range(3):
+            envelope, where = await send_registered(producer, user_id)
+            await in_inbox(notifications, NotificationInbox, envelope)
+            placed.append(where)
+        partition = TopicPartition(USERS_EVENTS.name, placed[0].partition)
+        # The second record's batch ended before the third's began: committing once per batch
+        # would have moved the group past it by now.
+        during = await committed_offset(infra, settings.consumer_group, partition)
+        assert during is None or during <= placed[1].offset
+    after = await committed_offset(infra, settings.consumer_group, partition)
+    assert after == placed[2].offset + 1  # committed as the service stopped
+
+
+async def test_records_right_behind_a_batch_join_it_and_each_is_applied_once(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    settings = settings_for(
+        NotificationSettings, sending_enabled=False, consumer_batch_window_ms=1_000
+    )
+    async with running(create_notification_app(settings)) as notifications:
+        warm_up, _ = await send_registered(producer, uuid4())
+        await in_inbox(notifications, NotificationInbox, warm_up)  # caught up, a batch just ended
+        users = [uuid4() for _ in range(5)]
+        burst = [await send_registered(producer, user_id) for user_id in users]
+        for envelope, _ in burst:
+            await in_inbox(notifications, NotificationInbox, envelope)
+        assert notifications.consumers[0].stats.extended >= 1
+        for user_id in users:
+            assert await count_notifications(notifications, user_id) == 1
+    for _, where in burst:
+        partition = TopicPartition(where.topic, where.partition)
+        committed = await committed_offset(infra, settings.consumer_group, partition)
+        assert committed is not None and committed > where.offset

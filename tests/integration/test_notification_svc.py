@@ -12,7 +12,6 @@ from uuid import UUID, uuid4
 
 import httpx
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 from sqlalchemy import delete, func, select
 
@@ -37,7 +36,7 @@ from schemas.products import ItemQuantity
 from schemas.topics import NOTIFICATIONS_EVENTS
 from schemas.users import UserRegistered
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import in_inbox, read_to_end, running
+from tests.integration.conftest import committed_offset, in_inbox, read_to_end, running
 
 
 @dataclass
@@ -83,24 +82,16 @@ async def send(
 async def consumed(service: NotificationService, *records: RecordMetadata) -> None:
     """Wait until the service's consumer group committed past these records (it commits only
     after applying them)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=service.infra.kafka_bootstrap)
-    await admin.start()
-    try:
-        for record in records:
-            partition = TopicPartition(record.topic, record.partition)
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
 
-            async def past(
-                partition: TopicPartition = partition, offset: int = record.offset
-            ) -> bool:
-                committed = await admin.list_consumer_group_offsets(
-                    service.settings.consumer_group, partitions=[partition]
-                )
-                found = committed.get(partition)
-                return found is not None and found.offset > offset
+        async def past(partition: TopicPartition = partition, offset: int = record.offset) -> bool:
+            found = await committed_offset(
+                service.infra, service.settings.consumer_group, partition
+            )
+            return found is not None and found > offset
 
-            await eventually(past)
-    finally:
-        await admin.close()
+        await eventually(past)
 
 
 async def processed(service: NotificationService, envelope: Envelope) -> None:
