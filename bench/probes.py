@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy.engine import make_url
 
+from common.db import libpq_url
 from schemas.topics import CONSUMING_SERVICES, DOMAIN_TOPICS
 from stack import postgres, procs, services
 from stack.config import StackConfig
@@ -183,8 +183,7 @@ def server_url(config: StackConfig) -> str:
     database (so the bench's own queries never count against a service)."""
     if not config.external_database:
         return postgres.url(config)
-    url = make_url(config.database_url).set(drivername="postgresql", database="postgres")
-    return url.render_as_string(hide_password=False)
+    return libpq_url(config.database_url, database="postgres")
 
 
 @dataclass(frozen=True)
