@@ -73,7 +73,7 @@ def prometheus_text(service: str, counters: Mapping[str, tuple[int, str]]) -> st
             f"# TYPE shop_{name} counter",
             f'shop_{name}{{service="{service}"}} {value}',
         ]
-    return "\n".join(lines) + "\n"
+    return "".join(f"{line}\n" for line in lines)
 
 
 def create_service_app(
@@ -82,8 +82,11 @@ def create_service_app(
     title: str,
     routers: Sequence[APIRouter] = (),
     description: str = "",
+    metrics: Callable[[], str] | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan runs ``runtime``; with ``/healthz`` and ``/readyz``."""
+    """A FastAPI app whose lifespan runs ``runtime``; with ``/healthz``, ``/readyz`` and
+    ``/metrics`` (the runtime's counters, then what ``metrics()`` adds, in Prometheus' text
+    format)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,9 +105,11 @@ def create_service_app(
         return {"status": "ok", "service": runtime.settings.service_name}
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def metrics() -> str:
-        """Prometheus counters of the service's consumers and outbox relay."""
-        return prometheus_text(runtime.settings.service_name, runtime.counters())
+    async def prometheus() -> str:
+        """Prometheus counters of the service: its consumers, its outbox relay, and what else
+        it counts (the gateway: requests by route and status)."""
+        text = prometheus_text(runtime.settings.service_name, runtime.counters())
+        return text + (metrics() if metrics is not None else "")
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:

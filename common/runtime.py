@@ -140,14 +140,16 @@ class Runtime:
     def counters(self) -> dict[str, tuple[int, str]]:
         """What the service's consumers and relay did since it started, for ``/metrics``:
         name -> (value, help)."""
-        counters = {
-            name: (sum(getattr(consumer.stats, field) for consumer in self.consumers), help_text)
-            for name, (field, help_text) in _CONSUMER_COUNTERS.items()
-        }
-        counters["consumer_offset_commits_total"] = (
-            sum(consumer.offsets.commits for consumer in self.consumers),
-            "Offset commits sent to Kafka.",
-        )
+        counters: dict[str, tuple[int, str]] = {}
+        if self.consumers:
+            counters = {
+                name: (sum(getattr(c.stats, field) for c in self.consumers), help_text)
+                for name, (field, help_text) in _CONSUMER_COUNTERS.items()
+            }
+            counters["consumer_offset_commits_total"] = (
+                sum(consumer.offsets.commits for consumer in self.consumers),
+                "Offset commits sent to Kafka.",
+            )
         if self.relay is not None:
             counters["outbox_published_total"] = (
                 self.relay.published,

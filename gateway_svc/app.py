@@ -35,11 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "JWT_SECRET is not set: tokens are signed with a key that dies with this process"
         )
 
+    metrics = middleware.Metrics()
     app = create_service_app(
         runtime,
         title="shop gateway",
         description=DESCRIPTION,
         routers=[accounts.router, catalog.router, orders.router],
+        metrics=metrics.render,
     )
     app.state.tokens = tokens
     app.state.upstreams = upstreams
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app,
         tokens=tokens,
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-        metrics=middleware.Metrics(),
+        metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
     )
     return app

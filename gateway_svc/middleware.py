@@ -5,7 +5,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -179,8 +179,3 @@ def install(
     app.add_middleware(
         Guard, tokens=tokens, limiter=limiter, metrics=metrics, routes=app.router.routes
     )
-
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def prometheus() -> str:
-        """Prometheus metrics of the gateway."""
-        return metrics.render()

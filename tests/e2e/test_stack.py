@@ -123,6 +123,15 @@ def test_up_starts_everything_and_down_stops_everything(stack_env: dict[str, str
             assert time.monotonic() < deadline, "notification_svc never saw UserRegistered"
             time.sleep(0.2)
 
+    gateway_metrics = httpx.get(f"{gateway}/metrics").text
+    assert 'shop_http_requests_total{method="GET",route="/healthz",status="200"}' in gateway_metrics
+    consumed = httpx.get(f"http://127.0.0.1:{8005 + OFFSET}/metrics").text
+    applied = next(
+        line for line in consumed.splitlines() if line.startswith("shop_consumer_messages_applied")
+    )
+    assert applied.startswith('shop_consumer_messages_applied_total{service="notification_svc"}')
+    assert int(applied.rsplit(" ", 1)[1]) >= 1
+
     state = stack_env["SHOP_STATE_DIR"]
     assert our_processes(state)
     down = launcher(stack_env, "down")
