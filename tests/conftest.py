@@ -69,7 +69,7 @@ def _local_processes() -> Iterator[Infra]:
         kafka_port=int(os.environ.get("SHOP_TEST_KAFKA_PORT", 19092)),
         kafka_controller_port=int(os.environ.get("SHOP_TEST_KAFKA_CONTROLLER_PORT", 19093)),
         kafka_heap="384m",
-        pg_port=int(os.environ.get("SHOP_TEST_PG_PORT", 55433)),
+        pg_port=int(os.environ.get("SHOP_TEST_PG_PORT", 25433)),
     )
     kafka.stop(config)
     postgres.stop(config)

@@ -174,7 +174,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         "SHOP_STATE_DIR": str(tmp_path_factory.mktemp("shop")),
         "SHOP_KAFKA_PORT": str(kafka_port),
         "SHOP_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
-        "SHOP_PG_PORT": os.environ.get("SHOP_E2E_SHOP_PG_PORT", "55534"),
+        "SHOP_PG_PORT": os.environ.get("SHOP_E2E_SHOP_PG_PORT", "25534"),
         "SHOP_HTTP_PORT_OFFSET": str(offset),
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 OFFSET = int(os.environ.get("SHOP_E2E_HTTP_PORT_OFFSET", 100))
 KAFKA_PORT = int(os.environ.get("SHOP_E2E_KAFKA_PORT", 29092))
-PG_PORT = int(os.environ.get("SHOP_E2E_PG_PORT", 55434))
+PG_PORT = int(os.environ.get("SHOP_E2E_PG_PORT", 25434))
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def fault_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultShop]:
         "SHOP_STATE_DIR": str(tmp_path_factory.mktemp("faults")),
         "SHOP_KAFKA_PORT": str(kafka_port),
         "SHOP_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
-        "SHOP_PG_PORT": os.environ.get("SHOP_FAULTS_PG_PORT", "55734"),
+        "SHOP_PG_PORT": os.environ.get("SHOP_FAULTS_PG_PORT", "25734"),
         "SHOP_HTTP_PORT_OFFSET": os.environ.get("SHOP_FAULTS_HTTP_PORT_OFFSET", "600"),
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
