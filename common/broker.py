@@ -11,7 +11,10 @@ failure rewinds the batch's partitions instead (``AckPolicy.NACK_ON_ERROR``):
 
 - The fast path records the whole batch in the inbox with one statement, runs every handler in
   that one transaction, without savepoints (each handler's ``sessionmaker.begin()`` joins it),
-  writes every outgoing message with one more statement, and commits once.
+  writes every outgoing message with one more statement, and commits once. Where a service's
+  handler is :class:`SetBased`, each run of consecutive messages of its type goes to it at
+  once: it reads and writes the run's rows with a few statements in all, not a few per message,
+  with the same outcome as applying them one by one in order.
 - If a handler raises, the fast path's transaction is rolled back as a whole and the batch is
   applied again one message at a time: each handler's ``begin()`` is then a savepoint, so a
   failing message is retried alone and, if it keeps failing, dead-lettered while the rest of the
@@ -64,6 +67,22 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, Any], Awaitable[None]]
 Handlers = Mapping[type[Message], Handler]
+RunHandler = Callable[[Sequence[tuple[Envelope, Any]]], Awaitable[None]]
+"""Applies a run of messages of one type, each about another aggregate (see
+:func:`runs_of_one_type`), with the outcome of applying them one by one in order."""
+
+
+@dataclass(frozen=True)
+class SetBased:
+    """A use case that applies a whole run of messages at once (a :data:`RunHandler`): the
+    consumer's fast path hands it every run of its type; as a plain handler (the path that
+    applies a failed batch one message at a time) it applies a run of one."""
+
+    apply: RunHandler
+
+    async def __call__(self, envelope: Envelope, message: Any) -> None:
+        await self.apply(((envelope, message),))
+
 
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -177,6 +196,8 @@ class ConsumerStats:
     """Batches whose fast path failed, applied again one message at a time."""
     extended: int = 0
     """Batches that arrived under load and took in the records behind them (BatchWindow)."""
+    runs: int = 0
+    """Runs of consecutive messages of one type applied together by a batch handler."""
 
 
 class BatchConsumer:
@@ -194,6 +215,11 @@ class BatchConsumer:
         self._sessionmaker = sessionmaker
         self._inbox = inbox
         self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
+        self._set_based = {
+            cls.TYPE: handler.apply
+            for cls, handler in handlers.items()
+            if isinstance(handler, SetBased)
+        }
         self._producer = producer
         self._dead_letters = dead_letter_topic(settings.service_name)
         self.stats = ConsumerStats()
@@ -237,12 +263,18 @@ class BatchConsumer:
                         self._inbox,
                         [(item.envelope.id, item.envelope.type) for item in routed],
                     )
-                for item in routed:
-                    token = correlation_id.set(str(item.envelope.correlation_id))
-                    try:
-                        await item.handler(item.envelope, item.message)
-                    finally:
-                        correlation_id.reset(token)
+                for run in runs_of_one_type(routed):
+                    set_based = self._set_based.get(run[0].envelope.type)
+                    if set_based is not None and len(run) > 1:
+                        await set_based([(item.envelope, item.message) for item in run])
+                        self.stats.runs += 1
+                    else:
+                        for item in run:
+                            token = correlation_id.set(str(item.envelope.correlation_id))
+                            try:
+                                await item.handler(item.envelope, item.message)
+                            finally:
+                                correlation_id.reset(token)
                     session.expunge_all()
         except asyncio.CancelledError:
             raise
@@ -352,6 +384,25 @@ class BatchConsumer:
             await self._producer.reset()
             raise
         self.stats.dead_lettered += 1
+
+
+def runs_of_one_type(routed: Sequence[Routed]) -> list[list[Routed]]:
+    """The batch cut, in order, into runs of consecutive messages of one type and of distinct
+    aggregates: a message of another type, or for an aggregate (its Kafka key) already in the
+    run, starts the next run. A set-based use case can then treat a run's messages as
+    independent of one another, apart from the rows they share (a product's stock)."""
+    runs: list[list[Routed]] = []
+    keys: set[object] = set()
+    for item in routed:
+        message = item.message
+        key = getattr(message, message.KEY_FIELD)
+        if runs and runs[-1][0].envelope.type == item.envelope.type and key not in keys:
+            runs[-1].append(item)
+            keys.add(key)
+        else:
+            runs.append([item])
+            keys = {key}
+    return runs
 
 
 def _brief(exc: ValidationError) -> str:

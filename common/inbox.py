@@ -4,9 +4,9 @@ A redelivered message (after a crash, a rebalance or a rewind) finds its id and 
 """
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
@@ -27,6 +27,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
 from common.db import table_of
+from schemas.envelope import Envelope
+
+M = TypeVar("M")
 
 
 class InboxMixin:
@@ -116,3 +119,15 @@ async def first_delivery(
         ).returning(literal_column("xmax = 0"))  # a fresh row has no deleting transaction
     )
     return bool(first)
+
+
+async def first_deliveries(
+    session: AsyncSession, inbox: type[InboxMixin], messages: Iterable[tuple[Envelope, M]]
+) -> list[tuple[Envelope, M]]:
+    """The messages of a run that are delivered for the first time (see :func:`first_delivery`),
+    in order; redeliveries are left out."""
+    return [
+        (envelope, message)
+        for envelope, message in messages
+        if await first_delivery(session, inbox, envelope.id, envelope.type)
+    ]

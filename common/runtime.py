@@ -187,5 +187,9 @@ _CONSUMER_COUNTERS = {
         "extended",
         "Batches that took in the records behind them (load).",
     ),
+    "consumer_runs_applied_together_total": (
+        "runs",
+        "Runs of messages of one type applied together by a set-based use case.",
+    ),
 }
 """Metric name -> (ConsumerStats field, help)."""

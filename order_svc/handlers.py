@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from common.broker import Handlers
+from common.broker import Handlers, SetBased
 from common.db import SessionMaker
 from order_svc import services
 from schemas.orders import CancelOrder, PlaceOrder, ShipOrder
@@ -17,10 +17,10 @@ def handlers(sessionmaker: SessionMaker) -> Handlers:
     return {
         ProductCreated: partial(services.remember_price, sessionmaker),
         ProductUpdated: partial(services.remember_price, sessionmaker),
-        PlaceOrder: partial(services.place_order, sessionmaker),
+        PlaceOrder: SetBased(partial(services.place_order, sessionmaker)),
         CancelOrder: partial(services.cancel_order, sessionmaker),
         ShipOrder: partial(services.ship_order, sessionmaker),
         StockReservationFailed: partial(services.cancel_for_shortage, sessionmaker),
-        PaymentSucceeded: partial(services.mark_paid, sessionmaker),
-        PaymentFailed: partial(services.cancel_for_failed_payment, sessionmaker),
+        PaymentSucceeded: SetBased(partial(services.mark_paid, sessionmaker)),
+        PaymentFailed: SetBased(partial(services.cancel_for_failed_payment, sessionmaker)),
     }

@@ -1,15 +1,19 @@
 """order_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, func, insert, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import SessionMaker, defer_insert, table_of
-from common.inbox import first_delivery
+from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from order_svc import domain
 from order_svc.models import (
@@ -38,6 +42,13 @@ from schemas.products import ItemQuantity, ProductCreated, ProductUpdated, Stock
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M")
+
+
+def _status_id(name: Any) -> ScalarSelect[UUID]:
+    """The id of the status ``name`` (a value or a bind parameter)."""
+    return select(OrderStatus.id).where(OrderStatus.name == name).scalar_subquery()
+
 
 async def remember_price(
     sessionmaker: SessionMaker, envelope: Envelope, event: ProductCreated | ProductUpdated
@@ -57,58 +68,55 @@ async def remember_price(
         )
 
 
-async def place_order(sessionmaker: SessionMaker, envelope: Envelope, command: PlaceOrder) -> None:
-    """Store the order Pending and emit OrderPlaced, or Cancelled with OrderRejected.
+async def place_order(
+    sessionmaker: SessionMaker, commands: Sequence[tuple[Envelope, PlaceOrder]]
+) -> None:
+    """Store each order Pending and emit OrderPlaced, or Cancelled with OrderRejected.
 
     Idempotent by order id as well: a retried request is a new command for the same order.
     """
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+        fresh = await first_deliveries(session, Inbox, commands)
+        if not fresh:
             return
-        product_ids = {item.product_id for item in command.items}
         known = await session.execute(
             select(ProductPrice.product_id, ProductPrice.price).where(
-                ProductPrice.product_id.in_(product_ids)
+                ProductPrice.product_id.in_(
+                    {item.product_id for _, command in fresh for item in command.items}
+                )
             )
         )
         prices = {product_id: price for product_id, price in known}
-        outcome = domain.price(command.items, prices)
-        if isinstance(outcome, domain.Priced):
-            status, reason, total = PENDING, None, outcome.total
-        else:
-            status, reason, total = CANCELLED, outcome.reason, Decimal("0.00")
-        created = await session.scalar(
-            postgresql.insert(Order)
-            .values(
-                id=command.order_id,
-                user_id=command.user_id,
-                total_price=total,
-                status_id=_status_id(status),
-                reason=reason,
-                payment_method_id=command.payment_method_id,
-                address_id=command.address_id,
+        outcomes = [
+            (envelope, command, domain.price(command.items, prices)) for envelope, command in fresh
+        ]
+        created = set(
+            await session.scalars(
+                _CREATE_ORDER,
+                [_order_row(command, outcome) for _, command, outcome in outcomes],
             )
-            .on_conflict_do_nothing(index_elements=[Order.id])
-            .returning(Order.id)
         )
-        if created is None:
-            log.info("order %s already exists; %s %s ignored", command.order_id, *_what(envelope))
-            return
-        _add_history(session, command.order_id, status, reason)
-        if isinstance(outcome, domain.Rejected):
-            log.info("order %s rejected: %s", command.order_id, outcome.reason)
-            event: OrderPlaced | OrderRejected = OrderRejected(
-                order_id=command.order_id, user_id=command.user_id, reason=outcome.reason
+        items: list[dict[str, Any]] = []
+        for envelope, command, outcome in outcomes:
+            if command.order_id not in created:
+                log.info(
+                    "order %s already exists; %s %s ignored", command.order_id, *_what(envelope)
+                )
+                continue
+            if isinstance(outcome, domain.Rejected):
+                log.info("order %s rejected: %s", command.order_id, outcome.reason)
+                _add_history(session, command.order_id, CANCELLED, outcome.reason)
+                rejected = OrderRejected(
+                    order_id=command.order_id, user_id=command.user_id, reason=outcome.reason
+                )
+                stage(session, Outbox, rejected, cause=envelope)
+                continue
+            _add_history(session, command.order_id, PENDING, None)
+            items.extend(
+                {"order_id": command.order_id, **item.model_dump(mode="python")}
+                for item in outcome.items
             )
-        else:
-            await session.execute(
-                insert(OrderItem),
-                [
-                    {"order_id": command.order_id, **item.model_dump(mode="python")}
-                    for item in outcome.items
-                ],
-            )
-            event = OrderPlaced(
+            placed = OrderPlaced(
                 order_id=command.order_id,
                 user_id=command.user_id,
                 items=outcome.items,
@@ -116,7 +124,34 @@ async def place_order(sessionmaker: SessionMaker, envelope: Envelope, command: P
                 payment_method_id=command.payment_method_id,
                 address_id=command.address_id,
             )
-        stage(session, Outbox, event, cause=envelope)
+            stage(session, Outbox, placed, cause=envelope)
+        if items:
+            await session.execute(insert(table_of(OrderItem)), items)
+
+
+_CREATE_ORDER = (
+    postgresql.insert(table_of(Order))
+    .values(status_id=_status_id(bindparam("status")))
+    .on_conflict_do_nothing(index_elements=[table_of(Order).c.id])
+    .returning(table_of(Order).c.id)
+)
+"""Insert orders that do not exist yet (rows with ``status`` named); returns the ids inserted."""
+
+
+def _order_row(command: PlaceOrder, outcome: domain.Priced | domain.Rejected) -> dict[str, Any]:
+    if isinstance(outcome, domain.Priced):
+        status, reason, total = PENDING, None, outcome.total
+    else:
+        status, reason, total = CANCELLED, outcome.reason, Decimal("0.00")
+    return {
+        "id": command.order_id,
+        "user_id": command.user_id,
+        "total_price": total,
+        "status": status,
+        "reason": reason,
+        "payment_method_id": command.payment_method_id,
+        "address_id": command.address_id,
+    }
 
 
 async def cancel_for_shortage(
@@ -132,88 +167,138 @@ async def cancel_for_shortage(
         )
         names = {product_id: name for product_id, name in known}
         reason = domain.out_of_stock_reason(event.shortages, names)
-        await _change_status(
-            session, envelope, event.order_id, CANCELLED, reason, only_from=PENDING
+        await _change_statuses(
+            session, [_Move(envelope, event.order_id, CANCELLED, reason, only_from=PENDING)]
         )
 
 
 async def mark_paid(
-    sessionmaker: SessionMaker, envelope: Envelope, event: PaymentSucceeded
+    sessionmaker: SessionMaker, paid: Sequence[tuple[Envelope, PaymentSucceeded]]
 ) -> None:
-    reason = f"payment succeeded ({event.gateway_id})"
-    await _move(sessionmaker, envelope, event.order_id, PAID, reason, only_from=PENDING)
+    await _move(
+        sessionmaker,
+        paid,
+        lambda envelope, event: _Move(
+            envelope,
+            event.order_id,
+            PAID,
+            f"payment succeeded ({event.gateway_id})",
+            only_from=PENDING,
+        ),
+    )
 
 
 async def cancel_for_failed_payment(
-    sessionmaker: SessionMaker, envelope: Envelope, event: PaymentFailed
+    sessionmaker: SessionMaker, failed: Sequence[tuple[Envelope, PaymentFailed]]
 ) -> None:
-    reason = domain.payment_failed_reason(event.reason)
-    await _move(sessionmaker, envelope, event.order_id, CANCELLED, reason, only_from=PENDING)
+    await _move(
+        sessionmaker,
+        failed,
+        lambda envelope, event: _Move(
+            envelope,
+            event.order_id,
+            CANCELLED,
+            domain.payment_failed_reason(event.reason),
+            only_from=PENDING,
+        ),
+    )
 
 
 async def cancel_order(
     sessionmaker: SessionMaker, envelope: Envelope, command: CancelOrder
 ) -> None:
-    await _move(sessionmaker, envelope, command.order_id, CANCELLED, command.reason)
+    await _move(
+        sessionmaker,
+        [(envelope, command)],
+        lambda envelope, command: _Move(envelope, command.order_id, CANCELLED, command.reason),
+    )
 
 
 async def ship_order(sessionmaker: SessionMaker, envelope: Envelope, command: ShipOrder) -> None:
-    await _move(sessionmaker, envelope, command.order_id, SHIPPED, None)
+    await _move(
+        sessionmaker,
+        [(envelope, command)],
+        lambda envelope, command: _Move(envelope, command.order_id, SHIPPED, None),
+    )
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A message's request to move an order to ``target`` (only from ``only_from``, if given)."""
+
+    envelope: Envelope
+    order_id: UUID
+    target: str
+    reason: str | None
+    only_from: str | None = None
 
 
 async def _move(
     sessionmaker: SessionMaker,
-    envelope: Envelope,
-    order_id: UUID,
-    target: str,
-    reason: str | None,
-    *,
-    only_from: str | None = None,
+    messages: Sequence[tuple[Envelope, M]],
+    move: Callable[[Envelope, M], _Move],
 ) -> None:
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
-        await _change_status(session, envelope, order_id, target, reason, only_from=only_from)
+        fresh = await first_deliveries(session, Inbox, messages)
+        await _change_statuses(session, [move(envelope, message) for envelope, message in fresh])
 
 
-async def _change_status(
-    session: AsyncSession,
-    envelope: Envelope,
-    order_id: UUID,
-    target: str,
-    reason: str | None,
-    *,
-    only_from: str | None = None,
-) -> None:
-    """Move the order to ``target`` if its state machine allows it; else log and do nothing."""
-    order = await _lock_order(session, order_id)
-    if order is None:
-        log.warning("%s %s names unknown order %s; ignored", *_what(envelope), order_id)
+async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> None:
+    """Move each order (each another) to its target where its state machine allows it; else log
+    and leave it."""
+    if not moves:
         return
-    event = domain.transition(order, target, reason, only_from=only_from)
-    if event is None:
-        log.info(
-            "%s %s ignored: order %s is %s, not movable to %s",
-            *_what(envelope),
-            order_id,
-            order.status,
-            target,
+    orders = await _lock_orders(session, [move.order_id for move in moves])
+    changes: list[dict[str, Any]] = []
+    for move in moves:
+        order = orders.get(move.order_id)
+        if order is None:
+            log.warning(
+                "%s %s names unknown order %s; ignored", *_what(move.envelope), move.order_id
+            )
+            continue
+        event = domain.transition(order, move.target, move.reason, only_from=move.only_from)
+        if event is None:
+            log.info(
+                "%s %s ignored: order %s is %s, not movable to %s",
+                *_what(move.envelope),
+                move.order_id,
+                order.status,
+                move.target,
+            )
+            continue
+        changes.append(
+            {
+                "target": move.order_id,
+                "status": move.target,
+                "reason": move.reason if move.target == CANCELLED else None,
+            }
         )
-        return
-    await session.execute(
-        update(Order)
-        .where(Order.id == order_id)
-        .values(status_id=_status_id(target), reason=reason if target == CANCELLED else None)
+        _add_history(session, move.order_id, move.target, move.reason)
+        stage(session, Outbox, event, cause=move.envelope)
+    if changes:
+        await session.execute(_SET_STATUS, changes)
+
+
+_SET_STATUS = (
+    update(table_of(Order))
+    .where(table_of(Order).c.id == bindparam("target"))
+    .values(
+        status_id=_status_id(bindparam("status")),
+        reason=bindparam("reason"),
     )
-    _add_history(session, order_id, target, reason)
-    stage(session, Outbox, event, cause=envelope)
+)
 
 
-async def _lock_order(session: AsyncSession, order_id: UUID) -> domain.OrderFacts | None:
-    """The order, locked, with its items: one query (a row per item, or one without any)."""
+async def _lock_orders(
+    session: AsyncSession, order_ids: Sequence[UUID]
+) -> dict[UUID, domain.OrderFacts]:
+    """The orders, locked in id order, with their items: one query (a row per item, or one for
+    an order without any)."""
     rows = (
         await session.execute(
             select(
+                Order.id,
                 Order.user_id,
                 Order.total_price,
                 OrderStatus.name,
@@ -222,25 +307,27 @@ async def _lock_order(session: AsyncSession, order_id: UUID) -> domain.OrderFact
             )
             .join(OrderStatus, OrderStatus.id == Order.status_id)
             .outerjoin(OrderItem, OrderItem.order_id == Order.id)
-            .where(Order.id == order_id)
-            .order_by(OrderItem.product_id)
+            .where(Order.id.in_(order_ids))
+            .order_by(Order.id, OrderItem.product_id)
             .with_for_update(of=Order)
         )
     ).all()
-    if not rows:
-        return None
-    first = rows[0]
-    return domain.OrderFacts(
-        order_id=order_id,
-        user_id=first.user_id,
-        status=first.name,
-        total_price=first.total_price,
-        items=tuple(
-            ItemQuantity(product_id=row.product_id, quantity=row.quantity)
-            for row in rows
-            if row.product_id is not None
-        ),
-    )
+    orders: dict[UUID, domain.OrderFacts] = {}
+    for order_id, group in groupby(rows, key=lambda row: row.id):
+        lines = list(group)
+        first = lines[0]
+        orders[order_id] = domain.OrderFacts(
+            order_id=order_id,
+            user_id=first.user_id,
+            status=first.name,
+            total_price=first.total_price,
+            items=tuple(
+                ItemQuantity(product_id=line.product_id, quantity=line.quantity)
+                for line in lines
+                if line.product_id is not None
+            ),
+        )
+    return orders
 
 
 _HISTORY = insert(table_of(OrderStatusHistory)).values(at=func.clock_timestamp())
@@ -250,10 +337,6 @@ _HISTORY = insert(table_of(OrderStatusHistory)).values(at=func.clock_timestamp()
 
 def _add_history(session: AsyncSession, order_id: UUID, status: str, reason: str | None) -> None:
     defer_insert(session, _HISTORY, {"order_id": order_id, "status": status, "reason": reason})
-
-
-def _status_id(name: str) -> ScalarSelect[UUID]:
-    return select(OrderStatus.id).where(OrderStatus.name == name).scalar_subquery()
 
 
 def _what(envelope: Envelope) -> tuple[str, UUID]:

@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from common.broker import Handlers
+from common.broker import Handlers, SetBased
 from common.db import SessionMaker
 from payment_svc import services
 from payment_svc.ports import PaymentProvider
@@ -17,6 +17,6 @@ TOPICS = CONSUMED_TOPICS["payment_svc"]
 def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:
     return {
         AddPaymentMethod: partial(services.add_payment_method, sessionmaker),
-        StockReserved: partial(services.charge_order, sessionmaker, provider),
+        StockReserved: SetBased(partial(services.charge_order, sessionmaker, provider)),
         OrderCancelled: partial(services.refund_order, sessionmaker, provider),
     }

@@ -1,14 +1,16 @@
 """payment_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, exists, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker
-from common.inbox import first_delivery
+from common.db import SessionMaker, table_of
+from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
@@ -64,84 +66,91 @@ async def add_payment_method(
 async def charge_order(
     sessionmaker: SessionMaker,
     provider: PaymentProvider,
-    envelope: Envelope,
-    event: StockReserved,
+    reserved: Sequence[tuple[Envelope, StockReserved]],
 ) -> None:
-    """Charge an order whose stock is reserved: once, and never after its cancellation."""
+    """Charge orders whose stock is reserved: each once, and never after its cancellation."""
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+        fresh = await first_deliveries(session, Inbox, reserved)
+        if not fresh:
             return
-        await _lock_order(session, event.order_id)
-        facts = (await session.execute(_charge_facts(event))).one()
-        plan = domain.plan_charge(
-            has_payment=facts.has_payment,
-            cancelled=facts.cancelled,
-            buyer=event.user_id,
-            method_owner=facts.method_owner,
+        await _lock_orders(session, [event.order_id for _, event in fresh])
+        found = await session.execute(
+            _CHARGE_FACTS,
+            {
+                "orders": [event.order_id for _, event in fresh],
+                "methods": [event.payment_method_id for _, event in fresh],
+            },
         )
-        if isinstance(plan, domain.Skip):
-            log.info("not charging order %s: %s", event.order_id, plan.why)
-            return
-        payment_id = uuid4()
-        if isinstance(plan, domain.Refuse):
-            await _record_charge(session, payment_id, event, domain.FAILED)
-            stage(session, Outbox, _failed(event, plan.reason), cause=envelope)
-            return
-        assert facts.token is not None  # the plan charges only the buyer's own method
-        # The provider is asked inside the transaction: the simulator is local. A real one would
-        # be too, safely: the key is the order's, so if this transaction rolls back after a
-        # charge, the retry sends the same key and the provider answers with the first charge
-        # instead of taking the money again.
-        result = await provider.charge(
-            idempotency_key=domain.charge_key(event.order_id),
-            amount=event.total_price,
-            token=facts.token,
-        )
-        status = domain.PAID if result.approved else domain.FAILED
-        await _record_charge(session, payment_id, event, status, result.reference)
-        if not result.approved:
-            reason = result.decline_reason or "declined by the payment provider"
-            stage(session, Outbox, _failed(event, reason), cause=envelope)
-            return
-        succeeded = PaymentSucceeded(
-            payment_id=payment_id,
-            order_id=event.order_id,
-            user_id=event.user_id,
-            amount=event.total_price,
-            gateway_id=result.reference,
-        )
-        stage(session, Outbox, succeeded, cause=envelope)
-
-
-async def _record_charge(
-    session: AsyncSession,
-    payment_id: UUID,
-    event: StockReserved,
-    status: str,
-    gateway_id: str | None = None,
-) -> None:
-    """The order's payment with its final status and, when the provider was asked, the charge
-    transaction: statements, not ORM objects (a flush costs several times an insert)."""
-    await session.execute(
-        insert(Payment).values(
-            id=payment_id,
-            order_id=event.order_id,
-            user_id=event.user_id,
-            amount=event.total_price,
-            status=status,
-        )
-    )
-    if gateway_id is not None:
-        await session.execute(
-            insert(Transaction).values(
-                id=uuid4(),
-                payment_id=payment_id,
-                gateway_id=gateway_id,
-                kind=domain.CHARGE,
-                amount=event.total_price,
-                status=status,
+        facts = {row.order_id: row for row in found}
+        payments: list[dict[str, Any]] = []
+        charges: list[dict[str, Any]] = []
+        for envelope, event in fresh:
+            order = facts[event.order_id]
+            plan = domain.plan_charge(
+                has_payment=order.has_payment,
+                cancelled=order.cancelled,
+                buyer=event.user_id,
+                method_owner=order.method_owner,
             )
-        )
+            if isinstance(plan, domain.Skip):
+                log.info("not charging order %s: %s", event.order_id, plan.why)
+                continue
+            payment_id = uuid4()
+            if isinstance(plan, domain.Refuse):
+                payments.append(_payment(payment_id, event, domain.FAILED))
+                stage(session, Outbox, _failed(event, plan.reason), cause=envelope)
+                continue
+            assert order.token is not None  # the plan charges only the buyer's own method
+            # The provider is asked inside the transaction: the simulator is local. A real one
+            # would be too, safely: the key is the order's, so if this transaction rolls back
+            # after a charge, the retry sends the same key and the provider answers with the
+            # first charge instead of taking the money again.
+            result = await provider.charge(
+                idempotency_key=domain.charge_key(event.order_id),
+                amount=event.total_price,
+                token=order.token,
+            )
+            status = domain.PAID if result.approved else domain.FAILED
+            payments.append(_payment(payment_id, event, status))
+            charges.append(
+                {
+                    "id": uuid4(),
+                    "payment_id": payment_id,
+                    "gateway_id": result.reference,
+                    "kind": domain.CHARGE,
+                    "amount": event.total_price,
+                    "status": status,
+                }
+            )
+            if not result.approved:
+                reason = result.decline_reason or "declined by the payment provider"
+                stage(session, Outbox, _failed(event, reason), cause=envelope)
+                continue
+            succeeded = PaymentSucceeded(
+                payment_id=payment_id,
+                order_id=event.order_id,
+                user_id=event.user_id,
+                amount=event.total_price,
+                gateway_id=result.reference,
+            )
+            stage(session, Outbox, succeeded, cause=envelope)
+        # Statements, not ORM objects (a flush costs several times an insert); a payment's row
+        # goes before its charge's, which refers to it.
+        if payments:
+            await session.execute(insert(table_of(Payment)), payments)
+        if charges:
+            await session.execute(insert(table_of(Transaction)), charges)
+
+
+def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, Any]:
+    """The order's payment row, with its final status."""
+    return {
+        "id": payment_id,
+        "order_id": event.order_id,
+        "user_id": event.user_id,
+        "amount": event.total_price,
+        "status": status,
+    }
 
 
 async def refund_order(
@@ -155,7 +164,7 @@ async def refund_order(
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
-        await _lock_order(session, event.order_id)
+        await _lock_orders(session, [event.order_id])
         await session.execute(
             insert(CancelledOrder).values(order_id=event.order_id).on_conflict_do_nothing()
         )
@@ -198,19 +207,25 @@ async def refund_order(
         stage(session, Outbox, refunded, cause=envelope)
 
 
-def _charge_facts(event: StockReserved) -> Select[tuple[bool, bool, UUID | None, str | None]]:
-    """What a charge decides on, in one query (after the order's lock, so a cancellation
-    applied concurrently is seen): a payment already made, a cancellation already seen, and the
-    payment method's owner and token."""
-    method = select(PaymentMethod.user_id, PaymentMethod.token).where(
-        PaymentMethod.id == event.payment_method_id
+def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:
+    orders = (
+        func.unnest(bindparam("orders", type_=ARRAY(Uuid)), bindparam("methods", type_=ARRAY(Uuid)))
+        .table_valued("order_id", "method_id")
+        .render_derived()
     )
     return select(
-        exists().where(Payment.order_id == event.order_id).label("has_payment"),
-        exists().where(CancelledOrder.order_id == event.order_id).label("cancelled"),
-        method.with_only_columns(PaymentMethod.user_id).scalar_subquery().label("method_owner"),
-        method.with_only_columns(PaymentMethod.token).scalar_subquery().label("token"),
-    )
+        orders.c.order_id,
+        exists().where(Payment.order_id == orders.c.order_id).label("has_payment"),
+        exists().where(CancelledOrder.order_id == orders.c.order_id).label("cancelled"),
+        PaymentMethod.user_id.label("method_owner"),
+        PaymentMethod.token,
+    ).select_from(orders.outerjoin(PaymentMethod, PaymentMethod.id == orders.c.method_id))
+
+
+_CHARGE_FACTS = _build_charge_facts()
+"""What each charge of a run decides on, in one query (after the orders' locks, so that a
+cancellation applied concurrently is seen): a payment already made, a cancellation already
+seen, and the payment method's owner and token. Bound with ``orders`` and their ``methods``."""
 
 
 def _failed(event: StockReserved, reason: str) -> PaymentFailed:
@@ -219,12 +234,20 @@ def _failed(event: StockReserved, reason: str) -> PaymentFailed:
     )
 
 
-async def _lock_order(session: AsyncSession, order_id: UUID) -> None:
-    """Serialise this order's messages until commit, across replicas: a reservation and a
-    cancellation arrive on different topics and may be applied at the same moment."""
-    await session.execute(
-        select(func.pg_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(str(order_id))))
-    )
+async def _lock_orders(session: AsyncSession, order_ids: list[UUID]) -> None:
+    """Serialise these orders' messages until commit, across replicas: a reservation and a
+    cancellation arrive on different topics and may be applied at the same moment. The locks
+    are taken in one order (no deadlock between two runs)."""
+    await session.execute(_LOCK_ORDERS, {"orders": sorted(order_ids)})
+
+
+def _build_lock_orders() -> Select[tuple[Any]]:
+    orders = func.unnest(bindparam("orders", type_=ARRAY(Uuid))).table_valued("id").render_derived()
+    lock = func.pg_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
+    return select(lock).select_from(orders)
+
+
+_LOCK_ORDERS = _build_lock_orders()
 
 
 async def _payment_of(

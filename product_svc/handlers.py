@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from common.broker import Handlers
+from common.broker import Handlers, SetBased
 from common.db import SessionMaker
 from product_svc import services
 from schemas.orders import OrderCancelled, OrderPlaced
@@ -25,6 +25,6 @@ def handlers(sessionmaker: SessionMaker) -> Handlers:
         UpdateProduct: partial(services.update_product, sessionmaker),
         AddProductImage: partial(services.add_product_image, sessionmaker),
         RestockProduct: partial(services.restock_product, sessionmaker),
-        OrderPlaced: partial(services.reserve_stock, sessionmaker),
+        OrderPlaced: SetBased(partial(services.reserve_stock, sessionmaker)),
         OrderCancelled: partial(services.release_stock, sessionmaker),
     }

@@ -1,14 +1,15 @@
 """product_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import SessionMaker, table_of
-from common.inbox import first_delivery
+from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from product_svc import domain
 from product_svc.models import (
@@ -201,31 +202,46 @@ async def restock_product(
         )
 
 
-async def reserve_stock(sessionmaker: SessionMaker, envelope: Envelope, event: OrderPlaced) -> None:
-    """Reserve every item of the order, or none: StockReserved or StockReservationFailed."""
+async def reserve_stock(
+    sessionmaker: SessionMaker, placed: Sequence[tuple[Envelope, OrderPlaced]]
+) -> None:
+    """Reserve every item of each order, or none: StockReserved or StockReservationFailed.
+
+    A run of orders (each another order) is served in the order it came, from one lock of every
+    product it names: the stock one order leaves is what the next one finds.
+    """
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+        fresh = await first_deliveries(session, Inbox, placed)
+        if not fresh:
             return
-        if await _has_reservation(session, event.order_id):
-            return  # the same order placed again under another message id
-        wanted = domain.merge(event.items)
-        stock = await _lock_stock(session, [item.product_id for item in wanted])
-        outcome = domain.reserve(stock, wanted)
-        if isinstance(outcome, domain.Shortage):
-            log.info("order %s is short of stock: %s", event.order_id, outcome.lines)
-            stage(
-                session,
-                Outbox,
-                StockReservationFailed(
+        reserved_before = await _orders_with_reservations(
+            session, [event.order_id for _, event in fresh]
+        )
+        wanted = {
+            event.order_id: domain.merge(event.items)
+            for _, event in fresh
+            if event.order_id not in reserved_before  # placed again under another message id
+        }
+        stock = await _lock_stock(
+            session, {item.product_id for items in wanted.values() for item in items}
+        )
+        stock_after: dict[UUID, int] = {}
+        reservations: list[dict[str, Any]] = []
+        for envelope, event in fresh:
+            if event.order_id not in wanted:
+                continue
+            outcome = domain.reserve(stock, wanted[event.order_id])
+            if isinstance(outcome, domain.Shortage):
+                log.info("order %s is short of stock: %s", event.order_id, outcome.lines)
+                failed = StockReservationFailed(
                     order_id=event.order_id, user_id=event.user_id, shortages=outcome.lines
-                ),
-                cause=envelope,
-            )
-            return
-        await _set_stocks(session, outcome.stock_after)
-        await session.execute(
-            insert(table_of(Reservation)),
-            [
+                )
+                stage(session, Outbox, failed, cause=envelope)
+                continue
+            stock.update(outcome.stock_after)
+            stock_after.update(outcome.stock_after)
+            _stage_reservation(session, envelope, event, outcome)
+            reservations.extend(
                 {
                     "id": uuid4(),
                     "order_id": event.order_id,
@@ -233,34 +249,32 @@ async def reserve_stock(sessionmaker: SessionMaker, envelope: Envelope, event: O
                     "quantity": item.quantity,
                 }
                 for item in outcome.items
-            ],
-        )
-        for item in outcome.items:
-            after = outcome.stock_after[item.product_id]
-            stage(
-                session,
-                Outbox,
-                StockChanged(
-                    product_id=item.product_id,
-                    change=-item.quantity,
-                    stock=after,
-                    reason=domain.ORDER_PLACED,
-                    order_id=event.order_id,
-                ),
-                cause=envelope,
             )
-        stage(
-            session,
-            Outbox,
-            StockReserved(
-                order_id=event.order_id,
-                user_id=event.user_id,
-                items=outcome.items,
-                total_price=event.total_price,
-                payment_method_id=event.payment_method_id,
-            ),
-            cause=envelope,
+        if stock_after:
+            await _set_stocks(session, stock_after)
+            await session.execute(insert(table_of(Reservation)), reservations)
+
+
+def _stage_reservation(
+    session: AsyncSession, envelope: Envelope, event: OrderPlaced, outcome: domain.Reserved
+) -> None:
+    for item in outcome.items:
+        changed = StockChanged(
+            product_id=item.product_id,
+            change=-item.quantity,
+            stock=outcome.stock_after[item.product_id],
+            reason=domain.ORDER_PLACED,
+            order_id=event.order_id,
         )
+        stage(session, Outbox, changed, cause=envelope)
+    reserved = StockReserved(
+        order_id=event.order_id,
+        user_id=event.user_id,
+        items=outcome.items,
+        total_price=event.total_price,
+        payment_method_id=event.payment_method_id,
+    )
+    stage(session, Outbox, reserved, cause=envelope)
 
 
 async def release_stock(
@@ -326,11 +340,11 @@ async def _category_exists(session: AsyncSession, category_id: UUID | None) -> b
     return category_id is None or await session.get(Category, category_id) is not None
 
 
-async def _has_reservation(session: AsyncSession, order_id: UUID) -> bool:
-    found = await session.scalar(
-        select(Reservation.id).where(Reservation.order_id == order_id).limit(1)
+async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
+    found = await session.scalars(
+        select(Reservation.order_id).where(Reservation.order_id.in_(order_ids)).distinct()
     )
-    return found is not None
+    return set(found)
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:

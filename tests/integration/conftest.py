@@ -11,10 +11,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
+from common.broker import kafka_headers
 from common.inbox import InboxMixin
 from common.runtime import Runtime
 from common.settings import ServiceSettings
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, Message, encode
 from schemas.topics import Topic
 from tests.conftest import Infra, eventually, unique
 
@@ -128,3 +129,29 @@ async def committed_offset(infra: Infra, group: str, partition: TopicPartition) 
         await admin.close()
     found = committed.get(partition)
     return None if found is None or found.offset < 0 else found.offset
+
+
+async def apply_as_one_batch(runtime: Runtime, *messages: tuple[Message, Envelope]) -> int:
+    """Hand the service's consumer these messages as one batch of records, as if one fetch had
+    brought them in this order (the consumer's fast path, where a set-based use case takes each
+    run of its type at once); returns how many runs were applied together."""
+    records = [
+        ConsumerRecord(
+            topic=message.TOPIC.name,
+            partition=0,
+            offset=offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=message.key(),
+            value=encode(envelope),
+            checksum=None,
+            serialized_key_size=len(message.key()),
+            serialized_value_size=len(encode(envelope)),
+            headers=kafka_headers(envelope.type, envelope.correlation_id),
+        )
+        for offset, (message, envelope) in enumerate(messages)
+    ]
+    [consumer] = runtime.consumers
+    before = consumer.stats.runs
+    await consumer.apply_batch(records)
+    return consumer.stats.runs - before

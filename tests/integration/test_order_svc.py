@@ -38,7 +38,7 @@ from schemas.products import (
 )
 from schemas.topics import ORDERS_EVENTS
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import in_inbox, read_topic, running
+from tests.integration.conftest import apply_as_one_batch, in_inbox, read_topic, running
 
 
 @dataclass
@@ -435,6 +435,54 @@ async def test_one_order_is_created_when_two_place_order_commands_share_its_id(
     await send(producer, CancelOrder(order_id=first.order_id))
     events = await events_of(infra, first.order_id, "OrderCancelled")
     assert [e.type for e in events] == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_together(
+    orders: OrderService, producer: AIOKafkaProducer
+) -> None:
+    mug = await product(orders, producer, "12.50")
+    existing = place((mug, 1))
+    await processed(orders, await send(producer, existing))
+    a, b, unknown = place((mug, 2)), place((mug, 1), (mug, 1)), place((uuid4(), 1))
+    same_id = place((mug, 5), order_id=existing.order_id)
+
+    placing = await apply_as_one_batch(
+        orders.runtime, *((c, c.envelope()) for c in (a, b, unknown, same_id))
+    )
+
+    found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
+    assert [(o.status, o.total_price) if o else None for o in found] == [
+        (PENDING, Decimal("25.00")),
+        (PENDING, Decimal("25.00")),
+        (CANCELLED, Decimal("0.00")),
+        (PENDING, Decimal("12.50")),
+    ]
+    assert [(i.quantity, len(o.items)) for o in found[1:2] if o for i in o.items] == [(2, 1)]
+    outcomes = [
+        paid(a),
+        paid(unknown),
+        PaymentFailed(
+            order_id=b.order_id, user_id=b.user_id, amount=Decimal("25.00"), reason="declined"
+        ),
+        PaymentFailed(
+            order_id=existing.order_id,
+            user_id=existing.user_id,
+            amount=Decimal("12.50"),
+            reason="declined",
+        ),
+    ]
+
+    moving = await apply_as_one_batch(orders.runtime, *((m, m.envelope()) for m in outcomes))
+
+    found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
+    assert [o.status if o else None for o in found] == [PAID, CANCELLED, CANCELLED, CANCELLED]
+    reasons = [o.reason or "" if o else "" for o in found]
+    assert reasons[0] == ""
+    assert reasons[1] == reasons[3] == "payment failed: declined"
+    assert reasons[2].startswith("unknown products")  # as rejected: a payment moves it no more
+    assert found[0] is not None
+    assert [change.status for change in found[0].history] == [PENDING, PAID]
+    assert (placing, moving) == (1, 2)
 
 
 async def test_history_lists_every_step_in_order_when_the_order_is_shipped(

@@ -25,7 +25,7 @@ from schemas.payments import AddPaymentMethod
 from schemas.products import ItemQuantity, StockReserved
 from schemas.topics import PAYMENTS_EVENTS
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import in_inbox, read_to_end, running
+from tests.integration.conftest import apply_as_one_batch, in_inbox, read_to_end, running
 
 
 @dataclass
@@ -308,6 +308,57 @@ async def test_stock_reserved_emits_payment_failed_when_the_method_is_another_us
         assert failed.type == "PaymentFailed"
         assert failed.data["reason"] == "unknown payment method"
         assert failed.data["user_id"] == str(buyer)
+
+
+async def test_a_run_of_reservations_is_charged_declined_refused_or_skipped_each_as_alone(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    card = await payment_method(payments, producer, buyer)
+    declining = await payment_method(payments, producer, buyer, token="tok_decline")
+    strangers = await payment_method(payments, producer, uuid4())
+    ok, declined, foreign, late = (
+        reserved(buyer, method) for method in (card, declining, strangers, card)
+    )
+    await processed(payments, await send(producer, cancelled(late)))
+    ok_sent = ok.envelope()
+
+    runs = await apply_as_one_batch(
+        payments.runtime,
+        (ok, ok_sent),
+        (declined, declined.envelope()),
+        (foreign, foreign.envelope()),
+        (late, late.envelope()),
+        (ok, ok_sent),  # delivered twice in one batch
+    )
+
+    assert runs == 1
+    statuses = [await payment_of(payments, e.order_id) for e in (ok, declined, foreign, late)]
+    assert [p.status if p else None for p in statuses] == [
+        domain.PAID,
+        domain.FAILED,
+        domain.FAILED,
+        None,
+    ]
+    assert [len(await transactions_of(payments, e.order_id)) for e in (ok, declined, foreign)] == [
+        1,
+        1,
+        0,  # refused without asking the provider
+    ]
+    assert payments.provider.charges.count(domain.charge_key(ok.order_id)) == 1
+    outcomes = [
+        [(e.type, e.data.get("reason")) for e in await published(payments, infra, event.order_id)]
+        for event in (ok, declined, late)
+    ]
+    assert outcomes == [
+        [("PaymentSucceeded", None)],
+        [("PaymentFailed", "card declined")],
+        [],
+    ]
+    [(kind, _)] = [
+        (e.type, e.data["reason"]) for e in await published(payments, infra, foreign.order_id)
+    ]
+    assert kind == "PaymentFailed"
 
 
 async def test_add_payment_method_stores_one_method_when_the_command_comes_twice(

@@ -38,7 +38,7 @@ from schemas.products import (
 )
 from schemas.topics import INVENTORY_EVENTS, ORDERS_EVENTS, PRODUCTS_EVENTS, Topic
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import running
+from tests.integration.conftest import apply_as_one_batch, running
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -404,6 +404,50 @@ async def test_order_cancelled_releases_stock_once_when_delivered_twice(
             Reservation.order_id == placed.order_id, Reservation.released.is_(False)
         )
         assert await scalar(product_svc, unreleased) == 0
+
+
+async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_leaves(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        scarce = await new_product(producer, product_svc, 5)
+        other = await new_product(producer, product_svc, 9)
+        first, second, third = (
+            order((scarce, 2)),
+            order((scarce, 2), (other, 1)),
+            order((scarce, 2)),
+        )
+        # the first order placed again under another message id, in the same batch
+        batch = [(placed, placed.envelope()) for placed in (first, second, third, first)]
+
+        runs = await apply_as_one_batch(product_svc, *batch)
+
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, *(envelope for _, envelope in batch)
+        )
+        assert runs == 1  # the first three together; the repeat starts a run of its own
+        assert (await stock_of(product_svc, scarce), await stock_of(product_svc, other)) == (1, 8)
+        assert [(m.order_id, m.stock) for m in of(StockChanged, events, product_id=scarce)][
+            -2:
+        ] == [(first.order_id, 3), (second.order_id, 1)]
+        assert len(of(StockReserved, events, order_id=first.order_id)) == 1
+        assert len(of(StockReserved, events, order_id=second.order_id)) == 1
+        assert of(StockReservationFailed, events, order_id=third.order_id) == [
+            StockReservationFailed(
+                order_id=third.order_id,
+                user_id=third.user_id,
+                shortages=(Shortage(product_id=scarce, requested=2, available=1),),
+            )
+        ]
+        held = select(Reservation.order_id, func.sum(Reservation.quantity)).group_by(
+            Reservation.order_id
+        )
+        assert product_svc.sessionmaker is not None
+        async with product_svc.sessionmaker() as session:
+            assert dict((await session.execute(held)).all()) == {
+                first.order_id: 2,
+                second.order_id: 3,
+            }
 
 
 async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(

@@ -1,13 +1,13 @@
 """The consumer's retry and dead-letter rules, with a stand-in producer (no broker needed)."""
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from aiokafka import ConsumerRecord
 from sqlalchemy.exc import OperationalError
 
-from common.broker import BatchConsumer
+from common.broker import BatchConsumer, Routed, runs_of_one_type
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.users import UserRegistered, UserUpdated
@@ -165,3 +165,27 @@ async def test_a_type_header_naming_no_contract_does_not_skip_the_checks() -> No
     await subject.apply_batch([record(b"not even json", headers=(("type", b"UserTeleported"),))])
     assert subject.stats.skipped == 0
     assert dict(producer.sent[0][2])["dlq.reason"].startswith(b"not a valid envelope")
+
+
+def routed(message: UserRegistered | UserUpdated) -> Routed:
+    envelope = message.envelope()
+    return Routed(record(encode(envelope)), envelope, message, handler=None)  # type: ignore[arg-type]
+
+
+def test_runs_end_where_the_type_changes_or_an_aggregate_comes_again() -> None:
+    ann, bob = uuid4(), uuid4()
+
+    def registered_as(user_id: UUID) -> UserRegistered:
+        return UserRegistered(user_id=user_id, name="A", email="a@example.com", role="Customer")
+
+    batch = [
+        routed(registered_as(ann)),
+        routed(registered_as(bob)),
+        routed(registered_as(ann)),  # ann again: a new run, applied after the first
+        routed(UserUpdated(user_id=bob, name="B", email="b@example.com")),
+        routed(registered_as(uuid4())),
+    ]
+
+    runs = runs_of_one_type(batch)
+
+    assert [[batch.index(item) for item in run] for run in runs] == [[0, 1], [2], [3], [4]]
