@@ -49,6 +49,12 @@ class OrderPublic(OrderSummary):
     history: list[StatusChange]
 
 
+class OrderStatusPublic(BaseModel):
+    id: UUID
+    user_id: UUID
+    status: str
+
+
 class ProductPricePublic(BaseModel):
     product_id: UUID
     name: str
@@ -80,6 +86,16 @@ async def read_order(order_id: UUID, sessions: Reads) -> OrderPublic:
     if order is None:
         raise HTTPException(404, "order not found")
     return OrderPublic.model_validate(order, from_attributes=True)
+
+
+@router.get("/orders/{order_id}/status", responses={404: {"description": "no such order"}})
+async def read_order_status(order_id: UUID, sessions: Reads) -> OrderStatusPublic:
+    """An order's owner and status only: one primary-key read, for the gateway's checks before
+    a command (a retried placement, a cancellation, a shipment)."""
+    found = await queries.get_order_status(sessions, order_id)
+    if found is None:
+        raise HTTPException(404, "order not found")
+    return OrderStatusPublic(id=order_id, user_id=found.user_id, status=found.status)
 
 
 @router.get("/products/{product_id}/price", responses={404: {"description": "price not known"}})

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from common.db import SessionMaker
 from common.pagination import page_after
@@ -99,6 +99,26 @@ async def get_order(sessionmaker: SessionMaker, order_id: UUID) -> OrderDetails 
         changes = tuple(StatusChange(*change) for change in history)
     lines = tuple(OrderLine(*row[6:9]) for row in rows if row[6] is not None)
     return OrderDetails(*rows[0][:6], items=lines, history=changes)
+
+
+@dataclass(frozen=True)
+class OwnerAndStatus:
+    user_id: UUID
+    status: str
+
+
+_OWNER_AND_STATUS = (
+    select(Order.user_id, OrderStatus.name)
+    .join(OrderStatus, OrderStatus.id == Order.status_id)
+    .where(Order.id == bindparam("order_id"))
+)
+
+
+async def get_order_status(sessionmaker: SessionMaker, order_id: UUID) -> OwnerAndStatus | None:
+    """An order's owner and status (one query)."""
+    async with sessionmaker() as session:
+        row = (await session.execute(_OWNER_AND_STATUS, {"order_id": order_id})).first()
+    return None if row is None else OwnerAndStatus(*row)
 
 
 async def get_price(sessionmaker: SessionMaker, product_id: UUID) -> ProductPrice | None:

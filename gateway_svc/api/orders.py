@@ -80,9 +80,13 @@ def order_id_for(user_id: UUID, idempotency_key: str | None) -> UUID:
     return uuid5(ORDER_IDS, f"{user_id}:{idempotency_key}") if idempotency_key else uuid4()
 
 
-async def _visible_order(upstream: Upstream, order_id: UUID, user: Principal) -> Any | None:
-    """The order if this user may see it; another customer's order does not exist for them."""
-    order = await upstream.find("order", f"/orders/{order_id}")
+async def _visible_order(
+    upstream: Upstream, order_id: UUID, user: Principal, *, details: bool = True
+) -> Any | None:
+    """The order if this user may see it; another customer's order does not exist for them.
+    Without ``details``, only its owner and status (one cheap read in order_svc)."""
+    path = f"/orders/{order_id}" if details else f"/orders/{order_id}/status"
+    order = await upstream.find("order", path)
     if order is None or (not user.is_admin and order["user_id"] != str(user.id)):
         return None
     return order
@@ -146,7 +150,7 @@ async def place_order(
     order_id = order_id_for(user.id, idempotency_key)
     location = {"Location": f"/orders/{order_id}"}
     if idempotency_key:
-        existing = await _visible_order(upstream, order_id, user)
+        existing = await _visible_order(upstream, order_id, user, details=False)
         if existing is not None:
             return JSONResponse(
                 {"id": str(order_id), "status": existing["status"]}, 202, headers=location
@@ -252,7 +256,7 @@ async def cancel_order(
     order_id: UUID, user: CurrentUser, upstream: Upstream, commands: Commands
 ) -> Accepted:
     """Cancel a Pending or Paid order; a paid one is refunded and its stock returns."""
-    order = await _visible_order(upstream, order_id, user)
+    order = await _visible_order(upstream, order_id, user, details=False)
     if order is None:
         raise HTTPException(404, "order not found")
     if order["status"] not in (PENDING, PAID):
@@ -275,7 +279,7 @@ async def ship_order(
     order_id: UUID, user: Admin, upstream: Upstream, commands: Commands
 ) -> Accepted:
     """Ship a Paid order (admin)."""
-    order = await _visible_order(upstream, order_id, user)
+    order = await _visible_order(upstream, order_id, user, details=False)
     if order is None:
         raise HTTPException(404, "order not found")
     if order["status"] != PAID:

@@ -516,6 +516,22 @@ async def test_read_order_answers_404_when_the_order_is_unknown(orders: OrderSer
     assert response.status_code == 404
 
 
+async def test_read_order_status_answers_owner_and_status_or_404_when_unknown(
+    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    command, _ = await placed_order(orders, producer, infra)
+
+    found = await orders.http.get(f"/orders/{command.order_id}/status")
+    missing = await orders.http.get(f"/orders/{uuid4()}/status")
+
+    assert found.json() == {
+        "id": str(command.order_id),
+        "user_id": str(command.user_id),
+        "status": PENDING,
+    }
+    assert missing.status_code == 404
+
+
 async def test_list_orders_pages_one_users_orders_newest_first(
     orders: OrderService, producer: AIOKafkaProducer
 ) -> None:
