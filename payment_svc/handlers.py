@@ -18,5 +18,5 @@ def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:
     return {
         AddPaymentMethod: partial(services.add_payment_method, sessionmaker),
         StockReserved: SetBased(partial(services.charge_order, sessionmaker, provider)),
-        OrderCancelled: partial(services.refund_order, sessionmaker, provider),
+        OrderCancelled: SetBased(partial(services.refund_order, sessionmaker, provider)),
     }

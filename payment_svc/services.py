@@ -156,55 +156,73 @@ def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, A
 async def refund_order(
     sessionmaker: SessionMaker,
     provider: PaymentProvider,
-    envelope: Envelope,
-    event: OrderCancelled,
+    cancelled: Sequence[tuple[Envelope, OrderCancelled]],
 ) -> None:
-    """Refund a cancelled order's payment once; remember the cancellation in any case, so that
-    a reservation arriving after it is not charged."""
+    """Refund each cancelled order's payment once; remember the cancellation in any case, so
+    that a reservation arriving after it is not charged."""
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+        fresh = await first_deliveries(session, Inbox, cancelled)
+        if not fresh:
             return
-        await _lock_orders(session, [event.order_id])
+        order_ids = [event.order_id for _, event in fresh]
+        await _lock_orders(session, order_ids)
         await session.execute(
-            insert(CancelledOrder).values(order_id=event.order_id).on_conflict_do_nothing()
+            insert(table_of(CancelledOrder)).on_conflict_do_nothing(),
+            [{"order_id": order_id} for order_id in order_ids],
         )
-        payment = await _payment_of(session, event.order_id, lock=True)
-        if payment is None or not domain.refundable(payment.status):
+        payments = {
+            payment.order_id: payment
+            for payment in await session.scalars(
+                select(Payment).where(Payment.order_id.in_(order_ids)).with_for_update()
+            )
+            if domain.refundable(payment.status)
+        }
+        if not payments:
             return
-        charge = await session.scalar(
-            select(Transaction).where(
-                Transaction.payment_id == payment.id,
-                Transaction.kind == domain.CHARGE,
-                Transaction.status == domain.PAID,
+        charges = {
+            charge.payment_id: charge
+            for charge in await session.scalars(
+                select(Transaction).where(
+                    Transaction.payment_id.in_([payment.id for payment in payments.values()]),
+                    Transaction.kind == domain.CHARGE,
+                    Transaction.status == domain.PAID,
+                )
             )
-        )
-        if charge is None:
-            raise LookupError(f"payment {payment.id} is Paid without a successful charge")
-        result = await provider.refund(
-            reference=charge.gateway_id,
-            amount=payment.amount,
-            idempotency_key=domain.refund_key(event.order_id),
-        )
-        if not result.succeeded:
-            raise RefundRefusedError(f"refund of order {event.order_id} refused: {result.reason}")
-        payment.status = domain.REFUNDED
-        session.add(
-            Transaction(
-                payment_id=payment.id,
-                gateway_id=result.reference,
-                kind=domain.REFUND,
+        }
+        for envelope, event in fresh:
+            payment = payments.get(event.order_id)
+            if payment is None:
+                continue
+            charge = charges.get(payment.id)
+            if charge is None:
+                raise LookupError(f"payment {payment.id} is Paid without a successful charge")
+            result = await provider.refund(
+                reference=charge.gateway_id,
                 amount=payment.amount,
-                status=domain.REFUNDED,
+                idempotency_key=domain.refund_key(event.order_id),
             )
-        )
-        refunded = PaymentRefunded(
-            payment_id=payment.id,
-            order_id=payment.order_id,
-            user_id=payment.user_id,
-            amount=payment.amount,
-            gateway_id=result.reference,
-        )
-        stage(session, Outbox, refunded, cause=envelope)
+            if not result.succeeded:
+                raise RefundRefusedError(
+                    f"refund of order {event.order_id} refused: {result.reason}"
+                )
+            payment.status = domain.REFUNDED
+            session.add(
+                Transaction(
+                    payment_id=payment.id,
+                    gateway_id=result.reference,
+                    kind=domain.REFUND,
+                    amount=payment.amount,
+                    status=domain.REFUNDED,
+                )
+            )
+            refunded = PaymentRefunded(
+                payment_id=payment.id,
+                order_id=payment.order_id,
+                user_id=payment.user_id,
+                amount=payment.amount,
+                gateway_id=result.reference,
+            )
+            stage(session, Outbox, refunded, cause=envelope)
 
 
 def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:
@@ -250,8 +268,5 @@ def _build_lock_orders() -> Select[tuple[Any]]:
 _LOCK_ORDERS = _build_lock_orders()
 
 
-async def _payment_of(
-    session: AsyncSession, order_id: UUID, *, lock: bool = False
-) -> Payment | None:
-    query = select(Payment).where(Payment.order_id == order_id)
-    return await session.scalar(query.with_for_update() if lock else query)
+async def _payment_of(session: AsyncSession, order_id: UUID) -> Payment | None:
+    return await session.scalar(select(Payment).where(Payment.order_id == order_id))

@@ -26,5 +26,5 @@ def handlers(sessionmaker: SessionMaker) -> Handlers:
         AddProductImage: partial(services.add_product_image, sessionmaker),
         RestockProduct: partial(services.restock_product, sessionmaker),
         OrderPlaced: SetBased(partial(services.reserve_stock, sessionmaker)),
-        OrderCancelled: partial(services.release_stock, sessionmaker),
+        OrderCancelled: SetBased(partial(services.release_stock, sessionmaker)),
     }

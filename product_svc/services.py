@@ -278,61 +278,63 @@ def _stage_reservation(
 
 
 async def release_stock(
-    sessionmaker: SessionMaker, envelope: Envelope, event: OrderCancelled
+    sessionmaker: SessionMaker, cancelled: Sequence[tuple[Envelope, OrderCancelled]]
 ) -> None:
-    """Give back what a cancelled order holds; an order that holds nothing changes nothing."""
+    """Give back what each cancelled order holds; an order that holds nothing changes nothing."""
     async with sessionmaker.begin() as session:
-        if not await first_delivery(session, Inbox, envelope.id, envelope.type):
+        fresh = await first_deliveries(session, Inbox, cancelled)
+        if not fresh:
             return
-        held = list(
-            await session.scalars(
-                select(Reservation)
-                .where(Reservation.order_id == event.order_id, Reservation.released.is_(False))
+        held = (
+            await session.execute(
+                select(
+                    Reservation.id,
+                    Reservation.order_id,
+                    Reservation.product_id,
+                    Reservation.quantity,
+                )
+                .where(
+                    Reservation.order_id.in_([event.order_id for _, event in fresh]),
+                    Reservation.released.is_(False),
+                )
                 .order_by(Reservation.product_id)
                 .with_for_update()
             )
-        )
+        ).all()
         if not held:
             return
-        stock = await _lock_stock(session, [reservation.product_id for reservation in held])
-        after_release = {
-            reservation.product_id: domain.apply_change(
-                stock[reservation.product_id], reservation.quantity
-            )
-            for reservation in held
-        }
-        await _set_stocks(session, after_release)
+        held_by: dict[UUID, list[Any]] = {}
         for reservation in held:
-            after = after_release[reservation.product_id]
-            stage(
-                session,
-                Outbox,
-                StockChanged(
+            held_by.setdefault(reservation.order_id, []).append(reservation)
+        stock = await _lock_stock(session, {reservation.product_id for reservation in held})
+        stock_after: dict[UUID, int] = {}
+        for envelope, event in fresh:
+            for reservation in held_by.get(event.order_id, ()):
+                after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
+                stock[reservation.product_id] = stock_after[reservation.product_id] = after
+                changed = StockChanged(
                     product_id=reservation.product_id,
                     change=reservation.quantity,
                     stock=after,
                     reason=domain.ORDER_CANCELLED,
                     order_id=event.order_id,
-                ),
-                cause=envelope,
-            )
+                )
+                stage(session, Outbox, changed, cause=envelope)
+            if event.order_id in held_by:
+                released = StockReleased(
+                    order_id=event.order_id,
+                    user_id=event.user_id,
+                    items=tuple(
+                        ItemQuantity(product_id=r.product_id, quantity=r.quantity)
+                        for r in held_by[event.order_id]
+                    ),
+                )
+                stage(session, Outbox, released, cause=envelope)
+        await _set_stocks(session, stock_after)
         await session.execute(
             update(Reservation)
             .where(Reservation.id.in_([reservation.id for reservation in held]))
             .values(released=True, released_at=func.now())
-        )
-        stage(
-            session,
-            Outbox,
-            StockReleased(
-                order_id=event.order_id,
-                user_id=event.user_id,
-                items=tuple(
-                    ItemQuantity(product_id=reservation.product_id, quantity=reservation.quantity)
-                    for reservation in held
-                ),
-            ),
-            cause=envelope,
         )
 
 

@@ -361,6 +361,57 @@ async def test_a_run_of_reservations_is_charged_declined_refused_or_skipped_each
     assert kind == "PaymentFailed"
 
 
+async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    card = await payment_method(payments, producer, buyer)
+    declining = await payment_method(payments, producer, buyer, token="tok_decline")
+    paid_one, paid_two, declined, unseen = (
+        reserved(buyer, method) for method in (card, card, declining, card)
+    )
+    for event in (paid_one, paid_two, declined):
+        await processed(payments, await send(producer, event))
+
+    runs = await apply_as_one_batch(
+        payments.runtime,
+        *((cancelled(event), cancelled(event).envelope()) for event in (paid_one, paid_two)),
+        *((cancelled(event), cancelled(event).envelope()) for event in (declined, unseen)),
+    )
+    # the reservation of an order cancelled before it came charges nothing
+    await processed(payments, await send(producer, unseen))
+
+    assert runs == 1
+    statuses = [await payment_of(payments, e.order_id) for e in (paid_one, paid_two, declined)]
+    assert [p.status if p else None for p in statuses] == [
+        domain.REFUNDED,
+        domain.REFUNDED,
+        domain.FAILED,
+    ]
+    assert await payment_of(payments, unseen.order_id) is None
+    refunds = [domain.refund_key(e.order_id) for e in (paid_one, paid_two, declined)]
+    assert [payments.provider.refunds.count(key) for key in refunds] == [1, 1, 0]
+    kinds = [
+        [t.kind for t in await transactions_of(payments, e.order_id)] for e in (paid_one, paid_two)
+    ]
+    assert kinds == [["Charge", "Refund"], ["Charge", "Refund"]]
+    assert [e.type for e in await published(payments, infra, paid_two.order_id)] == [
+        "PaymentSucceeded",
+        "PaymentRefunded",
+    ]
+    async with payments.runtime.sessionmaker() as session:
+        remembered = await session.scalar(
+            select(func.count())
+            .select_from(CancelledOrder)
+            .where(
+                CancelledOrder.order_id.in_(
+                    [e.order_id for e in (paid_one, paid_two, declined, unseen)]
+                )
+            )
+        )
+    assert remembered == 4
+
+
 async def test_add_payment_method_stores_one_method_when_the_command_comes_twice(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:

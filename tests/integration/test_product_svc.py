@@ -450,6 +450,38 @@ async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_lea
             }
 
 
+async def test_a_run_of_cancellations_gives_back_what_each_order_holds(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        shared = await new_product(producer, product_svc, 6)
+        other = await new_product(producer, product_svc, 4)
+        first, second = order((shared, 2), (other, 1)), order((shared, 3))
+        placed = [await publish(producer, o) for o in (first, second)]
+        await eventually(lambda: applied(product_svc, *placed))
+        assert (await stock_of(product_svc, shared), await stock_of(product_svc, other)) == (1, 3)
+        holds_nothing = order((shared, 1))  # never placed here
+        batch = [(cancel(o), cancel(o).envelope()) for o in (first, second, holds_nothing)]
+
+        runs = await apply_as_one_batch(product_svc, *batch, batch[0])  # and the first again
+
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, *(envelope for _, envelope in batch)
+        )
+        assert runs == 1
+        assert (await stock_of(product_svc, shared), await stock_of(product_svc, other)) == (6, 4)
+        releases = [
+            (m.order_id, m.change, m.stock)
+            for m in of(StockChanged, events, product_id=shared, reason="Order Cancelled")
+        ]
+        assert releases == [(first.order_id, 2, 3), (second.order_id, 3, 6)]
+        assert [len(of(StockReleased, events, order_id=o.order_id)) for o in (first, second)] == [
+            1,
+            1,
+        ]
+        assert of(StockReleased, events, order_id=holds_nothing.order_id) == []
+
+
 async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
