@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from common.runtime import Runtime
-from order_svc import queries
+from order_svc import handlers, queries
 from order_svc.app import create_app
 from order_svc.models import Inbox, Order, OrderItem
 from order_svc.settings import Settings
@@ -446,8 +446,10 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
     a, b, unknown = place((mug, 2)), place((mug, 1), (mug, 1)), place((uuid4(), 1))
     same_id = place((mug, 5), order_id=existing.order_id)
 
+    assert orders.runtime.sessionmaker is not None
+    own = (handlers.handlers(orders.runtime.sessionmaker), Inbox)
     placing = await apply_as_one_batch(
-        orders.runtime, *((c, c.envelope()) for c in (a, b, unknown, same_id))
+        orders.runtime, *own, *((c, c.envelope()) for c in (a, b, unknown, same_id))
     )
 
     found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
@@ -472,7 +474,7 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
         ),
     ]
 
-    moving = await apply_as_one_batch(orders.runtime, *((m, m.envelope()) for m in outcomes))
+    moving = await apply_as_one_batch(orders.runtime, *own, *((m, m.envelope()) for m in outcomes))
 
     found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
     assert [o.status if o else None for o in found] == [PAID, CANCELLED, CANCELLED, CANCELLED]

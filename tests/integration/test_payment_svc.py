@@ -12,8 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
+from common.broker import Handlers
 from common.runtime import Runtime
-from payment_svc import domain
+from payment_svc import domain, handlers
 from payment_svc.adapters import SimulatedProvider
 from payment_svc.app import create_app, create_provider
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
@@ -139,6 +140,12 @@ async def transactions_of(payments: PaymentService, order_id: UUID) -> list[Tran
             .order_by(Transaction.created_at)
         )
         return list(rows)
+
+
+def own(payments: PaymentService) -> tuple[Handlers, type[Inbox]]:
+    """payment_svc's handlers on this service's database and provider, and its inbox."""
+    assert payments.runtime.sessionmaker is not None
+    return handlers.handlers(payments.runtime.sessionmaker, payments.provider), Inbox
 
 
 def test_the_simulator_is_the_provider_when_settings_name_no_other() -> None:
@@ -325,6 +332,7 @@ async def test_a_run_of_reservations_is_charged_declined_refused_or_skipped_each
 
     runs = await apply_as_one_batch(
         payments.runtime,
+        *own(payments),
         (ok, ok_sent),
         (declined, declined.envelope()),
         (foreign, foreign.envelope()),
@@ -375,6 +383,7 @@ async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
 
     runs = await apply_as_one_batch(
         payments.runtime,
+        *own(payments),
         *((cancelled(event), cancelled(event).envelope()) for event in (paid_one, paid_two)),
         *((cancelled(event), cancelled(event).envelope()) for event in (declined, unseen)),
     )
