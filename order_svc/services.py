@@ -12,7 +12,7 @@ from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, defer_insert, table_of
+from common.db import SessionMaker, any_of, defer_insert, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from order_svc import domain
@@ -80,11 +80,8 @@ async def place_order(
         if not fresh:
             return
         known = await session.execute(
-            select(ProductPrice.product_id, ProductPrice.price).where(
-                ProductPrice.product_id.in_(
-                    {item.product_id for _, command in fresh for item in command.items}
-                )
-            )
+            _PRICES,
+            {"products": list({item.product_id for _, command in fresh for item in command.items})},
         )
         prices = {product_id: price for product_id, price in known}
         outcomes = [
@@ -126,9 +123,13 @@ async def place_order(
             )
             stage(session, Outbox, placed, cause=envelope)
         if items:
-            await session.execute(insert(table_of(OrderItem)), items)
+            await session.execute(_ADD_ITEMS, items)
 
 
+_PRICES = select(table_of(ProductPrice).c.product_id, table_of(ProductPrice).c.price).where(
+    any_of(table_of(ProductPrice).c.product_id, "products")
+)
+_ADD_ITEMS = insert(table_of(OrderItem))
 _CREATE_ORDER = (
     postgresql.insert(table_of(Order))
     .values(status_id=_status_id(bindparam("status")))
@@ -295,23 +296,7 @@ async def _lock_orders(
 ) -> dict[UUID, domain.OrderFacts]:
     """The orders, locked in id order, with their items: one query (a row per item, or one for
     an order without any)."""
-    rows = (
-        await session.execute(
-            select(
-                Order.id,
-                Order.user_id,
-                Order.total_price,
-                OrderStatus.name,
-                OrderItem.product_id,
-                OrderItem.quantity,
-            )
-            .join(OrderStatus, OrderStatus.id == Order.status_id)
-            .outerjoin(OrderItem, OrderItem.order_id == Order.id)
-            .where(Order.id.in_(order_ids))
-            .order_by(Order.id, OrderItem.product_id)
-            .with_for_update(of=Order)
-        )
-    ).all()
+    rows = (await session.execute(_LOCK_ORDERS, {"orders": list(order_ids)})).all()
     orders: dict[UUID, domain.OrderFacts] = {}
     for order_id, group in groupby(rows, key=lambda row: row.id):
         lines = list(group)
@@ -328,6 +313,23 @@ async def _lock_orders(
             ),
         )
     return orders
+
+
+_LOCK_ORDERS = (
+    select(
+        Order.id,
+        Order.user_id,
+        Order.total_price,
+        OrderStatus.name,
+        OrderItem.product_id,
+        OrderItem.quantity,
+    )
+    .join(OrderStatus, OrderStatus.id == Order.status_id)
+    .outerjoin(OrderItem, OrderItem.order_id == Order.id)
+    .where(any_of(table_of(Order).c.id, "orders"))
+    .order_by(Order.id, OrderItem.product_id)
+    .with_for_update(of=Order)
+)
 
 
 _HISTORY = insert(table_of(OrderStatusHistory)).values(at=func.clock_timestamp())

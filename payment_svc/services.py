@@ -137,9 +137,13 @@ async def charge_order(
         # Statements, not ORM objects (a flush costs several times an insert); a payment's row
         # goes before its charge's, which refers to it.
         if payments:
-            await session.execute(insert(table_of(Payment)), payments)
+            await session.execute(_ADD_PAYMENTS, payments)
         if charges:
-            await session.execute(insert(table_of(Transaction)), charges)
+            await session.execute(_ADD_TRANSACTIONS, charges)
+
+
+_ADD_PAYMENTS = insert(table_of(Payment))
+_ADD_TRANSACTIONS = insert(table_of(Transaction))
 
 
 def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, table_of
+from common.db import SessionMaker, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from product_svc import domain
@@ -252,7 +252,7 @@ async def reserve_stock(
             )
         if stock_after:
             await _set_stocks(session, stock_after)
-            await session.execute(insert(table_of(Reservation)), reservations)
+            await session.execute(_ADD_RESERVATIONS, reservations)
 
 
 def _stage_reservation(
@@ -342,21 +342,27 @@ async def _category_exists(session: AsyncSession, category_id: UUID | None) -> b
     return category_id is None or await session.get(Category, category_id) is not None
 
 
+_RESERVED_ORDERS = (
+    select(table_of(Reservation).c.order_id)
+    .where(any_of(table_of(Reservation).c.order_id, "orders"))
+    .distinct()
+)
+_LOCK_STOCK = (
+    select(table_of(Inventory).c.product_id, table_of(Inventory).c.stock)
+    .where(any_of(table_of(Inventory).c.product_id, "products"))
+    .order_by(table_of(Inventory).c.product_id)
+    .with_for_update()
+)
+_ADD_RESERVATIONS = insert(table_of(Reservation))
+
+
 async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
-    found = await session.scalars(
-        select(Reservation.order_id).where(Reservation.order_id.in_(order_ids)).distinct()
-    )
-    return set(found)
+    return set(await session.scalars(_RESERVED_ORDERS, {"orders": order_ids}))
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:
     """Lock the products' inventory rows in one fixed order (no deadlock between two orders)."""
-    rows = await session.execute(
-        select(Inventory.product_id, Inventory.stock)
-        .where(Inventory.product_id.in_(set(product_ids)))
-        .order_by(Inventory.product_id)
-        .with_for_update()
-    )
+    rows = await session.execute(_LOCK_STOCK, {"products": list(set(product_ids))})
     return {product_id: stock for product_id, stock in rows}
 
 
