@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord
 
 from stack import kafka, postgres
 from stack.config import ROOT, StackConfig
@@ -30,6 +31,31 @@ class Infra:
     kafka_bootstrap: str
     database_url: str
     """A SQLAlchemy URL of the server; each test picks its own database names on it."""
+
+
+def consumer_record(
+    topic: str,
+    value: bytes | None,
+    *,
+    partition: int = 0,
+    offset: int = 0,
+    key: bytes = b"k",
+    headers: tuple[tuple[str, bytes], ...] = (),
+) -> ConsumerRecord[bytes, bytes]:
+    """A record as aiokafka hands it to a consumer, for tests that hand a consumer records."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value or b""),
+        headers=headers,
+    )
 
 
 def _docker_answers() -> bool:

@@ -17,7 +17,7 @@ from common.runtime import Runtime
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, Message, encode
 from schemas.topics import Topic
-from tests.conftest import Infra, eventually, unique
+from tests.conftest import Infra, consumer_record, eventually, unique
 
 pytestmark = pytest.mark.integration
 
@@ -143,18 +143,12 @@ async def apply_as_one_batch(
     test's own, with the service's handlers, database and producer: the service's consumer may
     meanwhile replay the topics' history, and its counters would count that too."""
     records = [
-        ConsumerRecord(
-            topic=message.TOPIC.name,
-            partition=0,
+        consumer_record(
+            message.TOPIC.name,
+            encode(envelope),
             offset=offset,
-            timestamp=0,
-            timestamp_type=0,
             key=message.key(),
-            value=encode(envelope),
-            checksum=None,
-            serialized_key_size=len(message.key()),
-            serialized_value_size=len(encode(envelope)),
-            headers=kafka_headers(envelope.type, envelope.correlation_id),
+            headers=tuple(kafka_headers(envelope.type, envelope.correlation_id)),
         )
         for offset, (message, envelope) in enumerate(messages)
     ]

@@ -307,6 +307,7 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     assert counter(consumed, "consumer_messages_applied_total") >= 1
     assert counter(consumed, "consumer_batches_total") >= 1
     assert counter(consumed, "consumer_offset_commits_total") >= 1
+    assert counter(consumed, "consumer_runs_applied_together_total") >= 0  # exposed
     assert counter(produced, "outbox_published_total") >= 1
 
 

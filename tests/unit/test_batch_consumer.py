@@ -11,6 +11,7 @@ from common.broker import BatchConsumer, Routed, runs_of_one_type
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.users import UserRegistered, UserUpdated
+from tests.conftest import consumer_record
 
 
 class Settings(ServiceSettings):
@@ -37,19 +38,7 @@ class FakeProducer:
 def record(
     value: bytes | None, offset: int = 7, headers: tuple[tuple[str, bytes], ...] = ()
 ) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic="users.events",
-        partition=3,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=value,
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=len(value or b""),
-        headers=headers,
-    )
+    return consumer_record("users.events", value, partition=3, offset=offset, headers=headers)
 
 
 def registered() -> bytes:

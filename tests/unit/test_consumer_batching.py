@@ -15,6 +15,7 @@ from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS
 from schemas.users import UserRegistered
+from tests.conftest import consumer_record
 
 
 class FakeKafka:
@@ -49,19 +50,7 @@ class FakeKafka:
 
 
 def record(partition: int, offset: int, value: bytes = b"{}") -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic="orders.events",
-        partition=partition,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=value,
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=len(value),
-        headers=(),
-    )
+    return consumer_record("orders.events", value, partition=partition, offset=offset)
 
 
 P0, P1 = TopicPartition("orders.events", 0), TopicPartition("orders.events", 1)
