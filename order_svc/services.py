@@ -206,19 +206,21 @@ async def cancel_for_failed_payment(
 
 
 async def cancel_order(
-    sessionmaker: SessionMaker, envelope: Envelope, command: CancelOrder
+    sessionmaker: SessionMaker, cancels: Sequence[tuple[Envelope, CancelOrder]]
 ) -> None:
     await _move(
         sessionmaker,
-        [(envelope, command)],
+        cancels,
         lambda envelope, command: _Move(envelope, command.order_id, CANCELLED, command.reason),
     )
 
 
-async def ship_order(sessionmaker: SessionMaker, envelope: Envelope, command: ShipOrder) -> None:
+async def ship_order(
+    sessionmaker: SessionMaker, ships: Sequence[tuple[Envelope, ShipOrder]]
+) -> None:
     await _move(
         sessionmaker,
-        [(envelope, command)],
+        ships,
         lambda envelope, command: _Move(envelope, command.order_id, SHIPPED, None),
     )
 

@@ -441,8 +441,9 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
     orders: OrderService, producer: AIOKafkaProducer
 ) -> None:
     mug = await product(orders, producer, "12.50")
-    existing = place((mug, 1))
-    await processed(orders, await send(producer, existing))
+    existing, c = place((mug, 1)), place((mug, 3))
+    for command in (existing, c):
+        await processed(orders, await send(producer, command))
     a, b, unknown = place((mug, 2)), place((mug, 1), (mug, 1)), place((uuid4(), 1))
     same_id = place((mug, 5), order_id=existing.order_id)
 
@@ -485,6 +486,31 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
     assert found[0] is not None
     assert [change.status for change in found[0].history] == [PENDING, PAID]
     assert (placing, moving) == (1, 2)
+
+    cancelling = await apply_as_one_batch(
+        orders.runtime,
+        *own,
+        *(
+            (m, m.envelope())
+            for m in (CancelOrder(order_id=c.order_id), CancelOrder(order_id=b.order_id))
+        ),
+    )
+    shipping = await apply_as_one_batch(
+        orders.runtime,
+        *own,
+        *(
+            (m, m.envelope())
+            for m in (ShipOrder(order_id=a.order_id), ShipOrder(order_id=c.order_id))
+        ),
+    )
+
+    found = [await order(orders, command.order_id) for command in (a, b, c)]
+    assert [(o.status, o.reason) if o else None for o in found] == [
+        (SHIPPED, None),
+        (CANCELLED, "payment failed: declined"),  # cancelled already: left as it was
+        (CANCELLED, "Cancelled by customer"),  # and so not shipped
+    ]
+    assert (cancelling, shipping) == (1, 1)
 
 
 async def test_history_lists_every_step_in_order_when_the_order_is_shipped(
