@@ -1,6 +1,6 @@
 """Database plumbing: the async engine, sessions, creating a service's database, migrations."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,7 +30,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -48,6 +52,8 @@ _batch: ContextVar[tuple[AsyncSession, bool] | None] = ContextVar("batch", defau
 """The open batch transaction's session, and whether each use case gets a savepoint in it."""
 
 _DEFERRED = "deferred_inserts"
+_DRIVER = "driver_connection"
+PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 
 
 def table_of(model: type[Any]) -> Table:
@@ -63,6 +69,134 @@ def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     statement is built once, as a module constant, whatever the number of values (building a
     select at each call added about a third to its client CPU through the session)."""
     return column == any_(bindparam(name, type_=ARRAY(column.type)))
+
+
+class Direct:
+    """A hot statement compiled once for psycopg and run straight on the session's own
+    connection, inside the session's transaction: the same SQL, the same transaction, without
+    SQLAlchemy's execution layer, which cost about as much client CPU as the statement itself
+    (a prebuilt select, 3,000 times: 0.28 ms through the session, 0.14 ms this way).
+
+    For Core statements only (columns in, rows out): rows are named tuples, values as psycopg
+    returns them. An insert's Python-side column defaults (``default=uuid4``) are filled in as
+    SQLAlchemy would; lists are bound as one array (:func:`any_of`), not expanded.
+    """
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self._statement = statement
+        self._compiled: dict[frozenset[str], _Compiled] = {}
+
+    async def rows(
+        self, session: AsyncSession, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        sql, values = self._bind(params or {})
+        cursor = (await driver_connection(session)).cursor(row_factory=namedtuple_row)
+        await cursor.execute(sql, values)
+        return await cursor.fetchall()
+
+    async def scalars(
+        self, session: AsyncSession, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        return [row[0] for row in await self.rows(session, params)]
+
+    async def execute(self, session: AsyncSession, params: Mapping[str, Any] | None = None) -> None:
+        sql, values = self._bind(params or {})
+        await (await driver_connection(session)).execute(sql, values)
+
+    async def execute_many(
+        self, session: AsyncSession, params: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Once per parameter set, sent in one round trip (psycopg pipelines the executions)."""
+        await self._many(session, params, returning=False)
+
+    async def rows_many(
+        self, session: AsyncSession, params: Sequence[Mapping[str, Any]]
+    ) -> list[Any]:
+        """As :meth:`execute_many`, and what each execution returned, in order."""
+        return await self._many(session, params, returning=True)
+
+    async def _many(
+        self, session: AsyncSession, params: Sequence[Mapping[str, Any]], *, returning: bool
+    ) -> list[Any]:
+        cursor = (await driver_connection(session)).cursor(row_factory=namedtuple_row)
+        rows: list[Any] = []
+        start = 0
+        while start < len(params):  # rows with other columns set are another statement
+            keys = params[start].keys()
+            end = start + 1
+            while end < len(params) and params[end].keys() == keys:
+                end += 1
+            compiled = self._compile(params[start])
+            await cursor.executemany(
+                compiled.sql,
+                [compiled.values(row) for row in params[start:end]],
+                returning=returning,
+            )
+            if returning:
+                async for result in cursor.results():
+                    rows.extend(await result.fetchall())
+            start = end
+        return rows
+
+    def _bind(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        compiled = self._compile(params)
+        return compiled.sql, compiled.values(params)
+
+    def _compile(self, params: Mapping[str, Any]) -> "_Compiled":
+        keys = frozenset(params)
+        if keys not in self._compiled:
+            self._compiled[keys] = _Compiled(self._statement, keys)
+        return self._compiled[keys]
+
+
+class _Compiled:
+    """One statement compiled for one set of parameter names."""
+
+    def __init__(self, statement: ClauseElement, keys: frozenset[str]) -> None:
+        compiled = statement.compile(dialect=PSYCOPG, column_keys=sorted(keys))
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql:
+            raise ValueError(f"bind a list as one array (any_of), not expanded: {self.sql}")
+        self._fixed = {name: value for name, value in compiled.params.items() if name not in keys}
+        self._defaults: list[tuple[str, Callable[[], Any]]] = []
+        for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
+            default = column.default if column in compiled.insert_prefetch else column.onupdate
+            if column.key in keys or default is None:
+                continue
+            self._defaults.append((column.key, _default_value(default)))
+
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        values = {**self._fixed, **params}
+        for key, default in self._defaults:
+            values[key] = default()
+        return values
+
+
+def _default_value(default: Any) -> Callable[[], Any]:
+    arg = default.arg
+    if default.is_callable:
+        return lambda: arg(None)  # SQLAlchemy wraps a no-argument callable to take a context
+    return lambda: arg
+
+
+async def driver_connection(session: AsyncSession) -> "psycopg.AsyncConnection[Any]":
+    """The psycopg connection under ``session``'s transaction (begun if it was not), with the
+    session's pending ORM changes flushed, as the session would before a statement."""
+    await flush_pending(session)
+    driver = session.info.get(_DRIVER)
+    if driver is None:
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        session.info[_DRIVER] = driver
+    assert isinstance(driver, psycopg.AsyncConnection)
+    return driver
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_driver(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_DRIVER, None)  # the connection goes back to the pool
 
 
 def defer_insert(session: AsyncSession, into: Table | Insert, row: dict[str, Any]) -> None:
@@ -82,17 +216,18 @@ async def write_deferred(session: AsyncSession) -> None:
     rows, targets = list(deferred), dict.fromkeys(into for into, _ in deferred)
     deferred.clear()
     for into in targets:
-        statement = into if isinstance(into, Insert) else _insert_into(into)
-        await session.execute(statement, [row for target, row in rows if target is into])
+        await _insert_into(into).execute_many(
+            session, [row for target, row in rows if target is into]
+        )
 
 
-_inserts: dict[Table, Insert] = {}
+_inserts: dict[Table | Insert, Direct] = {}
 
 
-def _insert_into(table: Table) -> Insert:
-    if table not in _inserts:
-        _inserts[table] = insert(table)
-    return _inserts[table]
+def _insert_into(into: Table | Insert) -> Direct:
+    if into not in _inserts:
+        _inserts[into] = Direct(into if isinstance(into, Insert) else insert(into))
+    return _inserts[into]
 
 
 @event.listens_for(Session, "before_commit")
@@ -143,8 +278,12 @@ async def _savepoint(session: AsyncSession) -> AsyncIterator[AsyncSession]:
 @asynccontextmanager
 async def _joined(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     yield session
-    # As a savepoint's end would (deferred rows wait for the batch's end). Most use cases write
-    # with statements, not ORM objects: an empty flush still costs its unit-of-work setup.
+    await flush_pending(session)  # as a savepoint's end would (deferred rows wait for the batch)
+
+
+async def flush_pending(session: AsyncSession) -> None:
+    """Flush the session's ORM changes, if it has any: most use cases write with statements,
+    and an empty flush still costs its unit-of-work setup."""
     if session.new or session.dirty or session.deleted:
         await session.flush()
 

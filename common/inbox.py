@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
-from common.db import table_of
+from common.db import Direct, table_of
 from schemas.envelope import Envelope
 
 M = TypeVar("M")
@@ -51,7 +51,7 @@ class InboxMixin:
 
 
 _CLAIMED = "inbox_claimed"
-_claims: dict[type[InboxMixin], ReturningInsert[UUID, bool]] = {}
+_claims: dict[type[InboxMixin], Direct] = {}
 """Each inbox's claim statement, built once."""
 
 
@@ -63,8 +63,8 @@ async def claim(
     An id repeated inside the batch is a first delivery once, then a duplicate."""
     repeats = Counter(message_id for message_id, _ in messages)
     types = dict(messages)
-    rows = await session.execute(
-        _claim_statement(inbox),
+    rows = await _claim_statement(inbox).rows(
+        session,
         {
             "ids": list(types),
             "types": list(types.values()),
@@ -74,9 +74,9 @@ async def claim(
     session.info[_CLAIMED] = {message_id: bool(fresh) for message_id, fresh in rows}
 
 
-def _claim_statement(inbox: type[InboxMixin]) -> ReturningInsert[UUID, bool]:
+def _claim_statement(inbox: type[InboxMixin]) -> Direct:
     if inbox not in _claims:
-        _claims[inbox] = _build_claim(inbox)
+        _claims[inbox] = Direct(_build_claim(inbox))
     return _claims[inbox]
 
 

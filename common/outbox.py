@@ -25,17 +25,15 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.broker import KafkaProducerHolder, kafka_headers
-from common.db import defer_insert, libpq_url, table_of
+from common.db import PSYCOPG, defer_insert, libpq_url, table_of
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
 
-_PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 _RELAY_LOCK = 0x5E0B_0002
 """Advisory lock id: one relay of a service publishes at a time, so per-key order holds."""
 
@@ -157,7 +155,7 @@ class OutboxRelay:
         )
         # Run on a connection of the relay's own, straight through psycopg: a round is a few
         # round trips and no more (a quarter of the client CPU of the same through a session).
-        self._take = str(take.compile(dialect=_PSYCOPG, compile_kwargs={"literal_binds": True}))
+        self._take = str(take.compile(dialect=PSYCOPG, compile_kwargs={"literal_binds": True}))
 
     def wake(self) -> None:
         self._wake.set()

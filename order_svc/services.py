@@ -12,7 +12,7 @@ from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, any_of, defer_insert, table_of
+from common.db import Direct, SessionMaker, any_of, defer_insert, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from order_svc import domain
@@ -79,20 +79,20 @@ async def place_order(
         fresh = await first_deliveries(session, Inbox, commands)
         if not fresh:
             return
-        known = await session.execute(
-            _PRICES,
+        known = await _PRICES.rows(
+            session,
             {"products": list({item.product_id for _, command in fresh for item in command.items})},
         )
         prices = {product_id: price for product_id, price in known}
         outcomes = [
             (envelope, command, domain.price(command.items, prices)) for envelope, command in fresh
         ]
-        created = set(
-            await session.scalars(
-                _CREATE_ORDER,
-                [_order_row(command, outcome) for _, command, outcome in outcomes],
+        created = {
+            row.id
+            for row in await _CREATE_ORDER.rows_many(
+                session, [_order_row(command, outcome) for _, command, outcome in outcomes]
             )
-        )
+        }
         items: list[dict[str, Any]] = []
         for envelope, command, outcome in outcomes:
             if command.order_id not in created:
@@ -122,15 +122,16 @@ async def place_order(
                 address_id=command.address_id,
             )
             stage(session, Outbox, placed, cause=envelope)
-        if items:
-            await session.execute(_ADD_ITEMS, items)
+        await _ADD_ITEMS.execute_many(session, items)
 
 
-_PRICES = select(table_of(ProductPrice).c.product_id, table_of(ProductPrice).c.price).where(
-    any_of(table_of(ProductPrice).c.product_id, "products")
+_PRICES = Direct(
+    select(table_of(ProductPrice).c.product_id, table_of(ProductPrice).c.price).where(
+        any_of(table_of(ProductPrice).c.product_id, "products")
+    )
 )
-_ADD_ITEMS = insert(table_of(OrderItem))
-_CREATE_ORDER = (
+_ADD_ITEMS = Direct(insert(table_of(OrderItem)))
+_CREATE_ORDER = Direct(
     postgresql.insert(table_of(Order))
     .values(status_id=_status_id(bindparam("status")))
     .on_conflict_do_nothing(index_elements=[table_of(Order).c.id])
@@ -279,11 +280,10 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
         )
         _add_history(session, move.order_id, move.target, move.reason)
         stage(session, Outbox, event, cause=move.envelope)
-    if changes:
-        await session.execute(_SET_STATUS, changes)
+    await _SET_STATUS.execute_many(session, changes)
 
 
-_SET_STATUS = (
+_SET_STATUS = Direct(
     update(table_of(Order))
     .where(table_of(Order).c.id == bindparam("target"))
     .values(
@@ -298,7 +298,7 @@ async def _lock_orders(
 ) -> dict[UUID, domain.OrderFacts]:
     """The orders, locked in id order, with their items: one query (a row per item, or one for
     an order without any)."""
-    rows = (await session.execute(_LOCK_ORDERS, {"orders": list(order_ids)})).all()
+    rows = await _LOCK_ORDERS.rows(session, {"orders": list(order_ids)})
     orders: dict[UUID, domain.OrderFacts] = {}
     for order_id, group in groupby(rows, key=lambda row: row.id):
         lines = list(group)
@@ -317,7 +317,7 @@ async def _lock_orders(
     return orders
 
 
-_LOCK_ORDERS = (
+_LOCK_ORDERS = Direct(
     select(
         Order.id,
         Order.user_id,

@@ -5,11 +5,11 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select
+from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, table_of
+from common.db import Direct, SessionMaker, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
@@ -74,8 +74,8 @@ async def charge_order(
         if not fresh:
             return
         await _lock_orders(session, [event.order_id for _, event in fresh])
-        found = await session.execute(
-            _CHARGE_FACTS,
+        found = await _CHARGE_FACTS.rows(
+            session,
             {
                 "orders": [event.order_id for _, event in fresh],
                 "methods": [event.payment_method_id for _, event in fresh],
@@ -136,14 +136,14 @@ async def charge_order(
             stage(session, Outbox, succeeded, cause=envelope)
         # Statements, not ORM objects (a flush costs several times an insert); a payment's row
         # goes before its charge's, which refers to it.
-        if payments:
-            await session.execute(_ADD_PAYMENTS, payments)
-        if charges:
-            await session.execute(_ADD_TRANSACTIONS, charges)
+        await _ADD_PAYMENTS.execute_many(session, payments)
+        await _ADD_TRANSACTIONS.execute_many(session, charges)
 
 
-_ADD_PAYMENTS = insert(table_of(Payment))
-_ADD_TRANSACTIONS = insert(table_of(Transaction))
+_PAYMENTS = table_of(Payment)
+_TRANSACTIONS = table_of(Transaction)
+_ADD_PAYMENTS = Direct(insert(_PAYMENTS))
+_ADD_TRANSACTIONS = Direct(insert(_TRANSACTIONS))
 
 
 def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, Any]:
@@ -170,29 +170,22 @@ async def refund_order(
             return
         order_ids = [event.order_id for _, event in fresh]
         await _lock_orders(session, order_ids)
-        await session.execute(
-            insert(table_of(CancelledOrder)).on_conflict_do_nothing(),
-            [{"order_id": order_id} for order_id in order_ids],
-        )
+        await _REMEMBER_CANCELLED.execute(session, {"orders": order_ids})
         payments = {
             payment.order_id: payment
-            for payment in await session.scalars(
-                select(Payment).where(Payment.order_id.in_(order_ids)).with_for_update()
-            )
+            for payment in await _LOCK_PAYMENTS.rows(session, {"orders": order_ids})
             if domain.refundable(payment.status)
         }
         if not payments:
             return
         charges = {
             charge.payment_id: charge
-            for charge in await session.scalars(
-                select(Transaction).where(
-                    Transaction.payment_id.in_([payment.id for payment in payments.values()]),
-                    Transaction.kind == domain.CHARGE,
-                    Transaction.status == domain.PAID,
-                )
+            for charge in await _PAID_CHARGES.rows(
+                session, {"payments": [payment.id for payment in payments.values()]}
             )
         }
+        refunded_payments: list[dict[str, Any]] = []
+        refunds: list[dict[str, Any]] = []
         for envelope, event in fresh:
             payment = payments.get(event.order_id)
             if payment is None:
@@ -209,15 +202,16 @@ async def refund_order(
                 raise RefundRefusedError(
                     f"refund of order {event.order_id} refused: {result.reason}"
                 )
-            payment.status = domain.REFUNDED
-            session.add(
-                Transaction(
-                    payment_id=payment.id,
-                    gateway_id=result.reference,
-                    kind=domain.REFUND,
-                    amount=payment.amount,
-                    status=domain.REFUNDED,
-                )
+            refunded_payments.append({"target": payment.id, "status": domain.REFUNDED})
+            refunds.append(
+                {
+                    "id": uuid4(),
+                    "payment_id": payment.id,
+                    "gateway_id": result.reference,
+                    "kind": domain.REFUND,
+                    "amount": payment.amount,
+                    "status": domain.REFUNDED,
+                }
             )
             refunded = PaymentRefunded(
                 payment_id=payment.id,
@@ -227,6 +221,41 @@ async def refund_order(
                 gateway_id=result.reference,
             )
             stage(session, Outbox, refunded, cause=envelope)
+        await _SET_PAYMENT_STATUS.execute_many(session, refunded_payments)
+        await _ADD_TRANSACTIONS.execute_many(session, refunds)
+
+
+_REMEMBER_CANCELLED = Direct(
+    insert(table_of(CancelledOrder))
+    .from_select(
+        ["order_id"],
+        select(func.unnest(bindparam("orders", type_=ARRAY(Uuid)))),
+    )
+    .on_conflict_do_nothing()
+)
+_LOCK_PAYMENTS = Direct(
+    select(
+        _PAYMENTS.c.id,
+        _PAYMENTS.c.order_id,
+        _PAYMENTS.c.user_id,
+        _PAYMENTS.c.amount,
+        _PAYMENTS.c.status,
+    )
+    .where(any_of(_PAYMENTS.c.order_id, "orders"))
+    .with_for_update()
+)
+_PAID_CHARGES = Direct(
+    select(_TRANSACTIONS.c.payment_id, _TRANSACTIONS.c.gateway_id).where(
+        any_of(_TRANSACTIONS.c.payment_id, "payments"),
+        _TRANSACTIONS.c.kind == domain.CHARGE,
+        _TRANSACTIONS.c.status == domain.PAID,
+    )
+)
+_SET_PAYMENT_STATUS = Direct(
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.id == bindparam("target"))
+    .values(status=bindparam("status"))
+)
 
 
 def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:
@@ -244,7 +273,7 @@ def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | N
     ).select_from(orders.outerjoin(PaymentMethod, PaymentMethod.id == orders.c.method_id))
 
 
-_CHARGE_FACTS = _build_charge_facts()
+_CHARGE_FACTS = Direct(_build_charge_facts())
 """What each charge of a run decides on, in one query (after the orders' locks, so that a
 cancellation applied concurrently is seen): a payment already made, a cancellation already
 seen, and the payment method's owner and token. Bound with ``orders`` and their ``methods``."""
@@ -260,7 +289,7 @@ async def _lock_orders(session: AsyncSession, order_ids: list[UUID]) -> None:
     """Serialise these orders' messages until commit, across replicas: a reservation and a
     cancellation arrive on different topics and may be applied at the same moment. The locks
     are taken in one order (no deadlock between two runs)."""
-    await session.execute(_LOCK_ORDERS, {"orders": sorted(order_ids)})
+    await _LOCK_ORDERS.execute(session, {"orders": sorted(order_ids)})
 
 
 def _build_lock_orders() -> Select[tuple[Any]]:
@@ -269,7 +298,7 @@ def _build_lock_orders() -> Select[tuple[Any]]:
     return select(lock).select_from(orders)
 
 
-_LOCK_ORDERS = _build_lock_orders()
+_LOCK_ORDERS = Direct(_build_lock_orders())
 
 
 async def _payment_of(session: AsyncSession, order_id: UUID) -> Payment | None:

@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, any_of, table_of
+from common.db import Direct, SessionMaker, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from product_svc import domain
@@ -252,7 +252,7 @@ async def reserve_stock(
             )
         if stock_after:
             await _set_stocks(session, stock_after)
-            await session.execute(_ADD_RESERVATIONS, reservations)
+            await _ADD_RESERVATIONS.execute_many(session, reservations)
 
 
 def _stage_reservation(
@@ -285,22 +285,7 @@ async def release_stock(
         fresh = await first_deliveries(session, Inbox, cancelled)
         if not fresh:
             return
-        held = (
-            await session.execute(
-                select(
-                    Reservation.id,
-                    Reservation.order_id,
-                    Reservation.product_id,
-                    Reservation.quantity,
-                )
-                .where(
-                    Reservation.order_id.in_([event.order_id for _, event in fresh]),
-                    Reservation.released.is_(False),
-                )
-                .order_by(Reservation.product_id)
-                .with_for_update()
-            )
-        ).all()
+        held = await _LOCK_HELD.rows(session, {"orders": [event.order_id for _, event in fresh]})
         if not held:
             return
         held_by: dict[UUID, list[Any]] = {}
@@ -331,38 +316,50 @@ async def release_stock(
                 )
                 stage(session, Outbox, released, cause=envelope)
         await _set_stocks(session, stock_after)
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.id.in_([reservation.id for reservation in held]))
-            .values(released=True, released_at=func.now())
-        )
+        await _RELEASE.execute(session, {"reservations": [reservation.id for reservation in held]})
 
 
 async def _category_exists(session: AsyncSession, category_id: UUID | None) -> bool:
     return category_id is None or await session.get(Category, category_id) is not None
 
 
-_RESERVED_ORDERS = (
-    select(table_of(Reservation).c.order_id)
-    .where(any_of(table_of(Reservation).c.order_id, "orders"))
-    .distinct()
+_RESERVATIONS = table_of(Reservation)
+_RESERVED_ORDERS = Direct(
+    select(_RESERVATIONS.c.order_id).where(any_of(_RESERVATIONS.c.order_id, "orders")).distinct()
 )
-_LOCK_STOCK = (
+_LOCK_HELD = Direct(
+    select(
+        _RESERVATIONS.c.id,
+        _RESERVATIONS.c.order_id,
+        _RESERVATIONS.c.product_id,
+        _RESERVATIONS.c.quantity,
+    )
+    .where(any_of(_RESERVATIONS.c.order_id, "orders"), _RESERVATIONS.c.released.is_(False))
+    .order_by(_RESERVATIONS.c.product_id)
+    .with_for_update()
+)
+"""The reservations the orders still hold, locked."""
+_RELEASE = Direct(
+    update(_RESERVATIONS)
+    .where(any_of(_RESERVATIONS.c.id, "reservations"))
+    .values(released=True, released_at=func.now())
+)
+_LOCK_STOCK = Direct(
     select(table_of(Inventory).c.product_id, table_of(Inventory).c.stock)
     .where(any_of(table_of(Inventory).c.product_id, "products"))
     .order_by(table_of(Inventory).c.product_id)
     .with_for_update()
 )
-_ADD_RESERVATIONS = insert(table_of(Reservation))
+_ADD_RESERVATIONS = Direct(insert(_RESERVATIONS))
 
 
 async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
-    return set(await session.scalars(_RESERVED_ORDERS, {"orders": order_ids}))
+    return set(await _RESERVED_ORDERS.scalars(session, {"orders": order_ids}))
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:
     """Lock the products' inventory rows in one fixed order (no deadlock between two orders)."""
-    rows = await session.execute(_LOCK_STOCK, {"products": list(set(product_ids))})
+    rows = await _LOCK_STOCK.rows(session, {"products": list(set(product_ids))})
     return {product_id: stock for product_id, stock in rows}
 
 
@@ -370,7 +367,7 @@ async def _set_stock(session: AsyncSession, product_id: UUID, stock: int) -> Non
     await _set_stocks(session, {product_id: stock})
 
 
-_SET_STOCK = (
+_SET_STOCK = Direct(
     update(table_of(Inventory))
     .where(table_of(Inventory).c.product_id == bindparam("target"))
     .values(stock=bindparam("stock"))
@@ -379,6 +376,6 @@ _SET_STOCK = (
 
 async def _set_stocks(session: AsyncSession, stock: Mapping[UUID, int]) -> None:
     """Set several products' stock with one statement (sent in one round trip)."""
-    await session.execute(
-        _SET_STOCK, [{"target": product_id, "stock": value} for product_id, value in stock.items()]
+    await _SET_STOCK.execute_many(
+        session, [{"target": product_id, "stock": value} for product_id, value in stock.items()]
     )

@@ -1,0 +1,92 @@
+"""common.db's statements run straight on psycopg, inside the session's transaction."""
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import DateTime, Integer, String, bindparam, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import (
+    Direct,
+    SessionMaker,
+    any_of,
+    create_engine,
+    create_sessionmaker,
+    ensure_database,
+    table_of,
+)
+from tests.conftest import Infra, unique
+
+pytestmark = pytest.mark.integration
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Row(Base):
+    __tablename__ = "rows"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    name: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    rank: Mapped[int] = mapped_column(Integer, server_default="7")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+ROWS = table_of(Row)
+_ADD = Direct(insert(ROWS))
+_NAMES = Direct(select(ROWS.c.name, ROWS.c.status, ROWS.c.rank).where(any_of(ROWS.c.id, "ids")))
+_RENAME = Direct(update(ROWS).where(ROWS.c.id == bindparam("target")).values(name="renamed"))
+
+
+@pytest.fixture
+async def sessionmaker(infra: Infra) -> AsyncIterator[SessionMaker]:
+    url = make_url(infra.database_url).set(database=unique("direct")).render_as_string(False)
+    await ensure_database(url)
+    engine = create_engine(url, pool_size=1)
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_an_insert_gets_its_python_and_server_defaults_in_the_sessions_transaction(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        await _ADD.execute_many(session, [{"name": "a"}, {"name": "b", "status": "old"}])
+        # the session sees what was written on its connection: the same transaction
+        found = (await session.execute(select(Row.id, Row.name).order_by(Row.name))).all()
+        rows = await _NAMES.rows(session, {"ids": [row.id for row in found]})
+
+    assert [row.name for row in found] == ["a", "b"]
+    assert len({row.id for row in found}) == 2
+    assert sorted((row.name, row.status, row.rank) for row in rows) == [
+        ("a", "new", 7),
+        ("b", "old", 7),
+    ]
+
+
+async def test_statements_roll_back_with_the_session(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        await _ADD.execute(session, {"name": "kept", "id": (kept := uuid4())})
+
+    with pytest.raises(RuntimeError):
+        async with sessionmaker.begin() as session:
+            await _ADD.execute(session, {"name": "gone", "id": (gone := uuid4())})
+            await _RENAME.execute(session, {"target": kept})
+            raise RuntimeError("the use case failed")
+
+    async with sessionmaker() as session:
+        names = await _NAMES.scalars(session, {"ids": [kept, gone]})
+    assert names == ["kept"]
+
+
+def test_a_list_expanded_into_the_sql_is_refused() -> None:
+    expanded = Direct(select(ROWS.c.name).where(ROWS.c.id.in_([uuid4(), uuid4()])))
+    with pytest.raises(ValueError, match="any_of"):
+        expanded._compile({})
