@@ -4,11 +4,12 @@ the last failed attempt, Failed; each outcome is published (NotificationSent/Fai
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker
+from common.db import Direct, SessionMaker, table_of
 from common.outbox import stage
 from notification_svc import domain
 from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
@@ -17,6 +18,40 @@ from notification_svc.settings import Settings
 from schemas.notifications import NotificationFailed, NotificationSent
 
 log = logging.getLogger(__name__)
+
+_NOTIFICATIONS = table_of(Notification)
+_CONTACTS = table_of(UserContact)
+_RECORD = Direct(update(_NOTIFICATIONS).where(_NOTIFICATIONS.c.id == bindparam("target")))
+"""Bound with the attempt's outcome: status, attempts, sent_at, next_attempt_at, last_error."""
+
+
+def _due(limit: int) -> Direct:
+    """Due Pending notifications whose user's email is known (the others wait for their
+    UserRegistered), oldest first, locked."""
+    n = _NOTIFICATIONS.c
+    return Direct(
+        select(
+            n.id,
+            n.user_id,
+            n.type,
+            n.message,
+            n.attempts,
+            n.last_error,
+            n.event_id,
+            n.correlation_id,
+            _CONTACTS.c.name,
+            _CONTACTS.c.email,
+        )
+        .join(_CONTACTS, _CONTACTS.c.user_id == n.user_id)
+        .where(
+            n.status == PENDING,
+            or_(n.next_attempt_at.is_(None), n.next_attempt_at <= func.now()),
+        )
+        .order_by(n.created_at, n.id)
+        .limit(limit)
+        # Replicas share the work: each takes rows that no other has locked.
+        .with_for_update(of=_NOTIFICATIONS, skip_locked=True)
+    )
 
 
 class Dispatcher:
@@ -28,53 +63,33 @@ class Dispatcher:
         self._sessionmaker = sessionmaker
         self._sender = sender
         self._settings = settings
+        self._due = _due(settings.notification_batch_size)
         self.sent = 0
         self.failed_attempts = 0
 
     async def send_pending(self) -> int:
-        """Try to send one batch of due Pending notifications whose user's email is known (the
-        others wait for their UserRegistered); returns how many were tried."""
+        """Try to send one batch of due Pending notifications; returns how many were tried."""
         async with self._sessionmaker.begin() as session:
-            rows = (
-                await session.execute(
-                    select(Notification, UserContact.name, UserContact.email)
-                    .join(UserContact, UserContact.user_id == Notification.user_id)
-                    .where(
-                        Notification.status == PENDING,
-                        or_(
-                            Notification.next_attempt_at.is_(None),
-                            Notification.next_attempt_at <= func.now(),
-                        ),
-                    )
-                    .order_by(Notification.created_at, Notification.id)
-                    .limit(self._settings.notification_batch_size)
-                    # Replicas share the work: each takes rows that no other has locked.
-                    .with_for_update(of=Notification, skip_locked=True)
-                )
-            ).all()
-            for notification, name, email in rows:
-                await self._send(session, notification, name, email)
-        return len(rows)
+            due = await self._due.rows(session)
+            outcomes = [await self._send(session, notification) for notification in due]
+            await _RECORD.execute_many(session, outcomes)
+        return len(due)
 
-    async def _send(
-        self, session: AsyncSession, notification: Notification, name: str, email: str
-    ) -> None:
-        notification.attempts += 1
+    async def _send(self, session: AsyncSession, notification: Any) -> dict[str, Any]:
+        """Send one; what its row becomes."""
+        attempts = notification.attempts + 1
         try:
             async with asyncio.timeout(self._settings.notification_send_timeout_s):
                 await self._sender.send(
                     notification_id=notification.id,
-                    to=email,
+                    to=notification.email,
                     subject=domain.subject(notification.type),
-                    body=domain.body(name, notification.message),
+                    body=domain.body(notification.name, notification.message),
                 )
         except Exception as exc:
             self.failed_attempts += 1
-            self._failed(session, notification, f"{type(exc).__name__}: {exc}"[:1000])
-            return
-        notification.status = SENT
-        notification.sent_at = datetime.now(UTC)
-        notification.next_attempt_at = None
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            return self._failed(session, notification, attempts, error)
         self.sent += 1
         sent = NotificationSent(
             notification_id=notification.id, user_id=notification.user_id, type=notification.type
@@ -87,11 +102,15 @@ class Dispatcher:
             correlation_id=notification.correlation_id,
             causation_id=notification.event_id,
         )
+        return _outcome(
+            notification, SENT, attempts, notification.last_error, sent_at=datetime.now(UTC)
+        )
 
-    def _failed(self, session: AsyncSession, notification: Notification, error: str) -> None:
-        notification.last_error = error
+    def _failed(
+        self, session: AsyncSession, notification: Any, attempts: int, error: str
+    ) -> dict[str, Any]:
         outcome = domain.after_failure(
-            notification.attempts,
+            attempts,
             max_attempts=self._settings.notification_attempts,
             backoff_s=self._settings.notification_backoff_s,
         )
@@ -99,17 +118,13 @@ class Dispatcher:
             log.warning(
                 "notification %s not sent (attempt %d), retrying in %.1fs: %s",
                 notification.id,
-                notification.attempts,
+                attempts,
                 outcome.delay_s,
                 error,
             )
-            notification.next_attempt_at = datetime.now(UTC) + timedelta(seconds=outcome.delay_s)
-            return
-        log.error(
-            "notification %s failed %d times: %s", notification.id, notification.attempts, error
-        )
-        notification.status = FAILED
-        notification.next_attempt_at = None
+            retry_at = datetime.now(UTC) + timedelta(seconds=outcome.delay_s)
+            return _outcome(notification, PENDING, attempts, error, next_attempt_at=retry_at)
+        log.error("notification %s failed %d times: %s", notification.id, attempts, error)
         failed = NotificationFailed(
             notification_id=notification.id,
             user_id=notification.user_id,
@@ -124,6 +139,7 @@ class Dispatcher:
             correlation_id=notification.correlation_id,
             causation_id=notification.event_id,
         )
+        return _outcome(notification, FAILED, attempts, error)
 
     async def run(self) -> None:
         """Send whatever is due, then look again after ``notification_poll_s``."""
@@ -137,3 +153,22 @@ class Dispatcher:
                 tried = 0
             if tried < self._settings.notification_batch_size:
                 await asyncio.sleep(self._settings.notification_poll_s)
+
+
+def _outcome(
+    notification: Any,
+    status: str,
+    attempts: int,
+    last_error: str | None,
+    *,
+    sent_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "target": notification.id,
+        "status": status,
+        "attempts": attempts,
+        "last_error": last_error,
+        "sent_at": sent_at,
+        "next_attempt_at": next_attempt_at,
+    }

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select
 
-from common.db import SessionMaker
+from common.db import Direct, SessionMaker
 from common.pagination import page_after
 from order_svc.models import Order, OrderItem, OrderStatus, OrderStatusHistory, ProductPrice
 
@@ -107,7 +107,7 @@ class OwnerAndStatus:
     status: str
 
 
-_OWNER_AND_STATUS = (
+_OWNER_AND_STATUS = Direct(
     select(Order.user_id, OrderStatus.name)
     .join(OrderStatus, OrderStatus.id == Order.status_id)
     .where(Order.id == bindparam("order_id"))
@@ -115,10 +115,10 @@ _OWNER_AND_STATUS = (
 
 
 async def get_order_status(sessionmaker: SessionMaker, order_id: UUID) -> OwnerAndStatus | None:
-    """An order's owner and status (one query)."""
+    """An order's owner and status (one query, asked before every retried placement)."""
     async with sessionmaker() as session:
-        row = (await session.execute(_OWNER_AND_STATUS, {"order_id": order_id})).first()
-    return None if row is None else OwnerAndStatus(*row)
+        rows = await _OWNER_AND_STATUS.rows(session, {"order_id": order_id})
+    return OwnerAndStatus(*rows[0]) if rows else None
 
 
 async def get_price(sessionmaker: SessionMaker, product_id: UUID) -> ProductPrice | None:
