@@ -5,7 +5,7 @@ from uuid import UUID, uuid4
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import SessionMaker, defer_insert, table_of
+from common.db import InsertRows, SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
 from notification_svc import domain
 from notification_svc.models import PENDING, Inbox, Notification, UserContact
@@ -43,7 +43,7 @@ async def notify_user(
         _record(session, envelope, event.user_id, domain.describe(event))
 
 
-_NOTIFICATION = insert(table_of(Notification)).on_conflict_do_nothing(index_elements=["event_id"])
+_NOTIFICATION = InsertRows(table_of(Notification), skip_conflicts_on=["event_id"])
 """One notification per event: the same event under another message id adds nothing."""
 
 

@@ -8,11 +8,11 @@ from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, SessionMaker, any_of, defer_insert, table_of
+from common.db import Direct, InsertRows, SessionMaker, any_of, defer_insert, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from order_svc import domain
@@ -122,7 +122,7 @@ async def place_order(
                 address_id=command.address_id,
             )
             stage(session, Outbox, placed, cause=envelope)
-        await _ADD_ITEMS.execute_many(session, items)
+        await _ADD_ITEMS.execute(session, items)
 
 
 _PRICES = Direct(
@@ -130,7 +130,7 @@ _PRICES = Direct(
         any_of(table_of(ProductPrice).c.product_id, "products")
     )
 )
-_ADD_ITEMS = Direct(insert(table_of(OrderItem)))
+_ADD_ITEMS = InsertRows(table_of(OrderItem))
 _CREATE_ORDER = Direct(
     postgresql.insert(table_of(Order))
     .values(status_id=_status_id(bindparam("status")))
@@ -334,7 +334,7 @@ _LOCK_ORDERS = Direct(
 )
 
 
-_HISTORY = insert(table_of(OrderStatusHistory)).values(at=func.clock_timestamp())
+_HISTORY = InsertRows(table_of(OrderStatusHistory), sql_values={"at": func.clock_timestamp()})
 """clock_timestamp, not now(): taken after the order's row lock, so history sorts in lock order
 (the rows are written when the unit of work ends, still under the lock, in the order added)."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, SessionMaker, any_of, table_of
+from common.db import Direct, InsertRows, SessionMaker, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
@@ -136,14 +136,14 @@ async def charge_order(
             stage(session, Outbox, succeeded, cause=envelope)
         # Statements, not ORM objects (a flush costs several times an insert); a payment's row
         # goes before its charge's, which refers to it.
-        await _ADD_PAYMENTS.execute_many(session, payments)
-        await _ADD_TRANSACTIONS.execute_many(session, charges)
+        await _ADD_PAYMENTS.execute(session, payments)
+        await _ADD_TRANSACTIONS.execute(session, charges)
 
 
 _PAYMENTS = table_of(Payment)
 _TRANSACTIONS = table_of(Transaction)
-_ADD_PAYMENTS = Direct(insert(_PAYMENTS))
-_ADD_TRANSACTIONS = Direct(insert(_TRANSACTIONS))
+_ADD_PAYMENTS = InsertRows(_PAYMENTS)
+_ADD_TRANSACTIONS = InsertRows(_TRANSACTIONS)
 
 
 def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, Any]:
@@ -222,7 +222,7 @@ async def refund_order(
             )
             stage(session, Outbox, refunded, cause=envelope)
         await _SET_PAYMENT_STATUS.execute_many(session, refunded_payments)
-        await _ADD_TRANSACTIONS.execute_many(session, refunds)
+        await _ADD_TRANSACTIONS.execute(session, refunds)
 
 
 _REMEMBER_CANCELLED = Direct(

@@ -5,10 +5,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, SessionMaker, any_of, table_of
+from common.db import Direct, InsertRows, SessionMaker, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from product_svc import domain
@@ -252,7 +252,7 @@ async def reserve_stock(
             )
         if stock_after:
             await _set_stocks(session, stock_after)
-            await _ADD_RESERVATIONS.execute_many(session, reservations)
+            await _ADD_RESERVATIONS.execute(session, reservations)
 
 
 def _stage_reservation(
@@ -350,7 +350,7 @@ _LOCK_STOCK = Direct(
     .order_by(table_of(Inventory).c.product_id)
     .with_for_update()
 )
-_ADD_RESERVATIONS = Direct(insert(_RESERVATIONS))
+_ADD_RESERVATIONS = InsertRows(_RESERVATIONS)
 
 
 async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:

@@ -5,12 +5,24 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import DateTime, Integer, String, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Integer,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import (
     Direct,
+    InsertRows,
     SessionMaker,
     any_of,
     create_engine,
@@ -37,7 +49,21 @@ class Row(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Entry(Base):
+    __tablename__ = "entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    id: Mapped[UUID] = mapped_column(unique=True, default=uuid4)
+    name: Mapped[str] = mapped_column(String(50))
+    note: Mapped[str | None] = mapped_column(String(50))
+    at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 ROWS = table_of(Row)
+ENTRIES = table_of(Entry)
+_ADD_ENTRIES = InsertRows(
+    ENTRIES, sql_values={"at": func.clock_timestamp()}, skip_conflicts_on=["id"]
+)
 _ADD = Direct(insert(ROWS))
 _NAMES = Direct(select(ROWS.c.name, ROWS.c.status, ROWS.c.rank).where(any_of(ROWS.c.id, "ids")))
 _RENAME = Direct(update(ROWS).where(ROWS.c.id == bindparam("target")).values(name="renamed"))
@@ -90,3 +116,32 @@ def test_a_list_expanded_into_the_sql_is_refused() -> None:
     expanded = Direct(select(ROWS.c.name).where(ROWS.c.id.in_([uuid4(), uuid4()])))
     with pytest.raises(ValueError, match="any_of"):
         expanded._compile({})
+
+
+async def test_insert_rows_writes_a_list_in_order_with_defaults_sql_values_and_skipped_conflicts(
+    sessionmaker: SessionMaker,
+) -> None:
+    taken = uuid4()
+    async with sessionmaker.begin() as session:
+        await _ADD_ENTRIES.execute(session, [{"name": "first", "id": taken}])
+        await _ADD_ENTRIES.execute(
+            session,
+            [
+                *({"name": f"n{index}"} for index in range(5)),
+                {"name": "with a note", "note": "kept"},
+                {"name": "again", "id": taken},  # conflicts: the first row stays
+                {"name": "last"},
+            ],
+        )
+        rows = (await session.execute(select(Entry).order_by(Entry.seq))).scalars().all()
+
+    assert [row.name for row in rows] == [
+        "first",
+        *(f"n{index}" for index in range(5)),
+        "with a note",
+        "last",
+    ]
+    assert [row.note for row in rows].count("kept") == 1
+    assert len({row.id for row in rows}) == len(rows)
+    stamps = [row.at for row in rows if row.at is not None]
+    assert len(stamps) == len(rows) and stamps[1:6] == sorted(stamps[1:6])
