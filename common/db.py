@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -275,6 +276,38 @@ class InsertRows:
                     index_elements=list(self._skip_conflicts_on)
                 )
             self._compiled[keys] = (str(statement.compile(dialect=PSYCOPG)), defaults)
+        return self._compiled[keys]
+
+
+class UpdateRows:
+    """Updates a list of rows of one table with one statement, each row found by its ``match``
+    column and given the other values of its dict, bound as one array per column (``UPDATE ...
+    FROM unnest(...)``), on psycopg inside the session's transaction. The rows must be distinct
+    (a row named twice is updated once, with either value)."""
+
+    def __init__(self, table: Table, *, match: str) -> None:
+        self.table = table
+        self._match = match
+        self._compiled: dict[tuple[str, ...], str] = {}
+
+    async def execute(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        for keys, same in _runs_of_same_keys(rows):
+            columns = {key: [row[key] for row in same] for key in keys}
+            await (await driver_connection(session)).execute(self._compile(keys), columns)
+
+    def _compile(self, keys: tuple[str, ...]) -> str:
+        if keys not in self._compiled:
+            new = (
+                func.unnest(*(bindparam(key, type_=ARRAY(self.table.c[key].type)) for key in keys))
+                .table_valued(*keys)
+                .render_derived("new")
+            )
+            statement = (
+                update(self.table)
+                .where(self.table.c[self._match] == new.c[self._match])
+                .values({key: new.c[key] for key in keys if key != self._match})
+            )
+            self._compiled[keys] = str(statement.compile(dialect=PSYCOPG))
         return self._compiled[keys]
 
 

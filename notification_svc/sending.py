@@ -6,10 +6,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, SessionMaker, table_of
+from common.db import Direct, SessionMaker, UpdateRows, table_of
 from common.outbox import stage
 from notification_svc import domain
 from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 _NOTIFICATIONS = table_of(Notification)
 _CONTACTS = table_of(UserContact)
-_RECORD = Direct(update(_NOTIFICATIONS).where(_NOTIFICATIONS.c.id == bindparam("target")))
+_RECORD = UpdateRows(_NOTIFICATIONS, match="id")
 """Bound with the attempt's outcome: status, attempts, sent_at, next_attempt_at, last_error."""
 
 
@@ -72,7 +72,7 @@ class Dispatcher:
         async with self._sessionmaker.begin() as session:
             due = await self._due.rows(session)
             outcomes = [await self._send(session, notification) for notification in due]
-            await _RECORD.execute_many(session, outcomes)
+            await _RECORD.execute(session, outcomes)
         return len(due)
 
     async def _send(self, session: AsyncSession, notification: Any) -> dict[str, Any]:
@@ -165,7 +165,7 @@ def _outcome(
     next_attempt_at: datetime | None = None,
 ) -> dict[str, Any]:
     return {
-        "target": notification.id,
+        "id": notification.id,
         "status": status,
         "attempts": attempts,
         "last_error": last_error,

@@ -8,8 +8,9 @@ from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, bindparam, func, select, update
+from sqlalchemy import ScalarSelect, Text, Update, Uuid, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Direct, InsertRows, SessionMaker, any_of, defer_insert, table_of
@@ -280,17 +281,37 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
         )
         _add_history(session, move.order_id, move.target, move.reason)
         stage(session, Outbox, event, cause=move.envelope)
-    await _SET_STATUS.execute_many(session, changes)
+    if changes:
+        await _SET_STATUSES.execute(
+            session,
+            {
+                "orders": [change["target"] for change in changes],
+                "statuses": [change["status"] for change in changes],
+                "reasons": [change["reason"] for change in changes],
+            },
+        )
 
 
-_SET_STATUS = Direct(
-    update(table_of(Order))
-    .where(table_of(Order).c.id == bindparam("target"))
-    .values(
-        status_id=_status_id(bindparam("status")),
-        reason=bindparam("reason"),
+def _build_set_statuses() -> Update:
+    moves = (
+        func.unnest(
+            bindparam("orders", type_=ARRAY(Uuid)),
+            bindparam("statuses", type_=ARRAY(Text)),
+            bindparam("reasons", type_=ARRAY(Text)),
+        )
+        .table_valued("order_id", "status", "reason")
+        .render_derived("new")
     )
-)
+    orders = table_of(Order)
+    return (
+        update(orders)
+        .where(orders.c.id == moves.c.order_id)
+        .values(status_id=_status_id(moves.c.status), reason=moves.c.reason)
+    )
+
+
+_SET_STATUSES = Direct(_build_set_statuses())
+"""Bound with ``orders``, their ``statuses`` and ``reasons``: one statement for a run."""
 
 
 async def _lock_orders(

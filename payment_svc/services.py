@@ -5,11 +5,11 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select, update
+from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, InsertRows, SessionMaker, any_of, table_of
+from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
@@ -202,7 +202,7 @@ async def refund_order(
                 raise RefundRefusedError(
                     f"refund of order {event.order_id} refused: {result.reason}"
                 )
-            refunded_payments.append({"target": payment.id, "status": domain.REFUNDED})
+            refunded_payments.append({"id": payment.id, "status": domain.REFUNDED})
             refunds.append(
                 {
                     "id": uuid4(),
@@ -221,7 +221,7 @@ async def refund_order(
                 gateway_id=result.reference,
             )
             stage(session, Outbox, refunded, cause=envelope)
-        await _SET_PAYMENT_STATUS.execute_many(session, refunded_payments)
+        await _SET_PAYMENT_STATUS.execute(session, refunded_payments)
         await _ADD_TRANSACTIONS.execute(session, refunds)
 
 
@@ -251,11 +251,7 @@ _PAID_CHARGES = Direct(
         _TRANSACTIONS.c.status == domain.PAID,
     )
 )
-_SET_PAYMENT_STATUS = Direct(
-    update(_PAYMENTS)
-    .where(_PAYMENTS.c.id == bindparam("target"))
-    .values(status=bindparam("status"))
-)
+_SET_PAYMENT_STATUS = UpdateRows(_PAYMENTS, match="id")
 
 
 def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:

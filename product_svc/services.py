@@ -5,10 +5,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, InsertRows, SessionMaker, any_of, table_of
+from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from product_svc import domain
@@ -367,15 +367,12 @@ async def _set_stock(session: AsyncSession, product_id: UUID, stock: int) -> Non
     await _set_stocks(session, {product_id: stock})
 
 
-_SET_STOCK = Direct(
-    update(table_of(Inventory))
-    .where(table_of(Inventory).c.product_id == bindparam("target"))
-    .values(stock=bindparam("stock"))
-)
+_SET_STOCKS = UpdateRows(table_of(Inventory), match="product_id")
 
 
 async def _set_stocks(session: AsyncSession, stock: Mapping[UUID, int]) -> None:
-    """Set several products' stock with one statement (sent in one round trip)."""
-    await _SET_STOCK.execute_many(
-        session, [{"target": product_id, "stock": value} for product_id, value in stock.items()]
-    )
+    """Set several products' stock with one statement."""
+    if stock:
+        await _SET_STOCKS.execute(
+            session, [{"product_id": product, "stock": value} for product, value in stock.items()]
+        )

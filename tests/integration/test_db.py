@@ -24,6 +24,7 @@ from common.db import (
     Direct,
     InsertRows,
     SessionMaker,
+    UpdateRows,
     any_of,
     create_engine,
     create_sessionmaker,
@@ -60,6 +61,7 @@ class Entry(Base):
 
 
 ROWS = table_of(Row)
+_SET_ROWS = UpdateRows(ROWS, match="id")
 ENTRIES = table_of(Entry)
 _ADD_ENTRIES = InsertRows(
     ENTRIES, sql_values={"at": func.clock_timestamp()}, skip_conflicts_on=["id"]
@@ -145,3 +147,26 @@ async def test_insert_rows_writes_a_list_in_order_with_defaults_sql_values_and_s
     assert len({row.id for row in rows}) == len(rows)
     stamps = [row.at for row in rows if row.at is not None]
     assert len(stamps) == len(rows) and stamps[1:6] == sorted(stamps[1:6])
+
+
+async def test_update_rows_gives_each_row_its_own_values_with_one_statement(
+    sessionmaker: SessionMaker,
+) -> None:
+    ids = [uuid4() for _ in range(4)]
+    async with sessionmaker.begin() as session:
+        await _ADD.execute_many(
+            session, [{"id": id_, "name": f"r{i}"} for i, id_ in enumerate(ids)]
+        )
+        await _SET_ROWS.execute(
+            session,
+            [
+                {"id": ids[0], "status": "done", "rank": 1},
+                {"id": ids[2], "status": "late", "rank": 3},
+                {"id": ids[3], "name": "renamed"},  # another set of columns: another statement
+            ],
+        )
+        rows = await _NAMES.rows(session, {"ids": ids})
+
+    assert sorted(rows) == sorted(
+        [("r0", "done", 1), ("r1", "new", 7), ("r2", "late", 3), ("renamed", "new", 7)]
+    )
