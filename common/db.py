@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -64,6 +65,20 @@ def table_of(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+def array_rows(
+    columns: Mapping[str, Any], *, name: str | None = None, ordinality: str | None = None
+) -> TableValuedAlias:
+    """A table of rows bound as one array per column, each bind parameter named after its
+    column (``unnest(:a, :b) AS name(a, b)``; ``columns`` maps names to SQL types), so that a
+    statement over many rows is built once, whatever their number. With ``ordinality``, a
+    column of that name numbers the rows in list order."""
+    return (
+        func.unnest(*(bindparam(key, type_=ARRAY(type_)) for key, type_ in columns.items()))
+        .table_valued(*columns, with_ordinality=ordinality)
+        .render_derived(name)
+    )
 
 
 def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
@@ -258,13 +273,7 @@ class InsertRows:
                 and column.default is not None
             ]
             names = [*keys, *(key for key, _ in defaults)]
-            rows = (
-                func.unnest(
-                    *(bindparam(name, type_=ARRAY(self.table.c[name].type)) for name in names)
-                )
-                .table_valued(*names, with_ordinality="n")
-                .render_derived()
-            )
+            rows = array_rows({name: self.table.c[name].type for name in names}, ordinality="n")
             statement = pg_insert(self.table).from_select(
                 [*names, *self._sql_values],
                 select(*(rows.c[name] for name in names), *self._sql_values.values()).order_by(
@@ -297,11 +306,7 @@ class UpdateRows:
 
     def _compile(self, keys: tuple[str, ...]) -> str:
         if keys not in self._compiled:
-            new = (
-                func.unnest(*(bindparam(key, type_=ARRAY(self.table.c[key].type)) for key in keys))
-                .table_valued(*keys)
-                .render_derived("new")
-            )
+            new = array_rows({key: self.table.c[key].type for key in keys}, name="new")
             statement = (
                 update(self.table)
                 .where(self.table.c[self._match] == new.c[self._match])

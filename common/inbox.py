@@ -15,18 +15,17 @@ from sqlalchemy import (
     Integer,
     String,
     Uuid,
-    bindparam,
     func,
     literal_column,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
-from common.db import Direct, table_of
+from common.db import Direct, array_rows, table_of
 from schemas.envelope import Envelope
 
 M = TypeVar("M")
@@ -66,9 +65,9 @@ async def claim(
     rows = await _claim_statement(inbox).rows(
         session,
         {
-            "ids": list(types),
-            "types": list(types.values()),
-            "repeats": [repeats[message_id] - 1 for message_id in types],
+            "message_id": list(types),
+            "message_type": list(types.values()),
+            "duplicates": [repeats[message_id] - 1 for message_id in types],
         },
     )
     session.info[_CLAIMED] = {message_id: bool(fresh) for message_id, fresh in rows}
@@ -82,15 +81,7 @@ def _claim_statement(inbox: type[InboxMixin]) -> Direct:
 
 def _build_claim(inbox: type[InboxMixin]) -> ReturningInsert[UUID, bool]:
     table = table_of(inbox)
-    batch = (
-        func.unnest(
-            bindparam("ids", type_=ARRAY(Uuid)),
-            bindparam("types", type_=ARRAY(String)),
-            bindparam("repeats", type_=ARRAY(Integer)),
-        )
-        .table_valued("message_id", "message_type", "duplicates")
-        .render_derived()
-    )
+    batch = array_rows({"message_id": Uuid, "message_type": String, "duplicates": Integer})
     columns = ["message_id", "message_type", "duplicates"]
     statement = insert(table).from_select(columns, select(*(batch.c[name] for name in columns)))
     return statement.on_conflict_do_update(

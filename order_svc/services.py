@@ -10,10 +10,17 @@ from uuid import UUID
 
 from sqlalchemy import ScalarSelect, Text, Update, Uuid, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, InsertRows, SessionMaker, any_of, defer_insert, table_of
+from common.db import (
+    Direct,
+    InsertRows,
+    SessionMaker,
+    any_of,
+    array_rows,
+    defer_insert,
+    table_of,
+)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from order_svc import domain
@@ -285,23 +292,15 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
         await _SET_STATUSES.execute(
             session,
             {
-                "orders": [change["target"] for change in changes],
-                "statuses": [change["status"] for change in changes],
-                "reasons": [change["reason"] for change in changes],
+                "order_id": [change["target"] for change in changes],
+                "status": [change["status"] for change in changes],
+                "reason": [change["reason"] for change in changes],
             },
         )
 
 
 def _build_set_statuses() -> Update:
-    moves = (
-        func.unnest(
-            bindparam("orders", type_=ARRAY(Uuid)),
-            bindparam("statuses", type_=ARRAY(Text)),
-            bindparam("reasons", type_=ARRAY(Text)),
-        )
-        .table_valued("order_id", "status", "reason")
-        .render_derived("new")
-    )
+    moves = array_rows({"order_id": Uuid, "status": Text, "reason": Text}, name="new")
     orders = table_of(Order)
     return (
         update(orders)
@@ -311,7 +310,7 @@ def _build_set_statuses() -> Update:
 
 
 _SET_STATUSES = Direct(_build_set_statuses())
-"""Bound with ``orders``, their ``statuses`` and ``reasons``: one statement for a run."""
+"""Bound with lists of ``order_id``, ``status`` and ``reason``: one statement for a run."""
 
 
 async def _lock_orders(

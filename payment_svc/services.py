@@ -5,11 +5,19 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Select, Text, Uuid, bindparam, cast, exists, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import Select, Text, Uuid, cast, exists, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
+from common.db import (
+    Direct,
+    InsertRows,
+    SessionMaker,
+    UpdateRows,
+    any_of,
+    array_rows,
+    table_of,
+)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
@@ -77,8 +85,8 @@ async def charge_order(
         found = await _CHARGE_FACTS.rows(
             session,
             {
-                "orders": [event.order_id for _, event in fresh],
-                "methods": [event.payment_method_id for _, event in fresh],
+                "order_id": [event.order_id for _, event in fresh],
+                "method_id": [event.payment_method_id for _, event in fresh],
             },
         )
         facts = {row.order_id: row for row in found}
@@ -170,7 +178,7 @@ async def refund_order(
             return
         order_ids = [event.order_id for _, event in fresh]
         await _lock_orders(session, order_ids)
-        await _REMEMBER_CANCELLED.execute(session, {"orders": order_ids})
+        await _REMEMBER_CANCELLED.execute(session, {"order_id": order_ids})
         payments = {
             payment.order_id: payment
             for payment in await _LOCK_PAYMENTS.rows(session, {"orders": order_ids})
@@ -229,7 +237,7 @@ _REMEMBER_CANCELLED = Direct(
     insert(table_of(CancelledOrder))
     .from_select(
         ["order_id"],
-        select(func.unnest(bindparam("orders", type_=ARRAY(Uuid)))),
+        select(array_rows({"order_id": Uuid}).c.order_id),
     )
     .on_conflict_do_nothing()
 )
@@ -255,11 +263,7 @@ _SET_PAYMENT_STATUS = UpdateRows(_PAYMENTS, match="id")
 
 
 def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:
-    orders = (
-        func.unnest(bindparam("orders", type_=ARRAY(Uuid)), bindparam("methods", type_=ARRAY(Uuid)))
-        .table_valued("order_id", "method_id")
-        .render_derived()
-    )
+    orders = array_rows({"order_id": Uuid, "method_id": Uuid})
     return select(
         orders.c.order_id,
         exists().where(Payment.order_id == orders.c.order_id).label("has_payment"),
@@ -272,7 +276,8 @@ def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | N
 _CHARGE_FACTS = Direct(_build_charge_facts())
 """What each charge of a run decides on, in one query (after the orders' locks, so that a
 cancellation applied concurrently is seen): a payment already made, a cancellation already
-seen, and the payment method's owner and token. Bound with ``orders`` and their ``methods``."""
+seen, and the payment method's owner and token. Bound with lists of ``order_id`` and
+``method_id``."""
 
 
 def _failed(event: StockReserved, reason: str) -> PaymentFailed:
@@ -285,11 +290,11 @@ async def _lock_orders(session: AsyncSession, order_ids: list[UUID]) -> None:
     """Serialise these orders' messages until commit, across replicas: a reservation and a
     cancellation arrive on different topics and may be applied at the same moment. The locks
     are taken in one order (no deadlock between two runs)."""
-    await _LOCK_ORDERS.execute(session, {"orders": sorted(order_ids)})
+    await _LOCK_ORDERS.execute(session, {"id": sorted(order_ids)})
 
 
 def _build_lock_orders() -> Select[tuple[Any]]:
-    orders = func.unnest(bindparam("orders", type_=ARRAY(Uuid))).table_valued("id").render_derived()
+    orders = array_rows({"id": Uuid})
     lock = func.pg_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
     return select(lock).select_from(orders)
 
