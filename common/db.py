@@ -120,21 +120,12 @@ class Direct:
         sql, values = self._bind(params or {})
         await (await driver_connection(session)).execute(sql, values)
 
-    async def execute_many(
-        self, session: AsyncSession, params: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Once per parameter set, sent in one round trip (psycopg pipelines the executions)."""
-        await self._many(session, params, returning=False)
-
     async def rows_many(
         self, session: AsyncSession, params: Sequence[Mapping[str, Any]]
     ) -> list[Any]:
-        """As :meth:`execute_many`, and what each execution returned, in order."""
-        return await self._many(session, params, returning=True)
-
-    async def _many(
-        self, session: AsyncSession, params: Sequence[Mapping[str, Any]], *, returning: bool
-    ) -> list[Any]:
+        """Once per parameter set, sent in one round trip (psycopg pipelines the executions),
+        and what each returned, in order: for a statement that :class:`InsertRows` cannot
+        express (a ``RETURNING``, a column set from a subquery of the row's values)."""
         cursor = (await driver_connection(session)).cursor(row_factory=namedtuple_row)
         rows: list[Any] = []
         for _, same in _runs_of_same_keys(params):  # rows that set other columns: another run
@@ -142,13 +133,11 @@ class Direct:
             values = [compiled.values(row) for row in same]
             if len(values) == 1:  # a pipeline costs more than it saves for one execution
                 await cursor.execute(compiled.sql, values[0])
-                if returning:
-                    rows.extend(await cursor.fetchall())
+                rows.extend(await cursor.fetchall())
                 continue
-            await cursor.executemany(compiled.sql, values, returning=returning)
-            if returning:
-                async for result in cursor.results():
-                    rows.extend(await result.fetchall())
+            await cursor.executemany(compiled.sql, values, returning=True)
+            async for result in cursor.results():
+                rows.extend(await result.fetchall())
         return rows
 
     def _bind(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -261,7 +261,7 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
     if not moves:
         return
     orders = await _lock_orders(session, [move.order_id for move in moves])
-    changes: list[dict[str, Any]] = []
+    made: list[_Move] = []
     for move in moves:
         order = orders.get(move.order_id)
         if order is None:
@@ -279,22 +279,16 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
                 move.target,
             )
             continue
-        changes.append(
-            {
-                "target": move.order_id,
-                "status": move.target,
-                "reason": move.reason if move.target == CANCELLED else None,
-            }
-        )
+        made.append(move)
         _add_history(session, move.order_id, move.target, move.reason)
         stage(session, Outbox, event, cause=move.envelope)
-    if changes:
+    if made:
         await _SET_STATUSES.execute(
             session,
             {
-                "order_id": [change["target"] for change in changes],
-                "status": [change["status"] for change in changes],
-                "reason": [change["reason"] for change in changes],
+                "order_id": [move.order_id for move in made],
+                "status": [move.target for move in made],
+                "reason": [move.reason if move.target == CANCELLED else None for move in made],
             },
         )
 

@@ -66,7 +66,7 @@ ENTRIES = table_of(Entry)
 _ADD_ENTRIES = InsertRows(
     ENTRIES, sql_values={"at": func.clock_timestamp()}, skip_conflicts_on=["id"]
 )
-_ADD = Direct(insert(ROWS))
+_ADD = Direct(insert(ROWS).returning(ROWS.c.id, ROWS.c.name))
 _NAMES = Direct(select(ROWS.c.name, ROWS.c.status, ROWS.c.rank).where(any_of(ROWS.c.id, "ids")))
 _RENAME = Direct(update(ROWS).where(ROWS.c.id == bindparam("target")).values(name="renamed"))
 
@@ -86,16 +86,20 @@ async def test_an_insert_gets_its_python_and_server_defaults_in_the_sessions_tra
     sessionmaker: SessionMaker,
 ) -> None:
     async with sessionmaker.begin() as session:
-        await _ADD.execute_many(session, [{"name": "a"}, {"name": "b", "status": "old"}])
+        added = await _ADD.rows_many(
+            session, [{"name": "a"}, {"name": "c"}, {"name": "b", "status": "old"}]
+        )
         # the session sees what was written on its connection: the same transaction
         found = (await session.execute(select(Row.id, Row.name).order_by(Row.name))).all()
         rows = await _NAMES.rows(session, {"ids": [row.id for row in found]})
 
-    assert [row.name for row in found] == ["a", "b"]
-    assert len({row.id for row in found}) == 2
+    assert [row.name for row in added] == ["a", "c", "b"]  # what each returned, in order
+    assert sorted(added) == sorted((row.id, row.name) for row in found)
+    assert len({row.id for row in found}) == 3
     assert sorted((row.name, row.status, row.rank) for row in rows) == [
         ("a", "new", 7),
         ("b", "old", 7),
+        ("c", "new", 7),
     ]
 
 
@@ -154,9 +158,7 @@ async def test_update_rows_gives_each_row_its_own_values_with_one_statement(
 ) -> None:
     ids = [uuid4() for _ in range(4)]
     async with sessionmaker.begin() as session:
-        await _ADD.execute_many(
-            session, [{"id": id_, "name": f"r{i}"} for i, id_ in enumerate(ids)]
-        )
+        await _ADD.rows_many(session, [{"id": id_, "name": f"r{i}"} for i, id_ in enumerate(ids)])
         await _SET_ROWS.execute(
             session,
             [

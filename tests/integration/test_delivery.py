@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 
 import httpx
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
 
 from common.db import batch_transaction
@@ -269,6 +270,47 @@ async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
         await eventually(lambda: relay.published > published_before)  # the poll finds it
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
+
+
+async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round(
+    settings_for: Callable[..., Any], infra: Infra
+) -> None:
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        relay, sessions = users.relay, users.sessionmaker
+        assert relay is not None and sessions is not None
+        producer = relay._producer
+        working = producer.get
+        failures = 0
+
+        async def away_once() -> AIOKafkaProducer:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise KafkaConnectionError("the broker is away")
+            return await working()
+
+        producer.get = away_once  # type: ignore[method-assign]
+        event = UserRegistered(
+            user_id=uuid4(), name="Eve", email="eve@example.com", role="Customer"
+        )
+        async with sessions.begin() as session:
+            stage(session, UserOutbox, event)
+        with contextlib.suppress(KafkaConnectionError):
+            await relay.publish_pending()  # this round or the loop's meets the failure
+
+        # The failed round took the row in a transaction it rolled back, so a later round
+        # publishes it (left open, the next round would have committed the row's deletion).
+        records = await read_topic(
+            infra, USERS_EVENTS.name, until=lambda rs: event.key() in {r.key for r in rs}
+        )
+        assert failures == 1
+        assert event.key() in {record.key for record in records}
+        await eventually(lambda: _outbox_empty(sessions))
+
+
+async def _outbox_empty(sessions: Any) -> bool:
+    async with sessions() as session:
+        return bool(await session.scalar(select(func.count()).select_from(UserOutbox)) == 0)
 
 
 def counter(text: str, name: str) -> int:
