@@ -155,7 +155,9 @@ class OutboxRelay:
         )
         # Run on a connection of the relay's own, straight through psycopg: a round is a few
         # round trips and no more (a quarter of the client CPU of the same through a session).
-        self._prepare_take = "PREPARE relay_take AS " + str(
+        # BEGIN goes in one query string with the statement (it has no parameters). Not an SQL
+        # PREPARE: psycopg answers a ROLLBACK with DEALLOCATE ALL, which took it away.
+        self._begin_and_take = "BEGIN; " + str(
             take.compile(dialect=PSYCOPG, compile_kwargs={"literal_binds": True})
         )
 
@@ -174,10 +176,9 @@ class OutboxRelay:
     async def _publish_round(self) -> int:
         connection = await self._connect()
         try:
-            # BEGIN goes in one query string with the statement, prepared on this connection
-            # (planned once), so a round is two round trips, not three: psycopg's own
-            # transaction, and its pipeline mode, wait for BEGIN's answer before they go on.
-            taken = await connection.execute("BEGIN; EXECUTE relay_take")
+            # Two round trips a round, not three: psycopg's own transaction, and its pipeline
+            # mode, wait for BEGIN's answer before they send the statement.
+            taken = await connection.execute(self._begin_and_take)
             taken.nextset()
             rows = sorted(await taken.fetchall())
             if rows:  # none: nothing to publish, or another replica is publishing this outbox
@@ -209,13 +210,9 @@ class OutboxRelay:
     async def _connect(self) -> "psycopg.AsyncConnection[Any]":
         if self._connection is None or self._connection.closed:
             # Autocommit: the relay begins and ends its transactions itself (see above).
-            connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-            try:
-                await connection.execute(self._prepare_take)
-            except BaseException:
-                await connection.close()
-                raise
-            self._connection = connection
+            self._connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True
+            )
         return self._connection
 
     async def close(self) -> None:

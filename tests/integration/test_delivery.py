@@ -278,6 +278,10 @@ async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round
     async with running(create_user_app(settings_for(UserSettings))) as users:
         relay, sessions = users.relay, users.sessionmaker
         assert relay is not None and sessions is not None
+        for _ in range(6):  # rounds enough for psycopg to prepare what the relay repeats
+            async with sessions.begin() as session:
+                stage(session, UserOutbox, _registered("Ann"))
+            await relay.publish_pending()
         producer = relay._producer
         working = producer.get
         failures = 0
@@ -290,22 +294,27 @@ async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round
             return await working()
 
         producer.get = away_once  # type: ignore[method-assign]
-        event = UserRegistered(
-            user_id=uuid4(), name="Eve", email="eve@example.com", role="Customer"
-        )
+        event = _registered("Eve")
         async with sessions.begin() as session:
             stage(session, UserOutbox, event)
         with contextlib.suppress(KafkaConnectionError):
             await relay.publish_pending()  # this round or the loop's meets the failure
 
         # The failed round took the row in a transaction it rolled back, so a later round
-        # publishes it (left open, the next round would have committed the row's deletion).
+        # publishes it (left open, the next round would have committed the row's deletion;
+        # and the rollback must leave the relay able to run its next rounds).
         records = await read_topic(
             infra, USERS_EVENTS.name, until=lambda rs: event.key() in {r.key for r in rs}
         )
         assert failures == 1
         assert event.key() in {record.key for record in records}
         await eventually(lambda: _outbox_empty(sessions))
+
+
+def _registered(name: str) -> UserRegistered:
+    return UserRegistered(
+        user_id=uuid4(), name=name, email=f"{name.lower()}@example.com", role="Customer"
+    )
 
 
 async def _outbox_empty(sessions: Any) -> bool:
