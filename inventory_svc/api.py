@@ -33,7 +33,8 @@ async def list_movements(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> MovementPage:
-    """A product's stock ledger, oldest first; pass ``next_cursor`` back as ``cursor`` for more."""
+    """A product's stock ledger in the order it was recorded; pass ``next_cursor`` back as
+    ``cursor`` for more."""
     rows = await queries.list_movements(
         sessions, product_id, after=decode_cursor(cursor), limit=limit + 1
     )

@@ -16,10 +16,7 @@ class Base(DeclarativeBase):
 
 class InventoryMovement(Base):
     __tablename__ = "inventory_movements"
-    __table_args__ = (
-        Index("ix_inventory_movements_product_id_seq", "product_id", "seq"),
-        Index("ix_inventory_movements_product_id_created_at_id", "product_id", "created_at", "id"),
-    )
+    __table_args__ = (Index("ix_inventory_movements_product_id_seq", "product_id", "seq"),)
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     """The order in which movements were recorded: a product's latest has the highest seq."""

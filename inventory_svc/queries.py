@@ -8,7 +8,6 @@ from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from common.db import SessionMaker
-from common.pagination import page_after
 from inventory_svc.models import InventoryMovement
 
 
@@ -19,13 +18,18 @@ async def list_movements(
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> list[InventoryMovement]:
-    """A product's movements in ledger order (created_at, then id), those after ``after``."""
-    query = select(InventoryMovement).where(InventoryMovement.product_id == product_id)
-    query = page_after(
-        query, InventoryMovement.created_at, InventoryMovement.id, after=after, limit=limit
-    )
+    """A product's movements in ledger order, those after the movement ``after`` names.
+
+    The ledger's order is the order of recording (``seq``), not ``created_at``: the movements
+    of one batch share their transaction's timestamp. The cursor is the usual ``(created_at,
+    id)`` of the last movement seen; its id finds where the next page starts."""
+    movement = InventoryMovement
+    query = select(movement).where(movement.product_id == product_id)
+    if after is not None:
+        last_seen = select(movement.seq).where(movement.id == after[1]).scalar_subquery()
+        query = query.where(movement.seq > last_seen)  # no such movement: an empty page
     async with sessionmaker() as session:
-        return list(await session.scalars(query))
+        return list(await session.scalars(query.order_by(movement.seq).limit(limit)))
 
 
 @dataclass(frozen=True)

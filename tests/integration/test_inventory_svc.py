@@ -139,7 +139,7 @@ async def test_audit_reports_mismatch_when_a_movement_is_missing(
         assert nothing == {"product_id": str(unknown), "ledger_sum": 0, "last_stock": None}
 
 
-async def test_audit_reads_latest_stock_by_recording_order_when_timestamps_tie(
+async def test_ledger_and_audit_follow_recording_order_when_timestamps_tie(
     settings_for: Callable[..., Any],
 ) -> None:
     app = create_inventory_app(settings_for(InventorySettings))
@@ -159,6 +159,18 @@ async def test_audit_reads_latest_stock_by_recording_order_when_timestamps_tie(
             )
             session.add(second)
 
+        movements = f"/products/{product_id}/movements"
+        ledger = (await http.get(movements)).json()
+        assert [m["id"] for m in ledger["items"]] == [str(earlier_id), str(later_id)]
+        first_page = (await http.get(movements, params={"limit": 1})).json()
+        second_page = (
+            await http.get(movements, params={"limit": 1, "cursor": first_page["next_cursor"]})
+        ).json()
+        assert [m["id"] for m in first_page["items"] + second_page["items"]] == [
+            str(earlier_id),
+            str(later_id),
+        ]
+        assert second_page["next_cursor"] is None
         balance = (await http.get(f"/products/{product_id}/stock")).json()
         assert balance == {"product_id": str(product_id), "ledger_sum": 3, "last_stock": 3}
         audit = (await http.get("/audit")).json()
