@@ -547,6 +547,7 @@ def subscribe(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=settings.consumer_session_timeout_ms,
+        **_fetch_wait(settings.consumer_fetch_wait_ms),
         heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
         decoder=_message,
     )
@@ -570,6 +571,14 @@ def subscribe(
         await offsets.applied(kafka, batch)
 
     return on_batch
+
+
+def _fetch_wait(wait_ms: int) -> dict[str, int]:
+    """A fetch the broker answers once ``wait_ms`` have passed (or a megabyte is there), or, for
+    0, as soon as one record is there (aiokafka's default)."""
+    if wait_ms == 0:
+        return {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
+    return {"fetch_min_bytes": 1 << 20, "fetch_max_wait_ms": wait_ms}
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:

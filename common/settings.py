@@ -40,6 +40,10 @@ class ServiceSettings(BaseSettings):
     consumer_batch_window_ms: int = Field(default=10, ge=0)
     """Under load (the previous batch ended less than this ago), a batch waits this long for
     the records behind it: fewer, larger batches. 0 turns it off. See common.broker.BatchWindow."""
+    consumer_fetch_wait_ms: int = Field(default=0, ge=0, le=10_000)
+    """How long the broker may hold a fetch to gather records for it: one batch per wait instead
+    of one per record arriving. 0: answered as soon as one record is there (the order's path).
+    Services off the order's path default to more: less work per message, a little later."""
     handler_attempts: int = Field(default=3, ge=1)
     """Tries of one message before it goes to the dead-letter topic."""
     retry_backoff_s: float = 0.2

@@ -10,6 +10,9 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "notification_svc"
     default_http_port: ClassVar[int] = 8005
 
+    consumer_fetch_wait_ms: int = Field(default=100, ge=0, le=10_000)
+    """Off the order's path: batches gathered over up to 100 ms (see ServiceSettings)."""
+
     mailbox_dir: Path = Path(".cache/mailbox")
     """Where the mailbox sender writes one ``<notification id>.eml`` file per message."""
     sending_enabled: bool = True
