@@ -368,7 +368,19 @@ async def _unit(
 ) -> AsyncIterator[AsyncSession]:
     async with begin as session:
         yield session
+        await _write_deferred_and_commit(session)
+
+
+async def _write_deferred_and_commit(session: AsyncSession) -> None:
+    """Write the unit's deferred rows and commit, in one round trip: the inserts and ``COMMIT``
+    go in one psycopg pipeline. The session's own commit then finds the transaction over and
+    sends nothing. A failed insert or commit raises here, and the session rolls back."""
+    if not session.info.get(_DEFERRED):
+        return  # the session commits as usual
+    driver = await driver_connection(session)
+    async with driver.pipeline():
         await write_deferred(session)
+        await driver.execute("COMMIT")
 
 
 @asynccontextmanager

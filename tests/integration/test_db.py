@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from sqlalchemy import (
     BigInteger,
@@ -28,6 +29,7 @@ from common.db import (
     any_of,
     create_engine,
     create_sessionmaker,
+    defer_insert,
     ensure_database,
     table_of,
 )
@@ -116,6 +118,30 @@ async def test_statements_roll_back_with_the_session(sessionmaker: SessionMaker)
     async with sessionmaker() as session:
         names = await _NAMES.scalars(session, {"ids": [kept, gone]})
     assert names == ["kept"]
+
+
+async def test_deferred_rows_commit_with_their_unit_or_roll_it_back_whole(
+    sessionmaker: SessionMaker,
+) -> None:
+    # The deferred inserts and COMMIT go in one pipeline; the pool has one connection, so each
+    # unit below runs on the connection the one before left.
+    async with sessionmaker.begin() as session:
+        await _ADD.execute(session, {"name": "direct", "id": (direct := uuid4())})
+        defer_insert(session, ROWS, {"name": "deferred", "id": (deferred := uuid4())})
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        async with sessionmaker.begin() as session:
+            await _RENAME.execute(session, {"target": direct})
+            defer_insert(session, ROWS, {"name": "new", "id": (new := uuid4())})
+            defer_insert(session, ROWS, {"name": "taken", "id": deferred})  # fails at commit
+
+    async with sessionmaker.begin() as session:
+        names = await _NAMES.scalars(session, {"ids": [direct, deferred, new]})
+        defer_insert(session, ROWS, {"name": "after", "id": (after := uuid4())})
+    async with sessionmaker() as session:
+        later = await _NAMES.scalars(session, {"ids": [after]})
+    assert sorted(names) == ["deferred", "direct"]  # the failed unit left nothing, not the rename
+    assert later == ["after"]
 
 
 def test_a_list_expanded_into_the_sql_is_refused() -> None:
