@@ -2,12 +2,15 @@
 dead letters.
 
 Each service hands :func:`subscribe` a map from message class to handler. Under load a batch
-first takes in the records right behind it (:class:`BatchWindow`). For every record of a batch
-the consumer then finds the handler: a type this service does not handle is skipped by its
-``type`` header alone, without parsing; the rest is decoded and validated. Then the batch is
-applied in one database transaction; only once that has committed are the batch's offsets handed
-to the :class:`OffsetCommitter`, which commits them at most every few hundred milliseconds. A
-failure rewinds the batch's partitions instead (``AckPolicy.NACK_ON_ERROR``):
+first takes in the records right behind it (:class:`BatchWindow`); its records are then put
+topic by topic, in the order the service lists its topics (a partition's records keep their
+order; records of different partitions never had one), so that runs of one type are long. For
+every record of a batch the consumer then finds the handler: a type this service does not
+handle is skipped by its ``type`` header alone, without parsing; the rest is decoded and
+validated. Then the batch is applied in one database transaction; only once that has committed
+are the batch's offsets handed to the :class:`OffsetCommitter`, which commits them at most every
+few hundred milliseconds. A failure rewinds the batch's partitions instead
+(``AckPolicy.NACK_ON_ERROR``):
 
 - The fast path records the whole batch in the inbox with one statement, runs every handler in
   that one transaction, without savepoints (each handler's ``sessionmaker.begin()`` joins it),
@@ -198,6 +201,9 @@ class ConsumerStats:
     """Batches that arrived under load and took in the records behind them (BatchWindow)."""
     runs: int = 0
     """Runs of consecutive messages of one type applied together by a batch handler."""
+    use_case_calls: int = 0
+    """Calls of a use case on the fast path: one per run applied together, one per message
+    otherwise (a batch's fixed cost is paid once; each call pays its statements)."""
 
 
 class BatchConsumer:
@@ -268,7 +274,9 @@ class BatchConsumer:
                     if set_based is not None and len(run) > 1:
                         await set_based([(item.envelope, item.message) for item in run])
                         self.stats.runs += 1
+                        self.stats.use_case_calls += 1
                     else:
+                        self.stats.use_case_calls += len(run)
                         for item in run:
                             token = correlation_id.set(str(item.envelope.correlation_id))
                             try:
@@ -538,6 +546,11 @@ def subscribe(
     handler FastStream calls (a test can call it with a message of its own)."""
     window = BatchWindow(settings.consumer_batch_window_ms, settings.consumer_max_records)
     offsets = consumer.offsets
+    topic_rank = {topic.name: rank for rank, topic in enumerate(topics)}
+    fetch_min_bytes, fetch_max_wait_ms = _fetch_wait(settings.consumer_fetch_wait_ms)
+
+    def by_topic(record: ConsumerRecord[bytes, bytes]) -> int:
+        return topic_rank.get(record.topic, len(topic_rank))
 
     @broker.subscriber(
         *(topic.name for topic in topics),
@@ -547,7 +560,8 @@ def subscribe(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=settings.consumer_session_timeout_ms,
-        **_fetch_wait(settings.consumer_fetch_wait_ms),
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
         decoder=_message,
     )
@@ -557,7 +571,12 @@ def subscribe(
         kafka = cast(AIOKafkaConsumer, message.consumer)
         extended = await window.extend(kafka, batch)
         consumer.stats.extended += len(extended) > len(batch)
-        batch = extended
+        # Topic by topic, in the order the service lists them; a partition's records keep
+        # their order (the sort is stable), and records of different partitions never had one.
+        # The partitions come interleaved, so this makes the runs of one type longer: fewer
+        # use case calls, each a few statements (at 100 orders/s, order_svc's batches had runs
+        # alternating PlaceOrder, PaymentSucceeded, PlaceOrder...).
+        batch = tuple(sorted(extended, key=by_topic))
         # On a failure FastStream rewinds every partition of the message's records to its
         # earliest one: the records the window added must come again too.
         message.raw_message = batch
@@ -573,12 +592,13 @@ def subscribe(
     return on_batch
 
 
-def _fetch_wait(wait_ms: int) -> dict[str, int]:
-    """A fetch the broker answers once ``wait_ms`` have passed (or a megabyte is there), or, for
-    0, as soon as one record is there (aiokafka's default)."""
+def _fetch_wait(wait_ms: int) -> tuple[int, int]:
+    """``fetch_min_bytes`` and ``fetch_max_wait_ms`` for a fetch the broker answers once
+    ``wait_ms`` have passed (or a megabyte is there), or, for 0, as soon as one record is there
+    (aiokafka's default)."""
     if wait_ms == 0:
-        return {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
-    return {"fetch_min_bytes": 1 << 20, "fetch_max_wait_ms": wait_ms}
+        return 1, 500
+    return 1 << 20, wait_ms
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:

@@ -191,5 +191,9 @@ _CONSUMER_COUNTERS = {
         "runs",
         "Runs of messages of one type applied together by a set-based use case.",
     ),
+    "consumer_use_case_calls_total": (
+        "use_case_calls",
+        "Use case calls on the fast path: one per run applied together, else one per message.",
+    ),
 }
 """Metric name -> (ConsumerStats field, help)."""

@@ -398,7 +398,10 @@ async def test_records_right_behind_a_batch_join_it_and_each_is_applied_once(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     settings = settings_for(
-        NotificationSettings, sending_enabled=False, consumer_batch_window_ms=1_000
+        NotificationSettings,
+        sending_enabled=False,
+        consumer_batch_window_ms=1_000,
+        consumer_fetch_wait_ms=0,  # each record fetched as it comes: the window gathers them
     )
     async with running(create_notification_app(settings)) as notifications:
         warm_up, _ = await send_registered(producer, uuid4())

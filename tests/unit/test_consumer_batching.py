@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from common.broker import BatchConsumer, BatchWindow, OffsetCommitter, create_broker, subscribe
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
-from schemas.topics import USERS_EVENTS
+from schemas.topics import USERS_COMMANDS, USERS_EVENTS
 from schemas.users import UserRegistered
 from tests.conftest import consumer_record
 
@@ -156,3 +156,31 @@ async def test_a_failed_batch_comes_again_with_the_records_its_window_added() ->
     assert sorted(kafka.seeks) == [(P0, 2), (P1, 7)]
     assert consumer.stats.extended == 1
     assert kafka.commits == [{P0: 2}]  # the first batch only
+
+
+async def test_a_batch_is_applied_topic_by_topic_each_partition_in_order() -> None:
+    applied: list[str] = []
+
+    async def apply(envelope: Envelope, event: UserRegistered) -> None:
+        applied.append(event.name)
+
+    settings = Settings(consumer_batch_window_ms=0)
+    consumer = BatchConsumer(settings, {UserRegistered: apply}, producer=None)  # type: ignore[arg-type]
+    on_batch = subscribe(
+        create_broker(settings), settings, [USERS_EVENTS, USERS_COMMANDS], consumer
+    )
+
+    def on(topic: str, partition: int, offset: int, name: str) -> ConsumerRecord[bytes, bytes]:
+        return consumer_record(topic, registered(name), partition=partition, offset=offset)
+
+    interleaved = (
+        on("users.commands", 0, 1, "Bo"),
+        on("users.events", 0, 1, "Ann"),
+        on("users.commands", 0, 2, "Ed"),
+        on("users.events", 1, 5, "Cy"),
+        on("users.events", 0, 2, "Di"),
+    )
+    kafka = FakeKafka(set())
+    await on_batch(KafkaAckableMessage(raw_message=interleaved, body=b"", consumer=kafka))
+
+    assert applied == ["Ann", "Cy", "Di", "Bo", "Ed"]
