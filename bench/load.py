@@ -17,7 +17,7 @@ import orjson
 
 from bench.shop import Catalog, Customer
 from bench.stats import Latency
-from bench.tail import Final, OrderTail
+from bench.tail import Final, OrderTail, hop_latencies
 
 OK, DECLINE, SCARCE = "ok", "decline", "scarce"
 
@@ -126,6 +126,8 @@ class OrderStep:
     accept_latency: Latency | None
     end_to_end_latency: Latency | None
     outcomes: dict[str, int] = field(default_factory=dict)
+    hops: dict[str, Latency] = field(default_factory=dict)
+    """A paid order's path, hop by hop (see bench.tail.PATH), over the step's orders."""
 
 
 def _label(final: Final) -> str:
@@ -226,6 +228,9 @@ async def run_orders(
         end_to_end.append(final.event_at - sample.scheduled_at)
         outcomes[f"{sample.kind}: {_label(final)}"] += 1
     errors = Counter(s.outcome for s in samples if s.order_id is None)
+    hops = hop_latencies(tail.path_stamps, ids)
+    for order_id in ids:
+        tail.path_stamps.pop(order_id, None)
     in_window = sum(1 for final in finals.values() if final.event_at <= schedule_end)
     return OrderStep(
         rate=rate,
@@ -242,4 +247,5 @@ async def run_orders(
         accept_latency=Latency.of(accept_latency),
         end_to_end_latency=Latency.of(end_to_end),
         outcomes=dict(sorted(outcomes.items())),
+        hops=hops,
     )

@@ -1,18 +1,28 @@
 """Each order's outcome, read off ``orders.events`` as it happens: the bench never polls the
-gateway for it, so measuring adds no load to what is measured."""
+gateway for it, so measuring adds no load to what is measured. Along the way, the time at which
+each message of a paid order's path was produced, to tell which service's hop the time goes to."""
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from schemas.topics import ORDERS_EVENTS
+from bench.stats import Latency
+from schemas.topics import INVENTORY_EVENTS, ORDERS_COMMANDS, ORDERS_EVENTS, PAYMENTS_EVENTS
 
 FINAL_TYPES = frozenset({"OrderPaid", "OrderCancelled", "OrderRejected"})
+
+PATH = ("PlaceOrder", "OrderPlaced", "StockReserved", "PaymentSucceeded", "OrderPaid")
+"""A paid order's messages in the order they happen, all keyed by the order's id. Between two,
+one service's hop: it fetched the first, applied it, committed, and its relay produced the next."""
+HOP_SERVICES = ("order_svc", "product_svc", "payment_svc", "order_svc")
+_PATH_TOPICS = (ORDERS_COMMANDS, ORDERS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS)
+_PATH_TYPES = {kind.encode(): kind for kind in PATH}
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,14 @@ def parse_final(
 
 
 class OrderTail:
-    """Follows ``orders.events`` from its end, without a consumer group, and remembers the first
-    final event of every order."""
+    """Follows ``orders.events`` and the other topics of an order's path from their end, without
+    a consumer group; remembers the first final event of every order, and when each message of
+    its path was produced."""
 
     def __init__(self, bootstrap: str) -> None:
         self.finals: dict[str, Final] = {}
+        self.path_stamps: dict[str, dict[str, float]] = {}
+        """Order id -> message type -> when it was produced (the record's timestamp, s)."""
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
         )
@@ -56,7 +69,7 @@ class OrderTail:
     async def start(self) -> None:
         await self._consumer.start()
         partitions = [
-            TopicPartition(ORDERS_EVENTS.name, p) for p in range(ORDERS_EVENTS.partitions)
+            TopicPartition(topic.name, p) for topic in _PATH_TOPICS for p in range(topic.partitions)
         ]
         self._consumer.assign(partitions)
         await self._consumer.seek_to_end(*partitions)
@@ -79,11 +92,22 @@ class OrderTail:
             now = time.time()
             for records in batch.values():
                 for record in records:
+                    self._stamp(record)
+                    if record.topic != ORDERS_EVENTS.name:
+                        continue
                     parsed = parse_final(record, now)
                     if parsed is not None and parsed[0] not in self.finals:
                         self.finals[parsed[0]] = parsed[1]
             if batch:
                 self._changed.set()
+
+    def _stamp(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        kind = next((_PATH_TYPES.get(v) for k, v in record.headers or () if k == "type"), None)
+        if kind is None or record.key is None or record.timestamp_type != 0:
+            return
+        self.path_stamps.setdefault(record.key.decode(), {}).setdefault(
+            kind, record.timestamp / 1000
+        )
 
     def missing(self, order_ids: Iterable[str]) -> list[str]:
         return [order_id for order_id in order_ids if order_id not in self.finals]
@@ -103,3 +127,20 @@ class OrderTail:
                 pass
             pending = self.missing(pending)
         return True
+
+
+def hop_latencies(
+    stamps: Mapping[str, Mapping[str, float]], order_ids: Iterable[str]
+) -> dict[str, Latency]:
+    """For the orders that went the whole path, each hop's time: ``"product_svc: OrderPlaced ->
+    StockReserved"`` -> its latency, in path order."""
+    hops: dict[str, list[float]] = {
+        f"{service}: {before} -> {after}": []
+        for service, (before, after) in zip(HOP_SERVICES, pairwise(PATH), strict=True)
+    }
+    for order_id in order_ids:
+        times = stamps.get(order_id, {})
+        if all(kind in times for kind in PATH):
+            for durations, (before, after) in zip(hops.values(), pairwise(PATH), strict=True):
+                durations.append(max(0.0, times[after] - times[before]))
+    return {hop: latency for hop, durations in hops.items() if (latency := Latency.of(durations))}

@@ -1,16 +1,19 @@
-"""The bench's pure parts: percentiles, whether a step held, the knee, the order mix, and the
-parsing of what pgbench and Kafka's perf tools print."""
+"""The bench's pure parts: percentiles, whether a step held, the knee, the order mix, the
+parsing of what pgbench and Kafka's perf tools print, and an order's path hop by hop."""
 
 import random
 from collections import Counter
 
 import pytest
+from aiokafka import ConsumerRecord
 
 from bench.baselines import parse_pgbench_output
 from bench.load import DECLINE, OK, SCARCE, Mix, plan_orders
 from bench.perftools import parse_consumer_output, parse_producer_output
 from bench.shop import Catalog
 from bench.stats import Latency, StepFigures, judge_step, percentile, select_knee
+from bench.tail import PATH, OrderTail, hop_latencies
+from tests.conftest import consumer_record
 
 
 def test_percentile_is_nearest_rank_when_values_are_unsorted() -> None:
@@ -149,3 +152,45 @@ def test_pgbench_tps_excludes_the_connection_time() -> None:
     assert figures.tps == pytest.approx(1381.388241)
     assert figures.latency_avg_ms == pytest.approx(5.791)
     assert figures.failed == 0
+
+
+def test_hop_latencies_split_a_paid_orders_path_by_service() -> None:
+    def path(start: float, *gaps: float) -> dict[str, float]:
+        times = [start]
+        for gap in gaps:
+            times.append(times[-1] + gap)
+        return dict(zip(PATH, times, strict=True))
+
+    stamps = {
+        "a": path(100.0, 0.05, 0.02, 0.03, 0.04),
+        "b": path(200.0, 0.07, 0.04, 0.01, 0.06),
+        "c": {"PlaceOrder": 300.0, "OrderPlaced": 300.5},  # cancelled: not the whole path
+    }
+    hops = hop_latencies(stamps, ["a", "b", "c", "unknown"])
+
+    assert list(hops) == [
+        "order_svc: PlaceOrder -> OrderPlaced",
+        "product_svc: OrderPlaced -> StockReserved",
+        "payment_svc: StockReserved -> PaymentSucceeded",
+        "order_svc: PaymentSucceeded -> OrderPaid",
+    ]
+    assert {hop.count for hop in hops.values()} == {2}
+    assert hops["product_svc: OrderPlaced -> StockReserved"].max == pytest.approx(0.04)
+    assert hops["order_svc: PaymentSucceeded -> OrderPaid"].p50 == pytest.approx(0.04)
+
+
+async def test_the_tail_stamps_the_first_record_of_each_path_message() -> None:
+    tail = OrderTail("127.0.0.1:1")  # never started: only its bookkeeping is used
+
+    def produced(kind: str, at_ms: int) -> ConsumerRecord[bytes, bytes]:
+        record = consumer_record(
+            "orders.events", b"{}", key=b"o1", headers=(("type", kind.encode()),)
+        )
+        record.timestamp = at_ms
+        return record
+
+    for kind, at_ms in (("OrderPlaced", 1_000), ("OrderPlaced", 2_000), ("OrderPaid", 3_000)):
+        tail._stamp(produced(kind, at_ms))
+    tail._stamp(produced("NotificationSent", 4_000))
+
+    assert tail.path_stamps == {"o1": {"OrderPlaced": 1.0, "OrderPaid": 3.0}}
