@@ -37,7 +37,7 @@ class ServiceSettings(BaseSettings):
     consumer_commit_interval_ms: int = Field(default=200, ge=0)
     """Offsets are committed at most this often (always after the database commit); a crash
     redelivers at most this long's records, which the inboxes absorb."""
-    consumer_batch_window_ms: int = Field(default=10, ge=0)
+    consumer_batch_window_ms: int = Field(default=20, ge=0)
     """Under load (the previous batch ended less than this ago), a batch waits this long for
     the records behind it: fewer, larger batches. 0 turns it off. See common.broker.BatchWindow."""
     consumer_fetch_wait_ms: int = Field(default=0, ge=0, le=10_000)
