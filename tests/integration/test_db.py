@@ -2,10 +2,12 @@
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from psycopg import pq
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -30,6 +32,7 @@ from common.db import (
     create_engine,
     create_sessionmaker,
     defer_insert,
+    driver_connection,
     ensure_database,
     table_of,
 )
@@ -142,6 +145,27 @@ async def test_deferred_rows_commit_with_their_unit_or_roll_it_back_whole(
         later = await _NAMES.scalars(session, {"ids": [after]})
     assert sorted(names) == ["deferred", "direct"]  # the failed unit left nothing, not the rename
     assert later == ["after"]
+
+
+async def test_deferred_rows_and_the_commit_take_one_round_trip(
+    sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        async with sessionmaker.begin() as session:
+            driver = await driver_connection(session)
+            driver.pgconn.trace(out.fileno())
+            driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            await _RENAME.execute(session, {"target": uuid4()})  # BEGIN, then the statement
+            defer_insert(session, ROWS, {"name": "row"})
+            defer_insert(session, ENTRIES, {"name": "entry"})
+        driver.pgconn.untrace()
+
+    answers = [line for line in trace.read_text().splitlines() if "ReadyForQuery" in line]
+    # BEGIN, the update, then both inserts and COMMIT together: one answer each, not five
+    assert len(answers) == 3
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Entry)) == 1
 
 
 def test_a_list_expanded_into_the_sql_is_refused() -> None:

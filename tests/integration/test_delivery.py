@@ -359,6 +359,7 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     assert counter(consumed, "consumer_batches_total") >= 1
     assert counter(consumed, "consumer_offset_commits_total") >= 1
     assert counter(consumed, "consumer_runs_applied_together_total") >= 0  # exposed
+    assert counter(consumed, "consumer_use_case_calls_total") >= 1
     assert counter(produced, "outbox_published_total") >= 1
 
 
@@ -417,3 +418,28 @@ async def test_records_right_behind_a_batch_join_it_and_each_is_applied_once(
         partition = TopicPartition(where.topic, where.partition)
         committed = await committed_offset(infra, settings.consumer_group, partition)
         assert committed is not None and committed > where.offset
+
+
+async def test_a_fetch_wait_gathers_records_arriving_apart_into_one_batch(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer
+) -> None:
+    # What notification_svc and inventory_svc do off the order's path: the broker holds their
+    # fetch, so records arriving 100 ms apart come as one or two batches, not one each.
+    settings = settings_for(
+        NotificationSettings,
+        sending_enabled=False,
+        consumer_batch_window_ms=0,  # no gathering on the consumer's side
+        consumer_fetch_wait_ms=2_000,
+    )
+    async with running(create_notification_app(settings)) as notifications:
+        warm_up, _ = await send_registered(producer, uuid4())
+        await in_inbox(notifications, NotificationInbox, warm_up)
+        stats = notifications.consumers[0].stats
+        before = stats.batches
+        users = [uuid4() for _ in range(5)]
+        for user_id in users:
+            await send_registered(producer, user_id)
+            await asyncio.sleep(0.1)
+        for user_id in users:
+            assert await eventually(lambda u=user_id: count_notifications(notifications, u)) == 1
+        assert stats.batches - before <= 2
