@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.results import Results, StepRecord
 from bench.stats import Latency, ratio
+from bench.tail import HOP_SERVICES, HOPS, PATH
 
 
 def knee_step(results: Results) -> StepRecord | None:
@@ -220,19 +221,17 @@ def render(results: Results) -> str:
 
 def _hops(results: Results) -> list[str]:
     """Where a paid order's time goes: one column per hop, p50 / p95 ms per step."""
-    hops = next((r.orders.hops for r in results.steps if r.orders.hops), None)
-    if hops is None:
+    if not any(r.orders.hops for r in results.steps):
         return []
-    names = list(hops)
     lines = [
         "",
         "a paid order's path, hop by hop, p50 / p95 ms (a hop: the service fetches the message,"
         " applies it, commits, and its relay produces the next; from the records' timestamps)",
-        f"  {'rate/s':>7} " + " ".join(f"{name.split(':')[0]:>18}" for name in names),
-        f"  {'':>7} " + " ".join(f"{'-> ' + name.rsplit(' ', 1)[1]:>18}" for name in names),
+        f"  {'rate/s':>7} " + " ".join(f"{service:>18}" for service in HOP_SERVICES),
+        f"  {'':>7} " + " ".join(f"{'-> ' + kind:>18}" for kind in PATH[1:]),
     ]
     for r in results.steps:
-        cells = [r.orders.hops.get(name) for name in names]
+        cells = [r.orders.hops.get(hop) for hop in HOPS]
         lines.append(
             f"  {r.orders.rate:>7g} "
             + " ".join(f"{_lat(cell, 'p50') + ' / ' + _lat(cell, 'p95'):>18}" for cell in cells)

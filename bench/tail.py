@@ -21,6 +21,11 @@ PATH = ("PlaceOrder", "OrderPlaced", "StockReserved", "PaymentSucceeded", "Order
 """A paid order's messages in the order they happen, all keyed by the order's id. Between two,
 one service's hop: it fetched the first, applied it, committed, and its relay produced the next."""
 HOP_SERVICES = ("order_svc", "product_svc", "payment_svc", "order_svc")
+HOPS = tuple(
+    f"{service}: {before} -> {after}"
+    for service, (before, after) in zip(HOP_SERVICES, pairwise(PATH), strict=True)
+)
+"""Each hop's name, as :func:`hop_latencies` keys its figures."""
 _PATH_TOPICS = (ORDERS_COMMANDS, ORDERS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS)
 _PATH_TYPES = {kind.encode(): kind for kind in PATH}
 
@@ -134,10 +139,7 @@ def hop_latencies(
 ) -> dict[str, Latency]:
     """For the orders that went the whole path, each hop's time: ``"product_svc: OrderPlaced ->
     StockReserved"`` -> its latency, in path order."""
-    hops: dict[str, list[float]] = {
-        f"{service}: {before} -> {after}": []
-        for service, (before, after) in zip(HOP_SERVICES, pairwise(PATH), strict=True)
-    }
+    hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
     for order_id in order_ids:
         times = stamps.get(order_id, {})
         if all(kind in times for kind in PATH):

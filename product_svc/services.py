@@ -371,8 +371,7 @@ _SET_STOCKS = UpdateRows(table_of(Inventory), match="product_id")
 
 
 async def _set_stocks(session: AsyncSession, stock: Mapping[UUID, int]) -> None:
-    """Set several products' stock with one statement."""
-    if stock:
-        await _SET_STOCKS.execute(
-            session, [{"product_id": product, "stock": value} for product, value in stock.items()]
-        )
+    """Set several products' stock with one statement (none for no product)."""
+    await _SET_STOCKS.execute(
+        session, [{"product_id": product, "stock": value} for product, value in stock.items()]
+    )
