@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from common import collector
 from common.db import SessionMaker
 from common.logs import configure_logging
 from common.runtime import Runtime
@@ -63,16 +64,21 @@ def invalid_request(exc: RequestValidationError) -> JSONResponse:
     return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
-def prometheus_text(service: str, counters: Mapping[str, tuple[int, str]]) -> str:
-    """Counters in Prometheus' text format, each named ``shop_<name>`` and labelled with the
-    service."""
+def prometheus_text(
+    service: str,
+    counters: Mapping[str, tuple[int | float, str]],
+    gauges: Mapping[str, tuple[int | float, str]] | None = None,
+) -> str:
+    """Counters, then gauges, in Prometheus' text format, each named ``shop_<name>`` and
+    labelled with the service."""
     lines = []
-    for name, (value, help_text) in counters.items():
-        lines += [
-            f"# HELP shop_{name} {help_text}",
-            f"# TYPE shop_{name} counter",
-            f'shop_{name}{{service="{service}"}} {value}',
-        ]
+    for kind, figures in (("counter", counters), ("gauge", gauges or {})):
+        for name, (value, help_text) in figures.items():
+            lines += [
+                f"# HELP shop_{name} {help_text}",
+                f"# TYPE shop_{name} {kind}",
+                f'shop_{name}{{service="{service}"}} {value}',
+            ]
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -85,12 +91,15 @@ def create_service_app(
     metrics: Callable[[], str] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs ``runtime``; with ``/healthz``, ``/readyz`` and
-    ``/metrics`` (the runtime's counters, then what ``metrics()`` adds, in Prometheus' text
-    format)."""
+    ``/metrics`` (the runtime's counters, the garbage collector's, then what ``metrics()``
+    adds, in Prometheus' text format). Served by :func:`serve`, the process's startup heap is
+    frozen once the runtime has started (see :mod:`common.collector`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if app.state.freeze_heap:
+            collector.freeze_startup_heap()
         try:
             yield
         finally:
@@ -98,6 +107,7 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.freeze_heap = False
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -107,8 +117,10 @@ def create_service_app(
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     async def prometheus() -> str:
         """Prometheus counters of the service: its consumers, its outbox relay, and what else
-        it counts (the gateway: requests by route and status)."""
-        text = prometheus_text(runtime.settings.service_name, runtime.counters())
+        it counts (the gateway: requests by route and status), and the garbage collector's
+        pauses."""
+        counters = {**runtime.counters(), **collector.counters()}
+        text = prometheus_text(runtime.settings.service_name, counters, collector.gauges())
         return text + (metrics() if metrics is not None else "")
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
@@ -138,8 +150,11 @@ def create_service_app(
 def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
     """Run one service: logs configured, uvicorn on its port, graceful on SIGTERM."""
     configure_logging(settings.service_name, settings.log_level)
+    collector.count_pauses()
+    app = create_app(settings)
+    app.state.freeze_heap = True  # this process is the service's own: see common.collector
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
