@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg.pq import TransactionStatus
 from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     ColumnElement,
@@ -109,6 +110,32 @@ class Direct:
         sql, values = self._bind(params or {})
         cursor = (await driver_connection(session)).cursor(row_factory=namedtuple_row)
         await cursor.execute(sql, values)
+        return await cursor.fetchall()
+
+    async def rows_beginning(
+        self, session: AsyncSession, params: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        """As :meth:`rows`, as the statement that begins ``session``'s transaction: ``BEGIN``
+        goes in one query string with it, one round trip instead of two (psycopg sends its own
+        ``BEGIN`` and waits for the answer before the first statement, in pipeline mode too).
+
+        The session's connection is taken in autocommit, so that psycopg sends no ``BEGIN`` of
+        its own; the transaction is this ``BEGIN``'s, and the session's commit or rollback ends
+        it as usual (psycopg sends them whenever the server is in a transaction). The pool puts
+        the connection back out of autocommit when it returns. The values are bound on the
+        client (a query string with more than one statement takes no parameters): for a
+        statement whose values are ids, names and numbers. When the session already holds a
+        connection, this is :meth:`rows`."""
+        if session.info.get(_DRIVER) is not None or session.in_nested_transaction():
+            return await self.rows(session, params)
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        driver = await driver_connection(session)
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            return await self.rows(session, params)  # not the first statement after all
+        sql, values = self._bind(params or {})
+        cursor = psycopg.AsyncClientCursor(driver, row_factory=namedtuple_row)
+        await cursor.execute(f"BEGIN; {sql}", values)
+        cursor.nextset()
         return await cursor.fetchall()
 
     async def scalars(

@@ -58,11 +58,13 @@ async def claim(
     session: AsyncSession, inbox: type[InboxMixin], messages: Sequence[tuple[UUID, str]]
 ) -> None:
     """Record a whole batch of message ids with one statement, at the start of the batch's
-    transaction; :func:`first_delivery` then answers from what this found, without a query.
-    An id repeated inside the batch is a first delivery once, then a duplicate."""
+    transaction (as its first statement, it begins the transaction in the same round trip:
+    :meth:`common.db.Direct.rows_beginning`); :func:`first_delivery` then answers from what
+    this found, without a query. An id repeated inside the batch is a first delivery once,
+    then a duplicate."""
     repeats = Counter(message_id for message_id, _ in messages)
     types = dict(messages)
-    rows = await _claim_statement(inbox).rows(
+    rows = await _claim_statement(inbox).rows_beginning(
         session,
         {
             "message_id": list(types),

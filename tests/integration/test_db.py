@@ -14,6 +14,7 @@ from sqlalchemy import (
     Identity,
     Integer,
     String,
+    Uuid,
     bindparam,
     func,
     insert,
@@ -29,6 +30,7 @@ from common.db import (
     SessionMaker,
     UpdateRows,
     any_of,
+    array_rows,
     create_engine,
     create_sessionmaker,
     defer_insert,
@@ -222,3 +224,59 @@ async def test_update_rows_gives_each_row_its_own_values_with_one_statement(
     assert sorted(rows) == sorted(
         [("r0", "done", 1), ("r1", "new", 7), ("r2", "late", 3), ("renamed", "new", 7)]
     )
+
+
+_ADD_MANY = Direct(
+    insert(ROWS)
+    .from_select(["id", "name"], select(array_rows({"id": Uuid, "name": String}, name="new")))
+    .returning(ROWS.c.id, ROWS.c.name)
+)
+
+
+async def test_a_transaction_begun_with_its_first_statement_takes_one_round_trip_less(
+    sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    async with sessionmaker() as session:  # the pool's one connection, to trace it
+        driver = await driver_connection(session)
+    names = ["plain", "O'Brien", "x'); DROP TABLE rows; --", 'é \\ " {}']  # bound as values
+    ids = [uuid4() for _ in names]
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        driver.pgconn.trace(out.fileno())
+        driver.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        async with sessionmaker.begin() as session:
+            added = await _ADD_MANY.rows_beginning(session, {"id": ids, "name": names})
+            defer_insert(session, ENTRIES, {"name": "entry"})
+        driver.pgconn.untrace()
+
+    answers = [line for line in trace.read_text().splitlines() if "ReadyForQuery" in line]
+    # BEGIN and the insert together, then the deferred insert and COMMIT together: not three
+    assert len(answers) == 2
+    assert [(row.id, row.name) for row in added] == list(zip(ids, names, strict=True))
+    async with sessionmaker() as session:
+        assert sorted(await _NAMES.scalars(session, {"ids": ids})) == sorted(names)
+        assert await session.scalar(select(func.count()).select_from(Entry)) == 1
+
+
+async def test_a_transaction_begun_with_its_first_statement_rolls_it_back_and_the_next_is_one(
+    sessionmaker: SessionMaker,
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with sessionmaker.begin() as session:
+            await _ADD_MANY.rows_beginning(session, {"id": [gone := uuid4()], "name": ["gone"]})
+            await _RENAME.execute(session, {"target": gone})
+            raise RuntimeError("the use case failed")
+    # the pool's one connection is back out of autocommit: the next unit is a transaction too
+    with pytest.raises(RuntimeError):
+        async with sessionmaker.begin() as session:
+            await _ADD.execute(session, {"name": "also gone", "id": (also := uuid4())})
+            assert (await driver_connection(session)).autocommit is False
+            raise RuntimeError("the use case failed")
+    # a session that already holds its connection runs the statement as rows() does
+    async with sessionmaker.begin() as session:
+        await _ADD.execute(session, {"name": "first", "id": (first := uuid4())})
+        await _ADD_MANY.rows_beginning(session, {"id": [second := uuid4()], "name": ["second"]})
+
+    async with sessionmaker() as session:
+        names = await _NAMES.scalars(session, {"ids": [gone, also, first, second]})
+    assert sorted(names) == ["first", "second"]
