@@ -37,6 +37,7 @@ And:
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -426,21 +427,50 @@ class BatchWindow:
 
     A batch costs about the same whatever its size (a transaction, an offset commit, a relay
     round, the framework's wrappers), and Kafka answers a fetch as soon as one record is there,
-    so under load the batches stay small and the fixed costs dominate. When the previous batch
-    ended less than a window ago, this batch is extended for one window; when the consumer was
-    idle, it is applied at once, so a quiet shop pays no latency for it.
+    so under load the batches stay small and the fixed costs dominate. A batch is extended for
+    one window when the consumer is busy: the previous batch ended less than a window ago, and
+    applying batches took at least ``busy_share`` of the last ``horizon_s`` (the windows
+    themselves not counted). Otherwise it is applied at once: a consumer with time to spare
+    pays no latency for it. The previous batch's end alone was not enough: a saga's next event
+    often comes right after the one before (payment_svc's StockReserved 10 ms after its
+    OrderPlaced), and waiting a window for records that were not coming doubled an order's
+    latency at 5 to 25 orders/s.
     """
 
-    def __init__(self, window_ms: int, max_records: int) -> None:
+    def __init__(
+        self,
+        window_ms: int,
+        max_records: int,
+        *,
+        busy_share: float = 0.5,
+        horizon_s: float = 1.0,
+    ) -> None:
         self._window_s = window_ms / 1000
         self._max_records = max_records
+        self._busy_share = busy_share
+        self._horizon_s = horizon_s
         self._last_end = float("-inf")
+        self._applying_since: float | None = None
+        self._applied: deque[tuple[float, float]] = deque()
+        """(start, end) of the batches applied lately."""
 
     async def extend(
         self, kafka: AIOKafkaConsumer, batch: tuple[ConsumerRecord[bytes, bytes], ...]
     ) -> tuple[ConsumerRecord[bytes, bytes], ...]:
+        try:
+            return await self._extend(kafka, batch)
+        finally:
+            self._applying_since = time.monotonic()
+
+    async def _extend(
+        self, kafka: AIOKafkaConsumer, batch: tuple[ConsumerRecord[bytes, bytes], ...]
+    ) -> tuple[ConsumerRecord[bytes, bytes], ...]:
         now = time.monotonic()
-        if self._window_s <= 0 or now - self._last_end > self._window_s:
+        if (
+            self._window_s <= 0
+            or now - self._last_end > self._window_s
+            or self.busy(now) < self._busy_share
+        ):
             return batch
         records = list(batch)
         deadline = now + self._window_s
@@ -463,6 +493,17 @@ class BatchWindow:
 
     def ended(self) -> None:
         self._last_end = time.monotonic()
+        if self._applying_since is not None:
+            self._applied.append((self._applying_since, self._last_end))
+            self._applying_since = None
+
+    def busy(self, now: float) -> float:
+        """The share of the last ``horizon_s`` spent applying batches."""
+        since = now - self._horizon_s
+        while self._applied and self._applied[0][1] <= since:
+            self._applied.popleft()
+        spent = sum(end - max(start, since) for start, end in self._applied)
+        return spent / self._horizon_s
 
 
 class OffsetCommitter:
@@ -544,7 +585,11 @@ def subscribe(
 ) -> Callable[[KafkaMessage], Awaitable[None]]:
     """Register ``consumer`` on ``topics`` in the service's consumer group; returns the batch
     handler FastStream calls (a test can call it with a message of its own)."""
-    window = BatchWindow(settings.consumer_batch_window_ms, settings.consumer_max_records)
+    window = BatchWindow(
+        settings.consumer_batch_window_ms,
+        settings.consumer_max_records,
+        busy_share=settings.consumer_batch_window_busy,
+    )
     offsets = consumer.offsets
     topic_rank = {topic.name: rank for rank, topic in enumerate(topics)}
     fetch_min_bytes, fetch_max_wait_ms = _fetch_wait(settings.consumer_fetch_wait_ms)

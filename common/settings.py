@@ -38,8 +38,11 @@ class ServiceSettings(BaseSettings):
     """Offsets are committed at most this often (always after the database commit); a crash
     redelivers at most this long's records, which the inboxes absorb."""
     consumer_batch_window_ms: int = Field(default=20, ge=0)
-    """Under load (the previous batch ended less than this ago), a batch waits this long for
-    the records behind it: fewer, larger batches. 0 turns it off. See common.broker.BatchWindow."""
+    """Under load, a batch waits this long for the records behind it: fewer, larger batches.
+    0 turns it off. See common.broker.BatchWindow."""
+    consumer_batch_window_busy: float = Field(default=0.5, ge=0, le=1)
+    """Under load means: the previous batch ended less than a window ago, and applying batches
+    took at least this share of the last second."""
     consumer_fetch_wait_ms: int = Field(default=0, ge=0, le=10_000)
     """How long the broker may hold a fetch to gather records for it: one batch per wait instead
     of one per record arriving. 0: answered as soon as one record is there (the order's path).

@@ -1,6 +1,7 @@
 """Batch windows, lazy offset commits and rewinds, with a stand-in Kafka consumer."""
 
 import asyncio
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -108,17 +109,46 @@ async def test_a_batch_after_a_quiet_spell_is_applied_as_it_came() -> None:
     assert kafka.fetches == 0
 
 
-async def test_a_batch_right_after_another_takes_in_the_records_behind_it() -> None:
+async def test_a_batch_right_after_another_of_a_busy_consumer_takes_in_the_records_behind_it() -> (
+    None
+):
     kafka = FakeKafka({P0, P1}, arriving=[[record(0, 2)], [record(1, 7), record(1, 8)]])
-    window = BatchWindow(window_ms=50, max_records=100)
+    window = BatchWindow(window_ms=50, max_records=100, horizon_s=0.1)
+    assert await window.extend(kafka, (record(0, 0),)) == (record(0, 0),)  # type: ignore[arg-type]
+    await asyncio.sleep(0.07)  # applying it: busy 70% of the last 100 ms
     window.ended()
+    assert window.busy(time.monotonic()) >= 0.6
     extended = await window.extend(kafka, (record(0, 1),))  # type: ignore[arg-type]
     assert [(r.partition, r.offset) for r in extended] == [(0, 1), (0, 2), (1, 7), (1, 8)]
 
 
+async def test_a_batch_right_after_another_of_a_consumer_with_time_to_spare_comes_as_it_is() -> (
+    None
+):
+    # a saga's next event often follows the one before by a few milliseconds: no load
+    kafka = FakeKafka({P0}, arriving=[[record(0, 2)]])
+    window = BatchWindow(window_ms=50, max_records=100, horizon_s=0.1)
+    await window.extend(kafka, (record(0, 0),))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)  # applying it: busy 10% of the last 100 ms
+    window.ended()
+    batch = (record(0, 1),)
+    assert await window.extend(kafka, batch) == batch  # type: ignore[arg-type]
+    assert kafka.fetches == 0
+
+
+async def test_busy_counts_only_the_last_horizon() -> None:
+    window = BatchWindow(window_ms=50, max_records=100, horizon_s=0.05)
+    await window.extend(FakeKafka({P0}), (record(0, 0),))  # type: ignore[arg-type]
+    await asyncio.sleep(0.03)
+    window.ended()
+    assert 0.5 <= window.busy(time.monotonic()) <= 1.0
+    await asyncio.sleep(0.06)
+    assert window.busy(time.monotonic()) == 0
+
+
 async def test_a_window_stops_at_the_batch_size() -> None:
     kafka = FakeKafka({P0}, arriving=[[record(0, n) for n in range(2, 10)]])
-    window = BatchWindow(window_ms=50, max_records=3)
+    window = BatchWindow(window_ms=50, max_records=3, busy_share=0)
     window.ended()
     extended = await window.extend(kafka, (record(0, 1),))  # type: ignore[arg-type]
     assert [r.offset for r in extended] == [1, 2, 3]
@@ -139,7 +169,9 @@ async def test_a_failed_batch_comes_again_with_the_records_its_window_added() ->
         if event.name == "Down":
             raise OperationalError("INSERT", {}, Exception("the database went away"))
 
-    settings = Settings(consumer_batch_window_ms=50, retry_backoff_s=0)
+    settings = Settings(
+        consumer_batch_window_ms=50, consumer_batch_window_busy=0, retry_backoff_s=0
+    )
     consumer = BatchConsumer(settings, {UserRegistered: apply}, producer=None)  # type: ignore[arg-type]
     on_batch = subscribe(create_broker(settings), settings, [USERS_EVENTS], consumer)
     kafka = FakeKafka({P0, P1}, arriving=[[record(1, 7, registered("Cy"))]])
