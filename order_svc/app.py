@@ -20,5 +20,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inbox=models.Inbox,
     )
     assert runtime.sessionmaker is not None
-    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
+    every = handlers.handlers(runtime.sessionmaker)
+    for topics in handlers.CONSUMERS:
+        runtime.consume(
+            topics, {cls: handle for cls, handle in every.items() if cls.TOPIC in topics}
+        )
     return create_service_app(runtime, title="order_svc", routers=[api.router])
