@@ -20,9 +20,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inbox=models.Inbox,
     )
     assert runtime.sessionmaker is not None
-    every = handlers.handlers(runtime.sessionmaker)
-    for topics in handlers.CONSUMERS:
-        runtime.consume(
-            topics, {cls: handle for cls, handle in every.items() if cls.TOPIC in topics}
-        )
+    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
     return create_service_app(runtime, title="order_svc", routers=[api.router])

@@ -8,22 +8,9 @@ from order_svc import services
 from schemas.orders import CancelOrder, PlaceOrder, ShipOrder
 from schemas.payments import PaymentFailed, PaymentSucceeded
 from schemas.products import ProductCreated, ProductUpdated, StockReservationFailed
-from schemas.topics import (
-    CONSUMED_TOPICS,
-    INVENTORY_EVENTS,
-    ORDERS_COMMANDS,
-    PAYMENTS_EVENTS,
-    PRODUCTS_EVENTS,
-)
+from schemas.topics import CONSUMED_TOPICS
 
 TOPICS = CONSUMED_TOPICS["order_svc"]
-CONSUMERS = ((ORDERS_COMMANDS,), (PRODUCTS_EVENTS, INVENTORY_EVENTS, PAYMENTS_EVENTS))
-"""Two consumers in the group, each with its own batches and transactions: the commands (a
-client's order waits on them) and the events, so a run of PlaceOrders does not wait behind a
-run of payments, nor a payment behind the orders."""
-assert sorted(topic.name for topics in CONSUMERS for topic in topics) == sorted(
-    topic.name for topic in TOPICS
-)
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:
