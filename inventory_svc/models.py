@@ -1,13 +1,14 @@
 """inventory_svc's tables: the seed's inventory_movements (the stock ledger), outbox and inbox."""
 
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import BigInteger, DateTime, Identity, Index, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin
+from schemas.ids import new_id
 
 
 class Base(DeclarativeBase):
@@ -17,7 +18,7 @@ class Base(DeclarativeBase):
 class InventoryMovement(Base):
     __tablename__ = "inventory_movements"
     __table_args__ = (Index("ix_inventory_movements_product_id_seq", "product_id", "seq"),)
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     """The order in which movements were recorded: a product's latest has the highest seq."""
     product_id: Mapped[UUID]

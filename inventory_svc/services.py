@@ -1,11 +1,10 @@
 """inventory_svc's use cases; each is one transaction (inbox check, change)."""
 
-from uuid import uuid4
-
 from common.db import SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
 from inventory_svc.models import Inbox, InventoryMovement
 from schemas.envelope import Envelope
+from schemas.ids import new_id
 from schemas.products import StockChanged
 
 
@@ -21,7 +20,7 @@ async def record_movement(
             session,
             _MOVEMENTS,
             {
-                "id": uuid4(),
+                "id": new_id(),
                 "product_id": event.product_id,
                 "change": event.change,
                 "reason": event.reason,

@@ -1,13 +1,14 @@
 """notification_svc's tables: the seed's notifications, its copy of user contacts, outbox, inbox."""
 
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import DateTime, Index, String, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin
+from schemas.ids import new_id
 
 PENDING, SENT, FAILED = "Pending", "Sent", "Failed"
 
@@ -25,7 +26,7 @@ class Notification(Base):
             postgresql_where=text(f"status = '{PENDING}'"),
         ),
     )
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     user_id: Mapped[UUID] = mapped_column(index=True)
     type: Mapped[str] = mapped_column(String(50))
     message: Mapped[str] = mapped_column(Text)

@@ -1,6 +1,6 @@
 """notification_svc's use cases; each is one transaction (inbox check, change)."""
 
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,6 +10,7 @@ from common.inbox import first_delivery
 from notification_svc import domain
 from notification_svc.models import PENDING, Inbox, Notification, UserContact
 from schemas.envelope import Envelope
+from schemas.ids import new_id
 from schemas.users import UserRegistered, UserUpdated
 
 
@@ -54,7 +55,7 @@ def _record(session: AsyncSession, envelope: Envelope, user_id: UUID, draft: dom
         session,
         _NOTIFICATION,
         {
-            "id": uuid4(),
+            "id": new_id(),
             "user_id": user_id,
             "type": draft.type,
             "message": draft.message,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin
+from schemas.ids import new_id
 
 
 class Base(DeclarativeBase):
@@ -46,7 +47,7 @@ class OrderItem(Base):
     __table_args__ = (
         UniqueConstraint("order_id", "product_id", name="uq_order_items_order_id_product_id"),
     )
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     order_id: Mapped[UUID] = mapped_column(ForeignKey("orders.id"))
     product_id: Mapped[UUID] = mapped_column(index=True)
     quantity: Mapped[int]
@@ -55,7 +56,7 @@ class OrderItem(Base):
 
 class OrderStatusHistory(Base):
     __tablename__ = "order_status_history"
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     order_id: Mapped[UUID] = mapped_column(ForeignKey("orders.id"), index=True)
     status: Mapped[str] = mapped_column(String(50))
     reason: Mapped[str | None] = mapped_column(Text)

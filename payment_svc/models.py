@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin
+from schemas.ids import new_id
 
 
 class Base(DeclarativeBase):
@@ -27,7 +28,7 @@ class PaymentMethod(Base):
 
 class Payment(Base):
     __tablename__ = "payments"
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     # Unique: a payment is never taken twice for one order.
     order_id: Mapped[UUID] = mapped_column(unique=True)
     user_id: Mapped[UUID] = mapped_column(index=True)
@@ -38,7 +39,7 @@ class Payment(Base):
 
 class Transaction(Base):
     __tablename__ = "transactions"
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     payment_id: Mapped[UUID] = mapped_column(ForeignKey("payments.id"), index=True)
     gateway_id: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(20))

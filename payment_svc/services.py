@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import Select, Text, Uuid, cast, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -24,6 +24,7 @@ from payment_svc import domain
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
 from payment_svc.ports import PaymentProvider
 from schemas.envelope import Envelope
+from schemas.ids import new_id
 from schemas.orders import OrderCancelled
 from schemas.payments import (
     AddPaymentMethod,
@@ -103,7 +104,7 @@ async def charge_order(
             if isinstance(plan, domain.Skip):
                 log.info("not charging order %s: %s", event.order_id, plan.why)
                 continue
-            payment_id = uuid4()
+            payment_id = new_id()
             if isinstance(plan, domain.Refuse):
                 payments.append(_payment(payment_id, event, domain.FAILED))
                 stage(session, Outbox, _failed(event, plan.reason), cause=envelope)
@@ -122,7 +123,7 @@ async def charge_order(
             payments.append(_payment(payment_id, event, status))
             charges.append(
                 {
-                    "id": uuid4(),
+                    "id": new_id(),
                     "payment_id": payment_id,
                     "gateway_id": result.reference,
                     "kind": domain.CHARGE,
@@ -213,7 +214,7 @@ async def refund_order(
             refunded_payments.append({"id": payment.id, "status": domain.REFUNDED})
             refunds.append(
                 {
-                    "id": uuid4(),
+                    "id": new_id(),
                     "payment_id": payment.id,
                     "gateway_id": result.reference,
                     "kind": domain.REFUND,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin
+from schemas.ids import new_id
 
 
 class Base(DeclarativeBase):
@@ -76,7 +77,7 @@ class Reservation(Base):
         UniqueConstraint("order_id", "product_id"),
         CheckConstraint("quantity > 0", name="reservations_quantity_positive"),
     )
-    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)
     order_id: Mapped[UUID]
     product_id: Mapped[UUID] = mapped_column(ForeignKey("products.id"))
     quantity: Mapped[int]

@@ -3,7 +3,7 @@
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,7 @@ from product_svc.models import (
     Reservation,
 )
 from schemas.envelope import Envelope
+from schemas.ids import new_id
 from schemas.orders import OrderCancelled, OrderPlaced
 from schemas.products import (
     AddProductImage,
@@ -243,7 +244,7 @@ async def reserve_stock(
             _stage_reservation(session, envelope, event, outcome)
             reservations.extend(
                 {
-                    "id": uuid4(),
+                    "id": new_id(),
                     "order_id": event.order_id,
                     "product_id": item.product_id,
                     "quantity": item.quantity,

@@ -12,10 +12,11 @@ Money is a decimal string ("19.99"), never a float. A breaking change to a messa
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Self, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
+from schemas.ids import new_id
 from schemas.topics import Topic
 
 Money = Annotated[
@@ -66,7 +67,7 @@ class Message(BaseModel):
         message_id: UUID | None = None,
     ) -> Envelope:
         """Wrap this message; a saga's first message starts a new correlation id."""
-        message_id = message_id or uuid4()
+        message_id = message_id or new_id()
         return Envelope(
             id=message_id,
             type=self.TYPE,
