@@ -57,6 +57,7 @@ def counters() -> dict[str, tuple[int | float, str]]:
 
 
 def gauges() -> dict[str, tuple[int | float, str]]:
+    """The collector's current state for ``/metrics``: name -> (value, help)."""
     return {
         "gc_frozen_objects": (
             gc.get_freeze_count(),

@@ -213,6 +213,8 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
         envelopes = {event.TYPE: envelope for event, envelope in sent}
         assert found["OrderPlaced"].event_id == envelopes["OrderPlaced"].id
         assert all(row.status == "Pending" and row.attempts == 0 for row in found.values())
+        # written in bulk with time-ordered ids (schemas.ids): inserts at the index's end
+        assert {row.id.version for row in found.values()} == {7}
 
         # Even when the inbox has forgotten an event, its notification is not written twice.
         shipped = envelopes["OrderShipped"]
