@@ -1,12 +1,14 @@
 """The bench's pure parts: percentiles, whether a step held, the knee, the order mix, the
 parsing of what pgbench and Kafka's perf tools print, and an order's path hop by hop."""
 
+import os
 import random
 from collections import Counter
 
 import pytest
 from aiokafka import ConsumerRecord
 
+from bench import probes
 from bench.baselines import parse_pgbench_output
 from bench.load import DECLINE, OK, SCARCE, Mix, plan_orders
 from bench.perftools import parse_consumer_output, parse_producer_output
@@ -194,3 +196,15 @@ async def test_the_tail_stamps_the_first_record_of_each_path_message() -> None:
     tail._stamp(produced("NotificationSent", 4_000))
 
     assert tail.path_stamps == {"o1": {"OrderPlaced": 1.0, "OrderPaid": 3.0}}
+
+
+def test_memory_of_processes_sharing_pages_counts_the_shared_pages_once() -> None:
+    """For one process the estimate is its resident set; for the same process twice, only its
+    own anonymous pages count twice."""
+    me = os.getpid()
+    rss, anon = probes._status_kb(me, "VmRSS", "RssAnon")
+    assert rss > 0 and 0 < anon < rss
+    # VmRSS and its parts are read a moment apart: allow a few pages of difference
+    assert abs(probes._shared_once_kb([me]) - rss) < 2048
+    assert abs(probes._shared_once_kb([me, me]) - (rss + anon)) < 4096
+    assert probes._status_kb(me, "NoSuchField") == [0]
