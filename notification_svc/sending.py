@@ -3,6 +3,7 @@ the last failed attempt, Failed; each outcome is published (NotificationSent/Fai
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from common.db import Direct, SessionMaker, UpdateRows, table_of
 from common.outbox import stage
 from notification_svc import domain
 from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
-from notification_svc.ports import NotificationSender
+from notification_svc.ports import Mail, NotificationSender
 from notification_svc.settings import Settings
 from schemas.notifications import NotificationFailed, NotificationSent
 
@@ -71,25 +72,36 @@ class Dispatcher:
         """Try to send one batch of due Pending notifications; returns how many were tried."""
         async with self._sessionmaker.begin() as session:
             due = await self._due.rows(session)
-            outcomes = [await self._send(session, notification) for notification in due]
-            await _RECORD.execute(session, outcomes)
+            if due:
+                errors = await self._deliver(due)
+                outcomes = [
+                    self._failed(session, notification, error)
+                    if error is not None
+                    else self._sent(session, notification)
+                    for notification, error in zip(due, errors, strict=True)
+                ]
+                await _RECORD.execute(session, outcomes)
         return len(due)
 
-    async def _send(self, session: AsyncSession, notification: Any) -> dict[str, Any]:
-        """Send one; what its row becomes."""
-        attempts = notification.attempts + 1
+    async def _deliver(self, due: Sequence[Any]) -> list[str | None]:
+        """Hand the batch to the sender; per notification, ``None`` or why it was not sent."""
+        mails = [
+            Mail(
+                notification_id=notification.id,
+                to=notification.email,
+                subject=domain.subject(notification.type),
+                body=domain.body(notification.name, notification.message),
+            )
+            for notification in due
+        ]
         try:
             async with asyncio.timeout(self._settings.notification_send_timeout_s):
-                await self._sender.send(
-                    notification_id=notification.id,
-                    to=notification.email,
-                    subject=domain.subject(notification.type),
-                    body=domain.body(notification.name, notification.message),
-                )
+                errors: Sequence[BaseException | None] = await self._sender.send(mails)
         except Exception as exc:
-            self.failed_attempts += 1
-            error = f"{type(exc).__name__}: {exc}"[:1000]
-            return self._failed(session, notification, attempts, error)
+            errors = [exc] * len(mails)
+        return [None if error is None else _reason(error) for error in errors]
+
+    def _sent(self, session: AsyncSession, notification: Any) -> dict[str, Any]:
         self.sent += 1
         sent = NotificationSent(
             notification_id=notification.id, user_id=notification.user_id, type=notification.type
@@ -103,12 +115,16 @@ class Dispatcher:
             causation_id=notification.event_id,
         )
         return _outcome(
-            notification, SENT, attempts, notification.last_error, sent_at=datetime.now(UTC)
+            notification,
+            SENT,
+            notification.attempts + 1,
+            notification.last_error,
+            sent_at=datetime.now(UTC),
         )
 
-    def _failed(
-        self, session: AsyncSession, notification: Any, attempts: int, error: str
-    ) -> dict[str, Any]:
+    def _failed(self, session: AsyncSession, notification: Any, error: str) -> dict[str, Any]:
+        self.failed_attempts += 1
+        attempts = notification.attempts + 1
         outcome = domain.after_failure(
             attempts,
             max_attempts=self._settings.notification_attempts,
@@ -153,6 +169,10 @@ class Dispatcher:
                 tried = 0
             if tried < self._settings.notification_batch_size:
                 await asyncio.sleep(self._settings.notification_poll_s)
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 def _outcome(

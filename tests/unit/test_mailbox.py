@@ -1,15 +1,18 @@
-"""The mailbox's messages read back as the email package would have written them."""
+"""The mailbox's messages read back as the email package would have written them, and a batch
+written with each message's own outcome."""
 
 import email
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTPUTF8
 from email.utils import format_datetime
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
-from notification_svc.adapters import compose
+from notification_svc.adapters import MailboxSender, compose
+from notification_svc.ports import Mail
 
 SENT_AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -59,3 +62,42 @@ def test_a_header_cannot_carry_a_second_line() -> None:
             body="",
             sent_at=SENT_AT,
         )
+
+
+async def test_a_batch_is_written_one_file_each_and_a_bad_message_fails_alone(
+    tmp_path: Path,
+) -> None:
+    sender = MailboxSender(tmp_path / "mailbox")
+    good, bad, also_good = uuid4(), uuid4(), uuid4()
+    outcomes = await sender.send(
+        [
+            Mail(good, "ann@example.com", "Paid", "Hello Ann\n"),
+            Mail(bad, "bob@example.com", "Paid\nBcc: everyone@example.com", ""),
+            Mail(also_good, "zoë@example.com", "Payée", "Bonjour\n"),
+        ]
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], ValueError)
+    written = sorted(path.name for path in (tmp_path / "mailbox").iterdir())
+    assert written == sorted([f"{good}.eml", f"{also_good}.eml"])
+    parsed = email.message_from_bytes(
+        (tmp_path / "mailbox" / f"{also_good}.eml").read_bytes(), policy=SMTPUTF8
+    )
+    assert parsed["To"] == "zoë@example.com"
+
+
+async def test_a_file_that_cannot_be_written_fails_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "mailbox"
+    folder.mkdir()
+    blocked = uuid4()
+    (folder / f"{blocked}.eml.tmp").mkdir()  # the partial file's name is taken by a folder
+    sender = MailboxSender(folder)
+    fine = uuid4()
+    outcomes = await sender.send(
+        [
+            Mail(blocked, "ann@example.com", "Paid", "x\n"),
+            Mail(fine, "ann@example.com", "Paid", "y\n"),
+        ]
+    )
+    assert isinstance(outcomes[0], OSError) and outcomes[1] is None
+    assert (folder / f"{fine}.eml").exists() and not (folder / f"{blocked}.eml").exists()
