@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from common import collector
-from common.db import SessionMaker
+from common.db import ReadPool, SessionMaker
 from common.logs import configure_logging
 from common.runtime import Runtime
 from common.settings import ServiceSettings
@@ -44,6 +44,17 @@ Reads = Annotated[SessionMaker, Depends(_reads)]
 """Sessions for a route that only reads: each statement runs on its own (autocommit), which
 spares the BEGIN and ROLLBACK round trips; under READ COMMITTED every statement sees its own
 snapshot anyway."""
+
+
+async def _read_pool(request: Request) -> ReadPool:
+    pool: ReadPool | None = request.app.state.runtime.read_pool
+    assert pool is not None, "this service has no database"
+    return pool
+
+
+ReadConnections = Annotated[ReadPool, Depends(_read_pool)]
+"""Connections for a route's hot read with a :class:`common.db.Direct` statement
+(``statement.rows_read(pool, ...)``), without an SQLAlchemy session."""
 
 
 class AsciiJSONResponse(JSONResponse):

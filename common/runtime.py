@@ -22,7 +22,14 @@ from common.broker import (
     create_broker,
     subscribe,
 )
-from common.db import SessionMaker, create_engine, create_sessionmaker, ensure_database, migrate
+from common.db import (
+    ReadPool,
+    SessionMaker,
+    create_engine,
+    create_sessionmaker,
+    ensure_database,
+    migrate,
+)
 from common.inbox import InboxMixin
 from common.outbox import OutboxMixin, OutboxRelay
 from common.settings import ServiceSettings
@@ -53,6 +60,8 @@ class Runtime:
         self.sessionmaker: SessionMaker | None = None
         self.reads: SessionMaker | None = None
         """Autocommit sessions for read-only HTTP routes (same pool)."""
+        self.read_pool: ReadPool | None = None
+        """psycopg connections of their own for the hottest reads (see :class:`ReadPool`)."""
         self.relay: OutboxRelay | None = None
         self.consumers: list[BatchConsumer] = []
         if metadata is not None:
@@ -60,6 +69,11 @@ class Runtime:
             self.sessionmaker = create_sessionmaker(self.engine)
             self.reads = create_sessionmaker(
                 self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            )
+            self.read_pool = ReadPool(
+                settings.service_database_url(),
+                size=settings.read_pool_size,
+                name=f"{settings.service_name}-reads",
             )
             if outbox is not None:
                 self.relay = OutboxRelay(
@@ -104,6 +118,8 @@ class Runtime:
             await ensure_database(self.settings.service_database_url())
             if self._migrations is not None:
                 await migrate(self.engine, self._migrations, self._metadata)
+        if self.read_pool is not None:
+            await self.read_pool.open()
         await self.producer.get()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
@@ -134,6 +150,8 @@ class Runtime:
         if self.relay is not None:
             await self.relay.close()
         await self.producer.close()
+        if self.read_pool is not None:
+            await self.read_pool.close()
         if self.engine is not None:
             await self.engine.dispose()
 

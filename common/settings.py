@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     """Tries of one message before it goes to the dead-letter topic."""
     retry_backoff_s: float = 0.2
 
+    read_pool_size: int = Field(default=4, ge=1)
+    """Connections at most for the hottest HTTP reads (common.db.ReadPool), opened on demand."""
+
     relay_batch_size: int = Field(default=500, ge=1)
     relay_idle_poll_s: float = 0.5
     """The relay is woken on every local commit; this poll catches rows left by a crash."""

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from common.http import Reads
+from common.http import ReadConnections, Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from order_svc import queries
 from schemas.envelope import Money
@@ -89,10 +89,10 @@ async def read_order(order_id: UUID, sessions: Reads) -> OrderPublic:
 
 
 @router.get("/orders/{order_id}/status", responses={404: {"description": "no such order"}})
-async def read_order_status(order_id: UUID, sessions: Reads) -> OrderStatusPublic:
+async def read_order_status(order_id: UUID, pool: ReadConnections) -> OrderStatusPublic:
     """An order's owner and status only: one primary-key read, for the gateway's checks before
     a command (a retried placement, a cancellation, a shipment)."""
-    found = await queries.get_order_status(sessions, order_id)
+    found = await queries.get_order_status(pool, order_id)
     if found is None:
         raise HTTPException(404, "order not found")
     return OrderStatusPublic(id=order_id, user_id=found.user_id, status=found.status)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select
 
-from common.db import Direct, SessionMaker
+from common.db import Direct, ReadPool, SessionMaker
 from common.pagination import page_after
 from order_svc.models import Order, OrderItem, OrderStatus, OrderStatusHistory, ProductPrice
 
@@ -114,10 +114,10 @@ _OWNER_AND_STATUS = Direct(
 )
 
 
-async def get_order_status(sessionmaker: SessionMaker, order_id: UUID) -> OwnerAndStatus | None:
-    """An order's owner and status (one query, asked before every retried placement)."""
-    async with sessionmaker() as session:
-        rows = await _OWNER_AND_STATUS.rows(session, {"order_id": order_id})
+async def get_order_status(pool: ReadPool, order_id: UUID) -> OwnerAndStatus | None:
+    """An order's owner and status (one query, asked before every placement with an
+    Idempotency-Key, every cancellation and every shipment)."""
+    rows = await _OWNER_AND_STATUS.rows_read(pool, {"order_id": order_id})
     return OwnerAndStatus(*rows[0]) if rows else None
 
 
