@@ -147,12 +147,20 @@ class Direct:
     async def rows_read(
         self, pool: "ReadPool", params: Mapping[str, Any] | None = None
     ) -> list[Any]:
-        """As :meth:`rows`, on a connection of ``pool``, for an HTTP route's hot read."""
+        """As :meth:`rows`, on a connection of ``pool``, for an HTTP route's hot read. A read
+        that finds its connection broken (the server restarted while it sat in the pool) is
+        tried once more, on another."""
         sql, values = self._bind(params or {})
-        async with pool.connection() as connection:
-            cursor = connection.cursor(row_factory=namedtuple_row)
-            await cursor.execute(sql, values)
-            return await cursor.fetchall()
+        for last in (False, True):
+            async with pool.connection() as connection:
+                try:
+                    cursor = connection.cursor(row_factory=namedtuple_row)
+                    await cursor.execute(sql, values)
+                    return await cursor.fetchall()
+                except psycopg.OperationalError:
+                    if last or not connection.broken:
+                        raise
+        raise AssertionError("unreachable")
 
     async def execute(self, session: AsyncSession, params: Mapping[str, Any] | None = None) -> None:
         sql, values = self._bind(params or {})

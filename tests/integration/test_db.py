@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from common.db import (
     Direct,
     InsertRows,
+    ReadPool,
     SessionMaker,
     UpdateRows,
     any_of,
@@ -36,6 +37,7 @@ from common.db import (
     defer_insert,
     driver_connection,
     ensure_database,
+    libpq_url,
     table_of,
 )
 from tests.conftest import Infra, unique
@@ -280,3 +282,29 @@ async def test_a_transaction_begun_with_its_first_statement_rolls_it_back_and_th
     async with sessionmaker() as session:
         names = await _NAMES.scalars(session, {"ids": [gone, also, first, second]})
     assert sorted(names) == ["first", "second"]
+
+
+async def test_a_hot_read_runs_on_the_read_pool_in_autocommit_and_survives_a_dropped_connection(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker.begin() as session:
+        (added,) = await _ADD.rows_many(session, [{"name": "pooled"}])
+    url = sessionmaker.kw["bind"].url.render_as_string(False)
+    pool = ReadPool(url, size=1)
+    await pool.open()
+    try:
+        rows = await _NAMES.rows_read(pool, {"ids": [added.id]})
+        assert [(row.name, row.status) for row in rows] == [("pooled", "new")]
+        async with pool.connection() as connection:
+            # autocommit: nothing is left open between reads
+            assert connection.info.transaction_status == pq.TransactionStatus.IDLE
+            backend = connection.info.backend_pid
+        async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        # the pool's only connection is dead: the read finds out, and is tried on a new one
+        rows = await _NAMES.rows_read(pool, {"ids": [added.id]})
+        assert [row.name for row in rows] == ["pooled"]
+        async with pool.connection() as connection:
+            assert connection.info.backend_pid != backend
+    finally:
+        await pool.close()
