@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
@@ -161,6 +162,8 @@ def create_service_app(
 def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
     """Run one service: logs configured, uvicorn on its port, graceful on SIGTERM."""
     configure_logging(settings.service_name, settings.log_level)
+    if settings.niceness:
+        os.nice(settings.niceness)
     collector.count_pauses()
     app = create_app(settings)
     app.state.freeze_heap = True  # this process is the service's own: see common.collector

@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 0
     log_level: str = "INFO"
+    niceness: int = Field(default=0, ge=0, le=19)
+    """Added to the process's niceness when it starts: a service off the order's path runs at a
+    lower CPU priority, so that when the cores are short the services on it get them first."""
 
     consumer_group: str = ""
     """Defaults to the service name; tests give each run its own."""

@@ -12,6 +12,8 @@ class Settings(ServiceSettings):
 
     consumer_fetch_wait_ms: int = Field(default=100, ge=0, le=10_000)
     """Off the order's path: batches gathered over up to 100 ms (see ServiceSettings)."""
+    niceness: int = Field(default=10, ge=0, le=19)
+    """Off the order's path: the cores go first to the services on it (see ServiceSettings)."""
 
     mailbox_dir: Path = Path(".cache/mailbox")
     """Where the mailbox sender writes one ``<notification id>.eml`` file per message."""

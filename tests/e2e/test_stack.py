@@ -73,6 +73,14 @@ def our_processes(state: str) -> list[str]:
     return found
 
 
+def service_pids(state: str) -> dict[str, str]:
+    """Each running service's pid, from the launcher's pid files ("<pid> <marker>")."""
+    return {
+        service.name: (Path(state) / "run" / f"{service.name}.pid").read_text().split()[0]
+        for service in SERVICES
+    }
+
+
 def test_up_starts_everything_and_down_stops_everything(stack_env: dict[str, str]) -> None:
     up = launcher(stack_env, "up")
     assert "The shop is up" in up.stdout
@@ -135,6 +143,16 @@ def test_up_starts_everything_and_down_stops_everything(stack_env: dict[str, str
     # walked it stopped the service for 85 to 230 ms under load
     frozen = next(line for line in consumed.splitlines() if line.startswith("shop_gc_frozen"))
     assert int(frozen.rsplit(" ", 1)[1]) > 50_000
+
+    # the services off the order's path yield the cores to those on it
+    niceness = {
+        name: int((Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        for name, pid in service_pids(stack_env["SHOP_STATE_DIR"]).items()
+    }
+    assert niceness == {
+        service.name: 10 if service.name in ("notification_svc", "inventory_svc") else 0
+        for service in SERVICES
+    }
 
     state = stack_env["SHOP_STATE_DIR"]
     assert our_processes(state)
