@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from common.http import Reads
+from common.http import ReadConnections, Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from product_svc import queries
 from schemas.envelope import Money
@@ -72,7 +72,7 @@ async def read_category(category_id: UUID, sessions: Reads) -> CategoryPublic:
 
 @router.get("/products", responses={422: {"description": "bad filter or cursor"}})
 async def list_products(
-    sessions: Reads,
+    pool: ReadConnections,
     category_id: UUID | None = None,
     q: Annotated[
         str | None,
@@ -86,7 +86,7 @@ async def list_products(
     """The catalog with stock and images, oldest first, filtered; pass ``next_cursor`` back as
     ``cursor`` (with the same filters) for more."""
     rows = await queries.list_products(
-        sessions,
+        pool,
         category_id=category_id,
         text=q,
         min_price=min_price,
@@ -99,9 +99,9 @@ async def list_products(
 
 
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
-async def read_product(product_id: UUID, sessions: Reads) -> ProductPublic:
+async def read_product(product_id: UUID, pool: ReadConnections) -> ProductPublic:
     """One product with its stock and images."""
-    entry = await queries.get_product(sessions, product_id)
+    entry = await queries.get_product(pool, product_id)
     if entry is None:
         raise HTTPException(404, "product not found")
     return _public(entry)

@@ -4,31 +4,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import String, bindparam, select, tuple_
 
-from common.db import SessionMaker
+from common.db import Direct, ReadPool, SessionMaker, any_of, table_of
 from common.pagination import page_after
 from product_svc.models import Category, Inventory, Product, ProductImage
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    """A product as the catalog shows it: with its stock and images."""
+    """A product as the catalog shows it: with its stock and images (rows with the columns of
+    ``products`` and ``product_images``)."""
 
-    product: Product
+    product: Any
     stock: int
-    images: Sequence[ProductImage]
+    images: Sequence[Any]
 
     @property
     def id(self) -> UUID:
-        return self.product.id
+        product_id: UUID = self.product.id
+        return product_id
 
     @property
     def created_at(self) -> datetime:
-        return self.product.created_at
+        created_at: datetime = self.product.created_at
+        return created_at
 
 
 async def list_categories(
@@ -45,7 +49,7 @@ async def get_category(sessionmaker: SessionMaker, category_id: UUID) -> Categor
 
 
 async def list_products(
-    sessionmaker: SessionMaker,
+    pool: ReadPool,
     *,
     category_id: UUID | None = None,
     text: str | None = None,
@@ -56,46 +60,79 @@ async def list_products(
 ) -> list[CatalogEntry]:
     """Products in catalog order (created_at, then id) after ``after``, filtered; ``text`` is a
     case-insensitive part of the name or the description."""
-    query = _with_stock()
+    params: dict[str, Any] = {"limit": limit}
     if category_id is not None:
-        query = query.where(Product.category_id == category_id)
+        params["category_id"] = category_id
     if text:
-        query = query.where(
-            Product.name.icontains(text, autoescape=True)
-            | Product.description.icontains(text, autoescape=True)
-        )
+        params["pattern"] = f"%{_escape_like(text)}%"
     if min_price is not None:
-        query = query.where(Product.price >= min_price)
+        params["min_price"] = min_price
     if max_price is not None:
-        query = query.where(Product.price <= max_price)
-    query = page_after(query, Product.created_at, Product.id, after=after, limit=limit)
-    async with sessionmaker() as session:
-        return await _entries(session, query)
+        params["max_price"] = max_price
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    rows = await _listing(frozenset(params)).rows_read(pool, params)
+    return await _entries(pool, rows)
 
 
-async def get_product(sessionmaker: SessionMaker, product_id: UUID) -> CatalogEntry | None:
-    async with sessionmaker() as session:
-        entries = await _entries(session, _with_stock().where(Product.id == product_id))
+async def get_product(pool: ReadPool, product_id: UUID) -> CatalogEntry | None:
+    entries = await _entries(pool, await _PRODUCT.rows_read(pool, {"product_id": product_id}))
     return entries[0] if entries else None
 
 
-def _with_stock() -> Select[Product, int]:
-    return select(Product, Inventory.stock).outerjoin(Inventory, Inventory.product_id == Product.id)
+_P = table_of(Product).c
+_STOCK = table_of(Inventory)
+_WITH_STOCK = select(
+    _P.id,
+    _P.name,
+    _P.description,
+    _P.price,
+    _P.category_id,
+    _P.created_at,
+    _P.updated_at,
+    _STOCK.c.stock,
+).outerjoin(_STOCK, _STOCK.c.product_id == _P.id)
+_PRODUCT = Direct(_WITH_STOCK.where(_P.id == bindparam("product_id")))
+_IMAGES = Direct(
+    select(ProductImage.product_id, ProductImage.id, ProductImage.url)
+    .where(any_of(table_of(ProductImage).c.product_id, "products"))
+    .order_by(ProductImage.created_at, ProductImage.id)
+)
 
 
-async def _entries(session: AsyncSession, query: Select[Product, int]) -> list[CatalogEntry]:
-    """The products of ``query`` with their images: two queries for a whole page."""
-    rows = (await session.execute(query)).all()
-    images: dict[UUID, list[ProductImage]] = {product.id: [] for product, _ in rows}
+@cache
+def _listing(filters: frozenset[str]) -> Direct:
+    """The catalog page's statement for one set of filters (the names of its parameters),
+    built and compiled once: through an ORM session, building and loading a page of 50 cost
+    product_svc about 3 ms of CPU."""
+    query = _WITH_STOCK
+    if "category_id" in filters:
+        query = query.where(_P.category_id == bindparam("category_id"))
+    if "pattern" in filters:
+        pattern = bindparam("pattern", type_=String)
+        query = query.where(
+            _P.name.ilike(pattern, escape="/") | _P.description.ilike(pattern, escape="/")
+        )
+    if "min_price" in filters:
+        query = query.where(_P.price >= bindparam("min_price"))
+    if "max_price" in filters:
+        query = query.where(_P.price <= bindparam("max_price"))
+    if "after_at" in filters:
+        after = tuple_(bindparam("after_at"), bindparam("after_id"))
+        query = query.where(tuple_(_P.created_at, _P.id) > after)
+    return Direct(query.order_by(_P.created_at, _P.id).limit(bindparam("limit")))
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched as it is by LIKE with ``/`` as the escape character."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+async def _entries(pool: ReadPool, rows: Sequence[Any]) -> list[CatalogEntry]:
+    """The products of ``rows`` with their images: one more query for a whole page."""
+    images: dict[UUID, list[Any]] = {row.id: [] for row in rows}
     if images:
-        for image in await session.scalars(
-            select(ProductImage)
-            .where(ProductImage.product_id.in_(images))
-            .order_by(ProductImage.created_at, ProductImage.id)
-        ):
+        for image in await _IMAGES.rows_read(pool, {"products": list(images)}):
             images[image.product_id].append(image)
     # every product has an inventory row; the outer join only keeps a broken one visible
-    return [
-        CatalogEntry(product=product, stock=stock or 0, images=images[product.id])
-        for product, stock in rows
-    ]
+    return [CatalogEntry(product=row, stock=row.stock or 0, images=images[row.id]) for row in rows]
