@@ -12,7 +12,7 @@ from typing import Annotated, Protocol, TypeVar, TypeVarTuple
 from uuid import UUID
 
 from fastapi import HTTPException, Query
-from sqlalchemy import Select, tuple_
+from sqlalchemy import BindParameter, Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
@@ -66,15 +66,19 @@ def page_after(
     created_at: InstrumentedAttribute[datetime],
     item_id: InstrumentedAttribute[UUID],
     *,
-    after: tuple[datetime, UUID] | None,
-    limit: int,
+    after: tuple[datetime, UUID] | tuple[BindParameter[datetime], BindParameter[UUID]] | None,
+    limit: int | BindParameter[int],
     newest_first: bool = False,
 ) -> Select[*Ts]:
     """Up to ``limit`` rows of ``query`` after the sort key ``after`` (a decoded cursor; None
-    starts at the beginning), in ``(created_at, item_id)`` order, descending if ``newest_first``."""
+    starts at the beginning), in ``(created_at, item_id)`` order, descending if ``newest_first``.
+    ``after`` and ``limit`` may be bind parameters, for a statement built once and run with
+    each page's values (:class:`common.db.Direct`)."""
     key = tuple_(created_at, item_id)
     if after is not None:
-        query = query.where(key < after if newest_first else key > after)
+        # values are bound as the key's columns; bind parameters keep their own names
+        bound = tuple_(*after) if isinstance(after[0], BindParameter) else after
+        query = query.where(key < bound if newest_first else key > bound)
     if newest_first:
         return query.order_by(created_at.desc(), item_id.desc()).limit(limit)
     return query.order_by(created_at, item_id).limit(limit)

@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import String, bindparam, select, tuple_
+from sqlalchemy import BindParameter, String, bindparam, select
 
 from common.db import Direct, ReadPool, SessionMaker, any_of, table_of
 from common.pagination import page_after
@@ -80,19 +80,18 @@ async def get_product(pool: ReadPool, product_id: UUID) -> CatalogEntry | None:
     return entries[0] if entries else None
 
 
-_P = table_of(Product).c
 _STOCK = table_of(Inventory)
 _WITH_STOCK = select(
-    _P.id,
-    _P.name,
-    _P.description,
-    _P.price,
-    _P.category_id,
-    _P.created_at,
-    _P.updated_at,
+    Product.id,
+    Product.name,
+    Product.description,
+    Product.price,
+    Product.category_id,
+    Product.created_at,
+    Product.updated_at,
     _STOCK.c.stock,
-).outerjoin(_STOCK, _STOCK.c.product_id == _P.id)
-_PRODUCT = Direct(_WITH_STOCK.where(_P.id == bindparam("product_id")))
+).outerjoin(_STOCK, _STOCK.c.product_id == Product.id)
+_PRODUCT = Direct(_WITH_STOCK.where(Product.id == bindparam("product_id")))
 _IMAGES = Direct(
     select(ProductImage.product_id, ProductImage.id, ProductImage.url)
     .where(any_of(table_of(ProductImage).c.product_id, "products"))
@@ -107,20 +106,25 @@ def _listing(filters: frozenset[str]) -> Direct:
     product_svc about 3 ms of CPU."""
     query = _WITH_STOCK
     if "category_id" in filters:
-        query = query.where(_P.category_id == bindparam("category_id"))
+        query = query.where(Product.category_id == bindparam("category_id"))
     if "pattern" in filters:
         pattern = bindparam("pattern", type_=String)
         query = query.where(
-            _P.name.ilike(pattern, escape="/") | _P.description.ilike(pattern, escape="/")
+            Product.name.ilike(pattern, escape="/") | Product.description.ilike(pattern, escape="/")
         )
     if "min_price" in filters:
-        query = query.where(_P.price >= bindparam("min_price"))
+        query = query.where(Product.price >= bindparam("min_price"))
     if "max_price" in filters:
-        query = query.where(_P.price <= bindparam("max_price"))
+        query = query.where(Product.price <= bindparam("max_price"))
+    after: tuple[BindParameter[datetime], BindParameter[UUID]] | None = None
     if "after_at" in filters:
-        after = tuple_(bindparam("after_at"), bindparam("after_id"))
-        query = query.where(tuple_(_P.created_at, _P.id) > after)
-    return Direct(query.order_by(_P.created_at, _P.id).limit(bindparam("limit")))
+        after = (
+            bindparam("after_at", type_=Product.created_at.type),
+            bindparam("after_id", type_=Product.id.type),
+        )
+    return Direct(
+        page_after(query, Product.created_at, Product.id, after=after, limit=bindparam("limit"))
+    )
 
 
 def _escape_like(text: str) -> str:
