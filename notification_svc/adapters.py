@@ -65,8 +65,8 @@ class MailboxSender:
                 continue
             outcomes.append(None)
             files.append((index, mail.notification_id, content))
-        # One worker thread for the batch's files: a thread's hand-over per file cost more
-        # than writing it (at 100 orders/s, a third of the service's samples).
+        # One worker thread for the batch's files, not one per mail: at 100 orders/s those
+        # threads took 31% of the service's samples and handing work to them 4%.
         for index, error in await asyncio.to_thread(self._write_all, files):
             outcomes[index] = error
         return outcomes
@@ -93,14 +93,20 @@ class MailboxSender:
 @dataclass
 class FakeSender:
     """Records what it delivers; each notification's first ``failures`` sends fail
-    (``failures=-1``: every send fails)."""
+    (``failures=-1``: every send fails). A failure is that mail's outcome, or with
+    ``whole_batch`` it is raised, as a channel that refused the whole batch would."""
 
     failures: int = 0
+    whole_batch: bool = False
     delivered: list[Mail] = field(default_factory=list)
     attempts: Counter[UUID] = field(default_factory=Counter)
 
     async def send(self, mails: Sequence[Mail]) -> list[Exception | None]:
-        return [self._send_one(mail) for mail in mails]
+        outcomes = [self._send_one(mail) for mail in mails]
+        refused = next((error for error in outcomes if error is not None), None)
+        if self.whole_batch and refused is not None:
+            raise refused
+        return outcomes
 
     def _send_one(self, mail: Mail) -> Exception | None:
         attempts = self.attempts[mail.notification_id] = self.attempts[mail.notification_id] + 1

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 from sqlalchemy import delete, func, select
@@ -307,10 +308,14 @@ async def test_notification_stays_pending_when_the_users_contact_is_not_known_ye
         assert {d.to for d in fake.delivered if d.notification_id == waiting.id} == {user.email}
 
 
+@pytest.mark.parametrize("whole_batch", [False, True], ids=["mail refused", "batch refused"])
 async def test_failing_sender_retries_then_marks_failed_and_emits_notification_failed(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings],
+    producer: AIOKafkaProducer,
+    infra: Infra,
+    whole_batch: bool,
 ) -> None:
-    fake = FakeSender(failures=-1)
+    fake = FakeSender(failures=-1, whole_batch=whole_batch)
     async with notification_service(
         settings_for, infra, sender=fake, notification_attempts=3
     ) as service:
