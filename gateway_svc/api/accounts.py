@@ -4,7 +4,7 @@ notifications."""
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from common.pagination import Cursor, Limit
@@ -188,15 +188,13 @@ async def add_address(body: AddressCreate, user: CurrentUser, commands: Commands
     return Accepted(id=address_id)
 
 
-@router.get("/me/addresses", tags=["me"])
+@router.get("/me/addresses", tags=["me"], response_model=Page)
 async def addresses(
     user: CurrentUser, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
-) -> Page:
+) -> Response:
     """The signed-in user's addresses."""
-    return Page.model_validate(
-        await upstream.get(
-            "user", f"/users/{user.id}/addresses", {"limit": limit, "cursor": cursor}
-        )
+    return await upstream.relay(
+        "user", f"/users/{user.id}/addresses", {"limit": limit, "cursor": cursor}
     )
 
 
@@ -212,25 +210,21 @@ async def add_payment_method(
     return Accepted(id=method_id)
 
 
-@router.get("/me/payment-methods", tags=["me"])
+@router.get("/me/payment-methods", tags=["me"], response_model=Page)
 async def payment_methods(
     user: CurrentUser, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
-) -> Page:
+) -> Response:
     """The signed-in user's payment methods (never their tokens)."""
-    return Page.model_validate(
-        await upstream.get(
-            "payment", "/payment-methods", {"user_id": user.id, "limit": limit, "cursor": cursor}
-        )
+    return await upstream.relay(
+        "payment", "/payment-methods", {"user_id": user.id, "limit": limit, "cursor": cursor}
     )
 
 
-@router.get("/me/notifications", tags=["me"])
+@router.get("/me/notifications", tags=["me"], response_model=Page)
 async def notifications(
     user: CurrentUser, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
-) -> Page:
+) -> Response:
     """What the shop told the signed-in user."""
-    return Page.model_validate(
-        await upstream.get(
-            "notification", "/notifications", {"user_id": user.id, "limit": limit, "cursor": cursor}
-        )
+    return await upstream.relay(
+        "notification", "/notifications", {"user_id": user.id, "limit": limit, "cursor": cursor}
     )

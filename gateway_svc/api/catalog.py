@@ -4,7 +4,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
 from common.pagination import Cursor, Limit
@@ -81,12 +81,10 @@ class ProductPublic(BaseModel):
     stock: int
 
 
-@router.get("/categories")
-async def list_categories(upstream: Upstream, limit: Limit = 50, cursor: Cursor = None) -> Page:
+@router.get("/categories", response_model=Page)
+async def list_categories(upstream: Upstream, limit: Limit = 50, cursor: Cursor = None) -> Response:
     """Every category."""
-    return Page.model_validate(
-        await upstream.get("product", "/categories", {"limit": limit, "cursor": cursor})
-    )
+    return await upstream.relay("product", "/categories", {"limit": limit, "cursor": cursor})
 
 
 @router.get("/categories/{category_id}", responses={404: {"description": "no such category"}})
@@ -105,7 +103,7 @@ async def create_category(body: CategoryCreate, _: Admin, commands: Commands) ->
     return Accepted(id=category_id)
 
 
-@router.get("/products")
+@router.get("/products", response_model=Page)
 async def list_products(
     upstream: Upstream,
     category_id: UUID | None = None,
@@ -116,7 +114,7 @@ async def list_products(
     max_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> Page:
+) -> Response:
     """The catalog with stock and images; filter by category, text and price range."""
     params = {
         "category_id": category_id,
@@ -126,7 +124,7 @@ async def list_products(
         "limit": limit,
         "cursor": cursor,
     }
-    return Page.model_validate(await upstream.get("product", "/products", params))
+    return await upstream.relay("product", "/products", params)
 
 
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
@@ -227,13 +225,11 @@ async def restock(
     return Accepted(id=product_id)
 
 
-@router.get("/products/{product_id}/movements", responses=ADMIN_RESPONSES)
+@router.get("/products/{product_id}/movements", responses=ADMIN_RESPONSES, response_model=Page)
 async def movements(
     product_id: UUID, _: Admin, upstream: Upstream, limit: Limit = 50, cursor: Cursor = None
-) -> Page:
+) -> Response:
     """The product's stock ledger (admin), from inventory_svc."""
-    return Page.model_validate(
-        await upstream.get(
-            "inventory", f"/products/{product_id}/movements", {"limit": limit, "cursor": cursor}
-        )
+    return await upstream.relay(
+        "inventory", f"/products/{product_id}/movements", {"limit": limit, "cursor": cursor}
     )
