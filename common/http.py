@@ -11,7 +11,8 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from common import collector
 from common.db import ReadPool, SessionMaker
@@ -56,6 +57,14 @@ async def _read_pool(request: Request) -> ReadPool:
 ReadConnections = Annotated[ReadPool, Depends(_read_pool)]
 """Connections for a route's hot read with a :class:`common.db.Direct` statement
 (``statement.rows_read(pool, ...)``), without an SQLAlchemy session."""
+
+
+def serialized(model: BaseModel) -> Response:
+    """A model the route built itself, as JSON serialized once, by pydantic: for a route that
+    answers a page of a list (its decorator names the model, for the OpenAPI document).
+    Returned as a model, FastAPI dumps it to a dict, validates that again against the route's
+    model, makes it JSON-able and encodes it with ``json.dumps``."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 class AsciiJSONResponse(JSONResponse):

@@ -5,10 +5,10 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
 
-from common.http import ReadConnections, Reads
+from common.http import ReadConnections, Reads, serialized
 from common.pagination import Cursor, Limit, decode_cursor, page
 from product_svc import queries
 from schemas.envelope import Money
@@ -48,16 +48,18 @@ class ProductPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/categories", responses={422: {"description": "bad cursor"}})
-async def list_categories(
-    sessions: Reads, limit: Limit = 50, cursor: Cursor = None
-) -> CategoryPage:
+@router.get(
+    "/categories", response_model=CategoryPage, responses={422: {"description": "bad cursor"}}
+)
+async def list_categories(sessions: Reads, limit: Limit = 50, cursor: Cursor = None) -> Response:
     """Every category, oldest first; pass ``next_cursor`` back as ``cursor`` for more."""
     rows = await queries.list_categories(sessions, after=decode_cursor(cursor), limit=limit + 1)
     items, next_cursor = page(rows, limit)
-    return CategoryPage(
-        items=[CategoryPublic(id=row.id, name=row.name) for row in items],
-        next_cursor=next_cursor,
+    return serialized(
+        CategoryPage(
+            items=[CategoryPublic(id=row.id, name=row.name) for row in items],
+            next_cursor=next_cursor,
+        )
     )
 
 
@@ -70,7 +72,11 @@ async def read_category(category_id: UUID, sessions: Reads) -> CategoryPublic:
     return CategoryPublic(id=category.id, name=category.name)
 
 
-@router.get("/products", responses={422: {"description": "bad filter or cursor"}})
+@router.get(
+    "/products",
+    response_model=ProductPage,
+    responses={422: {"description": "bad filter or cursor"}},
+)
 async def list_products(
     pool: ReadConnections,
     category_id: UUID | None = None,
@@ -82,7 +88,7 @@ async def list_products(
     max_price: Annotated[Decimal | None, Query(ge=0, max_digits=10, decimal_places=2)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
-) -> ProductPage:
+) -> Response:
     """The catalog with stock and images, oldest first, filtered; pass ``next_cursor`` back as
     ``cursor`` (with the same filters) for more."""
     rows = await queries.list_products(
@@ -95,7 +101,9 @@ async def list_products(
         limit=limit + 1,
     )
     items, next_cursor = page(rows, limit)
-    return ProductPage(items=[_public(entry) for entry in items], next_cursor=next_cursor)
+    return serialized(
+        ProductPage(items=[_public(entry) for entry in items], next_cursor=next_cursor)
+    )
 
 
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
