@@ -1,20 +1,26 @@
 """The inbox: the ids of the messages a service has applied, written in the effect's transaction.
 
 A redelivered message (after a crash, a rebalance or a rewind) finds its id and changes nothing.
+An id is kept for as long as Kafka may still deliver its message, then forgotten
+(:func:`forget_old`): the inbox does not grow for ever.
 """
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import (
     Boolean,
+    CursorResult,
     DateTime,
     Integer,
+    Interval,
     String,
     Uuid,
+    bindparam,
+    delete,
     func,
     literal_column,
     select,
@@ -25,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
-from common.db import Direct, array_rows, table_of
+from common.db import Direct, SessionMaker, array_rows, table_of
 from schemas.envelope import Envelope
 
 M = TypeVar("M")
@@ -124,3 +130,25 @@ async def first_deliveries(
         for envelope, message in messages
         if await first_delivery(session, inbox, envelope.id, envelope.type)
     ]
+
+
+async def forget_old(
+    sessionmaker: SessionMaker, inbox: type[InboxMixin], keep: timedelta, *, batch: int = 10_000
+) -> int:
+    """Delete the ids recorded more than ``keep`` ago, ``batch`` rows a transaction (each a
+    short one, beside the consumers' batches); returns how many went."""
+    table = table_of(inbox)
+    old = (
+        select(table.c.message_id)
+        .where(table.c.processed_at < func.now() - bindparam("keep", type_=Interval))
+        .limit(bindparam("batch"))
+    )
+    statement = delete(table).where(table.c.message_id.in_(old.scalar_subquery()))
+    forgotten = 0
+    while True:
+        async with sessionmaker.begin() as session:
+            result = await session.execute(statement, {"keep": keep, "batch": batch})
+        deleted: int = cast(CursorResult[Any], result).rowcount
+        forgotten += deleted
+        if deleted < batch:
+            return forgotten

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from common.db import (
     ensure_database,
     migrate,
 )
-from common.inbox import InboxMixin
+from common.inbox import InboxMixin, forget_old
 from common.outbox import OutboxMixin, OutboxRelay
 from common.settings import ServiceSettings
 from schemas.topics import Topic
@@ -87,6 +88,8 @@ class Runtime:
         self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.ready = False
+        if inbox is not None and self.sessionmaker is not None:
+            self.run_in_background("inbox-forget", self._forget_old_ids)
 
     def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer | None:
         """Join the service's consumer group on ``topics`` and apply ``handlers``.
@@ -108,6 +111,19 @@ class Runtime:
         """Run ``loop()`` (a service's own background loop, e.g. a sender) while the service
         runs; it starts after migrations and is cancelled on stop, before the connections close."""
         self._background.append((name, loop))
+
+    async def _forget_old_ids(self) -> None:
+        assert self.sessionmaker is not None and self._inbox is not None
+        keep = timedelta(hours=self.settings.inbox_keep_hours)
+        while True:
+            try:
+                forgotten = await forget_old(self.sessionmaker, self._inbox, keep)
+            except Exception:  # the database may be away for a while; the next round retries
+                log.warning("could not forget the inbox's old ids", exc_info=True)
+            else:
+                if forgotten:
+                    log.info("forgot %d inbox ids older than %s", forgotten, keep)
+            await asyncio.sleep(self.settings.inbox_forget_interval_s)
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Call ``close()`` when the service stops, after its loops ended."""

@@ -57,6 +57,14 @@ class ServiceSettings(BaseSettings):
     read_pool_size: int = Field(default=4, ge=1)
     """Connections at most for the hottest HTTP reads (common.db.ReadPool), opened on demand."""
 
+    inbox_keep_hours: float = Field(default=360, gt=0)
+    """An applied message's id stays in the inbox this long, then goes. It must outlast every
+    redelivery Kafka can make: a topic deletes a segment 168 hours after its newest record, and
+    a segment is closed after at most 168 hours, so a record may be read again up to 336 hours
+    after it was written; a dead letter re-driven within that is absorbed too. Raise it with
+    the topics' retention."""
+    inbox_forget_interval_s: float = Field(default=600, gt=0)
+    """How often the ids past ``inbox_keep_hours`` are deleted."""
     relay_batch_size: int = Field(default=500, ge=1)
     relay_idle_poll_s: float = 0.5
     """The relay is woken on every local commit; this poll catches rows left by a crash."""

@@ -1,7 +1,7 @@
 """common.db's statements run straight on psycopg, inside the session's transaction."""
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -40,6 +40,7 @@ from common.db import (
     libpq_url,
     table_of,
 )
+from common.inbox import InboxMixin, forget_old
 from tests.conftest import Infra, unique
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,10 @@ class Entry(Base):
     name: Mapped[str] = mapped_column(String(50))
     note: Mapped[str | None] = mapped_column(String(50))
     at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Inbox(InboxMixin, Base):
+    pass
 
 
 ROWS = table_of(Row)
@@ -308,3 +313,31 @@ async def test_a_hot_read_runs_on_the_read_pool_in_autocommit_and_survives_a_dro
             assert connection.info.backend_pid != backend
     finally:
         await pool.close()
+
+
+async def test_the_inbox_forgets_the_ids_older_than_it_keeps_them_and_no_others(
+    sessionmaker: SessionMaker,
+) -> None:
+    now = datetime.now(UTC)
+    old = {uuid4() for _ in range(5)}
+    kept = {uuid4() for _ in range(3)}
+    async with sessionmaker.begin() as session:
+        session.add_all(
+            Inbox(
+                message_id=message_id, message_type="Old", processed_at=now - timedelta(hours=400)
+            )
+            for message_id in old
+        )
+        session.add_all(
+            Inbox(message_id=message_id, message_type="Kept", processed_at=now - timedelta(hours=h))
+            for message_id, h in zip(kept, (300, 1, 0), strict=True)
+        )
+
+    # two ids a transaction: three rounds for the five old ones
+    forgotten = await forget_old(sessionmaker, Inbox, timedelta(hours=360), batch=2)
+    again = await forget_old(sessionmaker, Inbox, timedelta(hours=360), batch=2)
+
+    async with sessionmaker() as session:
+        left = set((await session.scalars(select(Inbox.message_id))).all())
+    assert (forgotten, again) == (5, 0)
+    assert left == kept
