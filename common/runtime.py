@@ -122,7 +122,11 @@ class Runtime:
                 log.warning("could not forget the inbox's old ids", exc_info=True)
             else:
                 if forgotten:
-                    log.info("forgot %d inbox ids older than %s", forgotten, keep)
+                    log.info(
+                        "forgot %d inbox ids older than %g hours",
+                        forgotten,
+                        self.settings.inbox_keep_hours,
+                    )
             await asyncio.sleep(self.settings.inbox_forget_interval_s)
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
