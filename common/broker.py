@@ -383,6 +383,7 @@ class BatchConsumer:
             ("dlq.offset", str(record.offset).encode()),
             ("dlq.attempts", str(attempts).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+            ("dlq.written_at", str(record.timestamp).encode()),
         ]
         producer = await self._producer.get()
         try:

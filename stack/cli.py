@@ -145,10 +145,19 @@ def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
         return 0
     if not args.service or not (args.offsets or args.all):
         raise SystemExit("redrive needs a service and offsets (or --all)")
-    sent = asyncio.run(
-        dlq.redrive(bootstrap, args.service, None if args.all else set(args.offsets))
+    redriven = asyncio.run(
+        dlq.redrive(
+            bootstrap, args.service, None if args.all else set(args.offsets), force=args.force
+        )
     )
-    print(f"re-drove {sent} message(s) from {args.service}.dlq")
+    print(f"re-drove {redriven.sent} message(s) from {args.service}.dlq")
+    if redriven.too_old:
+        print(
+            f"refused offsets {', '.join(map(str, redriven.too_old))}: their messages are older"
+            f" than the inboxes keep ids ({dlq.inbox_keep()}), so a service that applied one may"
+            " apply it again; --force re-drives them all the same"
+        )
+        return 1
     return 0
 
 
@@ -191,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     dlq_parser.add_argument("service", nargs="?", help="e.g. order_svc (list: all by default)")
     dlq_parser.add_argument("offsets", nargs="*", type=int, help="redrive: these offsets")
     dlq_parser.add_argument("--all", action="store_true", help="redrive: every message")
+    dlq_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="redrive: also messages older than the inboxes keep ids (INBOX_KEEP_HOURS)",
+    )
     revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
     revision_parser.add_argument("service")
     revision_parser.add_argument("-m", "--message", required=True)

@@ -3,15 +3,27 @@ dead-letter topic holds and why; ``python -m stack dlq redrive SERVICE OFFSET...
 chosen messages again to the topic they came from, once their cause is mended.
 
 Re-driving is safe to repeat: the message keeps its id, so every consumer that already applied
-it absorbs it in its inbox; one that fails again dead-letters it again, at a new offset.
+it absorbs it in its inbox; one that fails again dead-letters it again, at a new offset. That
+holds while the inboxes keep its id (``INBOX_KEEP_HOURS`` from when it was delivered): a letter
+whose message was written longer ago than that is refused unless forced.
 """
 
 import asyncio
+import os
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from common.settings import ServiceSettings
 from schemas.topics import CONSUMING_SERVICES, dead_letter_topic
+
+
+def inbox_keep() -> timedelta:
+    """How long the services' inboxes keep an id: their setting, from the same environment."""
+    default = ServiceSettings.model_fields["inbox_keep_hours"].default
+    return timedelta(hours=float(os.environ.get("INBOX_KEEP_HOURS", default)))
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,9 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
+    written_at: datetime
+    """When its message was first written to its topic (the dead letter's own time for a
+    letter from before ``dlq.written_at`` was recorded)."""
 
     @property
     def origin(self) -> str:
@@ -47,28 +62,46 @@ async def read(bootstrap: str, service: str) -> list[DeadLetter]:
         ends = await consumer.end_offsets(partitions)
         while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                letters.extend(
-                    DeadLetter(
-                        service=service,
-                        offset=record.offset,
-                        key=record.key,
-                        value=record.value,
-                        headers={k: v.decode(errors="replace") for k, v in record.headers},
-                    )
-                    for record in records
-                )
+                letters.extend(_letter(service, record) for record in records)
     finally:
         await consumer.stop()
     return letters
 
 
-async def redrive(bootstrap: str, service: str, offsets: set[int] | None) -> int:
-    """Publish the chosen dead letters (all with ``None``) to their original topics."""
-    chosen = [
-        letter
-        for letter in await read(bootstrap, service)
-        if offsets is None or letter.offset in offsets
-    ]
+def _letter(service: str, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
+    headers = {name: value.decode(errors="replace") for name, value in record.headers}
+    written_ms = int(headers.get("dlq.written_at") or record.timestamp)
+    return DeadLetter(
+        service=service,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=headers,
+        written_at=datetime.fromtimestamp(written_ms / 1000, UTC),
+    )
+
+
+class Redriven(NamedTuple):
+    sent: int
+    too_old: list[int]
+    """Offsets refused: their message is older than the inboxes keep ids (see ``force``)."""
+
+
+async def redrive(
+    bootstrap: str, service: str, offsets: set[int] | None, *, force: bool = False
+) -> Redriven:
+    """Publish the chosen dead letters (all with ``None``) to their original topics. A letter
+    whose message was written more than :func:`inbox_keep` ago is refused unless ``force``:
+    a consumer that applied it may have forgotten its id, and would apply it again."""
+    oldest = datetime.now(UTC) - inbox_keep()
+    chosen, too_old = [], []
+    for letter in await read(bootstrap, service):
+        if offsets is not None and letter.offset not in offsets:
+            continue
+        if letter.written_at < oldest and not force:
+            too_old.append(letter.offset)
+        else:
+            chosen.append(letter)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     try:
@@ -85,7 +118,7 @@ async def redrive(bootstrap: str, service: str, offsets: set[int] | None) -> int
             await producer.send_and_wait(origin, letter.value, key=letter.key, headers=headers)
     finally:
         await producer.stop()
-    return len(chosen)
+    return Redriven(len(chosen), too_old)
 
 
 def show(bootstrap: str, services: list[str]) -> int:

@@ -1,6 +1,7 @@
 """Dead letters a person can handle: listed with reasons, re-driven to where they came from."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -9,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.settings import Settings as NotificationSettings
 from schemas.envelope import encode
-from schemas.topics import USERS_EVENTS
+from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
 from stack import dlq
 from tests.conftest import Infra, eventually
@@ -38,7 +39,9 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
         assert "invalid UserRegistered data" in letter.headers["dlq.reason"]
         assert "role" in letter.headers["dlq.reason"]
 
-    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {letter.offset}) == 1
+    assert "dlq.written_at" in letter.headers  # the original's time, for the redrive's check
+    assert abs(datetime.now(UTC) - letter.written_at) < timedelta(minutes=5)
+    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {letter.offset}) == (1, [])
     records = await read_topic(
         infra,
         USERS_EVENTS.name,
@@ -50,3 +53,34 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
         dict(again.headers)["dlq.redriven_from"] == f"notification_svc.dlq@{letter.offset}".encode()
     )
     assert not any(name == "dlq.reason" for name, _ in again.headers)
+
+
+async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_forced(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
+    value = encode(event.envelope())
+    written = datetime.now(UTC) - dlq.inbox_keep() - timedelta(hours=1)
+    sent = await producer.send_and_wait(
+        dead_letter_topic("notification_svc").name,
+        value,
+        key=event.key(),
+        headers=[
+            ("type", b"UserRegistered"),
+            ("dlq.topic", USERS_EVENTS.name.encode()),
+            ("dlq.reason", b"a cause mended too late"),
+            ("dlq.written_at", str(int(written.timestamp() * 1000)).encode()),
+        ],
+    )
+
+    refused = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {sent.offset})
+    forced = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {sent.offset}, force=True)
+
+    assert refused == (0, [sent.offset])
+    assert forced == (1, [])
+    records = await read_topic(
+        infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
+    )
+    assert [dict(r.headers)["dlq.redriven_from"] for r in records if r.value == value] == [
+        f"notification_svc.dlq@{sent.offset}".encode()
+    ]
