@@ -154,8 +154,8 @@ def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
     if redriven.too_old:
         print(
             f"refused offsets {', '.join(map(str, redriven.too_old))}: their messages are older"
-            f" than the inboxes keep ids ({dlq.inbox_keep()}), so a service that applied one may"
-            " apply it again; --force re-drives them all the same"
+            f" than the inboxes keep ids ({dlq.inbox_keep(args.service)}), so a service that"
+            " applied one may apply it again; --force re-drives them all the same"
         )
         return 1
     return 0

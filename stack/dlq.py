@@ -9,7 +9,7 @@ whose message was written longer ago than that is refused unless forced.
 """
 
 import asyncio
-import os
+import importlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -20,10 +20,11 @@ from common.settings import ServiceSettings
 from schemas.topics import CONSUMING_SERVICES, dead_letter_topic
 
 
-def inbox_keep() -> timedelta:
-    """How long the services' inboxes keep an id: their setting, from the same environment."""
-    default = ServiceSettings.model_fields["inbox_keep_hours"].default
-    return timedelta(hours=float(os.environ.get("INBOX_KEEP_HOURS", default)))
+def inbox_keep(service: str) -> timedelta:
+    """How long the inboxes keep an id: ``INBOX_KEEP_HOURS`` as the service reads it (from the
+    environment or ``.env``; the services of one stack share it)."""
+    settings: ServiceSettings = importlib.import_module(f"{service}.settings").Settings()
+    return timedelta(hours=settings.inbox_keep_hours)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ async def redrive(
     """Publish the chosen dead letters (all with ``None``) to their original topics. A letter
     whose message was written more than :func:`inbox_keep` ago is refused unless ``force``:
     a consumer that applied it may have forgotten its id, and would apply it again."""
-    oldest = datetime.now(UTC) - inbox_keep()
+    oldest = datetime.now(UTC) - inbox_keep(service)
     chosen, too_old = [], []
     for letter in await read(bootstrap, service):
         if offsets is not None and letter.offset not in offsets:

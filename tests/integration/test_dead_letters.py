@@ -60,7 +60,7 @@ async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_fo
 ) -> None:
     event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
     value = encode(event.envelope())
-    written = datetime.now(UTC) - dlq.inbox_keep() - timedelta(hours=1)
+    written = datetime.now(UTC) - dlq.inbox_keep("notification_svc") - timedelta(hours=1)
     sent = await producer.send_and_wait(
         dead_letter_topic("notification_svc").name,
         value,
