@@ -1,7 +1,7 @@
 """common.db's statements run straight on psycopg, inside the session's transaction."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -40,7 +40,6 @@ from common.db import (
     libpq_url,
     table_of,
 )
-from common.inbox import InboxMixin, first_delivery, forget_old
 from tests.conftest import Infra, unique
 
 pytestmark = pytest.mark.integration
@@ -68,10 +67,6 @@ class Entry(Base):
     name: Mapped[str] = mapped_column(String(50))
     note: Mapped[str | None] = mapped_column(String(50))
     at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class Inbox(InboxMixin, Base):
-    pass
 
 
 ROWS = table_of(Row)
@@ -313,37 +308,3 @@ async def test_a_hot_read_runs_on_the_read_pool_in_autocommit_and_survives_a_dro
             assert connection.info.backend_pid != backend
     finally:
         await pool.close()
-
-
-async def test_the_inbox_forgets_the_ids_older_than_it_keeps_them_and_no_others(
-    sessionmaker: SessionMaker,
-) -> None:
-    now = datetime.now(UTC)
-    old = {uuid4() for _ in range(5)}
-    kept = {uuid4() for _ in range(3)}
-    async with sessionmaker.begin() as session:
-        session.add_all(
-            Inbox(
-                message_id=message_id, message_type="Old", processed_at=now - timedelta(hours=400)
-            )
-            for message_id in old
-        )
-        session.add_all(
-            Inbox(message_id=message_id, message_type="Kept", processed_at=now - timedelta(hours=h))
-            for message_id, h in zip(kept, (300, 1, 0), strict=True)
-        )
-
-    # an old id delivered again (a rewind, a re-driven dead letter) starts its time again
-    redelivered = old.pop()
-    async with sessionmaker.begin() as session:
-        assert not await first_delivery(session, Inbox, redelivered, "Old")
-    kept.add(redelivered)
-
-    # two ids a transaction: two rounds for the four old ones, and one that finds none
-    forgotten = await forget_old(sessionmaker, Inbox, timedelta(hours=360), batch=2)
-    again = await forget_old(sessionmaker, Inbox, timedelta(hours=360), batch=2)
-
-    async with sessionmaker() as session:
-        left = set((await session.scalars(select(Inbox.message_id))).all())
-    assert (forgotten, again) == (4, 0)
-    assert left == kept

@@ -3,7 +3,8 @@ services: user_svc's outbox feeds notification_svc's tables."""
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -13,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
 
 from common.db import batch_transaction
-from common.inbox import claim, first_delivery
+from common.inbox import claim, first_delivery, forget_old
 from common.outbox import _RELAY_LOCK, OutboxRelay, stage
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
@@ -219,6 +220,63 @@ async def test_a_batch_claim_tells_first_deliveries_from_repeats_and_counts_them
                 )
             }
         assert rows == {seen: 2, fresh: 1}
+
+
+async def inbox_ids(runtime: Any) -> set[UUID]:
+    async with runtime.sessionmaker() as session:
+        return set((await session.scalars(select(UserInbox.message_id))).all())
+
+
+async def add_inbox_ids(runtime: Any, hours_ago: Mapping[UUID, float]) -> None:
+    now = datetime.now(UTC)
+    async with runtime.sessionmaker.begin() as session:
+        session.add_all(
+            UserInbox(
+                message_id=message_id,
+                message_type="UserUpdated",
+                processed_at=now - timedelta(hours=hours),
+            )
+            for message_id, hours in hours_ago.items()
+        )
+
+
+async def test_the_inbox_forgets_the_ids_older_than_it_keeps_and_a_redelivery_starts_again(
+    settings_for: Callable[..., Any],
+) -> None:
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        assert users.sessionmaker is not None
+        old = [uuid4() for _ in range(6)]
+        kept = [uuid4() for _ in range(3)]
+        await add_inbox_ids(
+            users, {i: 400 for i in old} | dict(zip(kept, (300, 1, 0), strict=True))
+        )
+        # two old ids delivered again (a rewind, a re-driven dead letter), one by each path
+        async with users.sessionmaker.begin() as session:
+            await claim(session, UserInbox, [(old[0], "UserUpdated")])
+        async with users.sessionmaker.begin() as session:
+            assert not await first_delivery(session, UserInbox, old[1], "UserUpdated")
+
+        # two ids a transaction: two rounds for the four old ones, and one that finds none
+        forgotten = await forget_old(users.sessionmaker, UserInbox, timedelta(hours=360), batch=2)
+        again = await forget_old(users.sessionmaker, UserInbox, timedelta(hours=360), batch=2)
+
+        assert (forgotten, again) == (4, 0)
+        assert await inbox_ids(users) == {old[0], old[1], *kept}
+
+
+async def test_a_running_service_forgets_its_old_inbox_ids_by_itself(
+    settings_for: Callable[..., Any],
+) -> None:
+    settings = settings_for(UserSettings, inbox_keep_hours=2, inbox_forget_interval_s=0.1)
+    async with running(create_user_app(settings)) as users:
+        old, recent = uuid4(), uuid4()
+        await add_inbox_ids(users, {old: 3, recent: 1})
+
+        async def forgotten() -> bool:
+            return old not in await inbox_ids(users)
+
+        await eventually(forgotten)
+        assert recent in await inbox_ids(users)
 
 
 async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
