@@ -146,15 +146,42 @@ async def place_order(
     commands: Commands,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Place an order; follow it at the Location (``?wait=10`` waits for the outcome)."""
+    """Place an order; follow it at the Location (``?wait=10`` waits for the outcome).
+
+    With an ``Idempotency-Key``, a retry answers as the first request did: the same order id,
+    202 Pending, its command sent again (order_svc places an order id once and ignores the
+    rest). Only a retry the checks would now refuse looks the order up, and answers it if it
+    exists: a first placement costs no read of order_svc."""
     order_id = order_id_for(user.id, idempotency_key)
     location = {"Location": f"/orders/{order_id}"}
-    if idempotency_key:
-        existing = await _visible_order(upstream, order_id, user, details=False)
-        if existing is not None:
-            return JSONResponse(
-                {"id": str(order_id), "status": existing["status"]}, 202, headers=location
-            )
+    try:
+        await _placeable(body, user, upstream, facts)
+    except HTTPException:
+        existing = (
+            await _visible_order(upstream, order_id, user, details=False)
+            if idempotency_key
+            else None
+        )
+        if existing is None:
+            raise
+        return JSONResponse(
+            {"id": str(order_id), "status": existing["status"]}, 202, headers=location
+        )
+    await commands.send(
+        PlaceOrder(
+            order_id=order_id,
+            user_id=user.id,
+            items=tuple(ItemQuantity(**item.model_dump()) for item in body.items),
+            payment_method_id=body.payment_method_id,
+            address_id=body.address_id,
+        )
+    )
+    return JSONResponse({"id": str(order_id), "status": PENDING}, 202, headers=location)
+
+
+async def _placeable(body: OrderCreate, user: Principal, upstream: Upstream, facts: Facts) -> None:
+    """Every item priceable, the payment method and the address the customer's; else 4xx (or
+    503 while the catalog catches up) naming the field."""
     await _orderable(upstream, facts, [item.product_id for item in body.items])
     method_id = body.payment_method_id
     if not await facts.confirm(
@@ -175,16 +202,6 @@ async def place_order(
             ("body", "address_id"),
             "no such address of yours (a new one is usable once GET /me/addresses lists it)",
         )
-    await commands.send(
-        PlaceOrder(
-            order_id=order_id,
-            user_id=user.id,
-            items=tuple(ItemQuantity(**item.model_dump()) for item in body.items),
-            payment_method_id=body.payment_method_id,
-            address_id=body.address_id,
-        )
-    )
-    return JSONResponse({"id": str(order_id), "status": PENDING}, 202, headers=location)
 
 
 @router.get("/orders", response_model=Page)

@@ -146,11 +146,23 @@ def test_retried_post_with_the_same_idempotency_key_is_one_order(shop: Shop, adm
     method = payment_method(customer)
     first = place(customer, [(item, 3)], method, key="checkout-42")
     second = place(customer, [(item, 3)], method, key="checkout-42")
-    assert first.json()["id"] == second.json()["id"]
-    assert outcome(customer, first.json()["id"])["status"] == "Paid"
+    order_id = first.json()["id"]
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json() == {"id": order_id, "status": "Pending"}
+    assert outcome(customer, order_id)["status"] == "Paid"
+    # Answered as the first request was, and its command sent again changes nothing.
     third = place(customer, [(item, 3)], method, key="checkout-42")
-    assert third.json() == {"id": first.json()["id"], "status": "Paid"}
-    assert stock(customer, item) == 7
+    assert (third.status_code, third.json()) == (202, {"id": order_id, "status": "Pending"})
+    # A retry that the checks would refuse now still finds the order it placed.
+    fourth = place(customer, [(str(uuid.uuid4()), 1)], method, key="checkout-42")
+    assert (fourth.status_code, fourth.json()) == (202, {"id": order_id, "status": "Paid"})
+    assert place(customer, [(str(uuid.uuid4()), 1)], method, key="checkout-43").status_code == 422
+    # The cancellation is keyed by the order like the retries' commands: applied after them.
+    assert customer.post(f"/orders/{order_id}/cancel").status_code == 202
+    eventually(lambda: customer.get(f"/orders/{order_id}").json()["status"] == "Cancelled")
+    order = customer.get(f"/orders/{order_id}").json()
+    assert [step["status"] for step in order["history"]] == ["Pending", "Paid", "Cancelled"]
+    eventually(lambda: stock(customer, item) == 10)
     assert len(all_items(customer, "/orders")) == 1
 
 
