@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from common.db import batch_transaction
 from common.inbox import claim, first_delivery, forget_old
-from common.outbox import _RELAY_LOCK, OutboxRelay, stage
+from common.outbox import _RELAY_LOCK, _TAKE, OutboxRelay, stage
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
 from notification_svc.models import Notification, UserContact
@@ -367,6 +367,23 @@ async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round
         assert failures == 1
         assert event.key() in {record.key for record in records}
         await eventually(lambda: _outbox_empty(sessions))
+
+
+async def test_a_relay_takes_its_rows_by_the_index_even_when_it_planned_on_an_empty_outbox(
+    settings_for: Callable[..., Any],
+) -> None:
+    # A vacuumed, empty outbox makes a scan of the table the cheapest plan, and the prepared
+    # plan is kept while the table fills with the deleted rows of every round until the next
+    # vacuum.
+    async with running(create_user_app(settings_for(UserSettings))) as users:
+        relay = users.relay
+        assert relay is not None
+        async with relay._round:
+            connection = await relay._connect()
+            await connection.execute("VACUUM outbox")
+            explained = await connection.execute(f"EXPLAIN EXECUTE {_TAKE}")
+            plan = "\n".join(row[0] for row in await explained.fetchall())
+        assert "Seq Scan" not in plan and "Index" in plan, plan
 
 
 def _registered(name: str) -> UserRegistered:
