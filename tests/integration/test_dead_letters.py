@@ -1,10 +1,12 @@
 """Dead letters a person can handle: listed with reasons, re-driven to where they came from."""
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from notification_svc.app import create_app as create_notification_app
@@ -12,7 +14,7 @@ from notification_svc.settings import Settings as NotificationSettings
 from schemas.envelope import encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
-from stack import dlq
+from stack import cli, dlq
 from tests.conftest import Infra, eventually
 from tests.integration.conftest import read_topic, running
 
@@ -55,9 +57,9 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
     assert not any(name == "dlq.reason" for name, _ in again.headers)
 
 
-async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_forced(
-    producer: AIOKafkaProducer, infra: Infra
-) -> None:
+async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
+    """A dead letter whose message was written longer ago than the inboxes keep ids: its
+    offset and value."""
     event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
     value = encode(event.envelope())
     written = datetime.now(UTC) - dlq.inbox_keep("notification_svc") - timedelta(hours=1)
@@ -72,15 +74,39 @@ async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_fo
             ("dlq.written_at", str(int(written.timestamp() * 1000)).encode()),
         ],
     )
+    return sent.offset, value
 
-    refused = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {sent.offset})
-    forced = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {sent.offset}, force=True)
 
-    assert refused == (0, [sent.offset])
+async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_forced(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    offset, value = await _old_letter(producer)
+
+    refused = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset})
+    forced = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset}, force=True)
+
+    assert refused == (0, [offset])
     assert forced == (1, [])
     records = await read_topic(
         infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
     )
     assert [dict(r.headers)["dlq.redriven_from"] for r in records if r.value == value] == [
-        f"notification_svc.dlq@{sent.offset}".encode()
+        f"notification_svc.dlq@{offset}".encode()
     ]
+
+
+async def test_the_redrive_command_names_the_refused_offsets_and_exits_1(
+    producer: AIOKafkaProducer,
+    infra: Infra,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    offset, _ = await _old_letter(producer)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap)
+
+    code = await asyncio.to_thread(cli.main, ["dlq", "redrive", "notification_svc", str(offset)])
+
+    output = capsys.readouterr().out
+    assert code == 1, output
+    assert "re-drove 0 message(s)" in output
+    assert f"refused offsets {offset}:" in output and "--force" in output
