@@ -17,7 +17,8 @@ NOTES = (
     "CPU s/o: CPU seconds of every process of the stack (services, Kafka, PostgreSQL backends)"
     " over the step and its drain, per order; idle s/o: what the same processes burn idle over"
     " as long a window; cores: the stack's CPU seconds per second of the window",
-    "reads carry the customers' tokens in turn: anonymous reads share one address's rate limit",
+    "reads: anonymous, each client taking its visitors' loopback addresses in turn, so that the"
+    " gateway's rate limit (per address) bounds none; a 429 among the statuses says it did",
 )
 
 

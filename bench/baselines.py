@@ -198,9 +198,9 @@ def free_port() -> int:
         return port
 
 
-async def trivial_endpoint(*, concurrency: int, seconds: float) -> ReadFigures:
+async def trivial_endpoint(*, concurrency: int, visitors: int, seconds: float) -> ReadFigures:
     """The tiny app of :mod:`bench.trivial` in its own uvicorn process, under the same client
-    and concurrency as the gateway's reads."""
+    concurrency and visitors as the gateway's reads."""
     port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -224,7 +224,9 @@ async def trivial_endpoint(*, concurrency: int, seconds: float) -> ReadFigures:
                 if server.returncode is not None or time.monotonic() > deadline:
                     raise RuntimeError("the trivial endpoint did not start")
                 await asyncio.sleep(0.1)
-        return await closed_loop(base, "/ping", concurrency=concurrency, duration_s=seconds)
+        return await closed_loop(
+            base, "/ping", concurrency=concurrency, duration_s=seconds, visitors=visitors
+        )
     finally:
         server.terminate()
         try:
@@ -282,7 +284,11 @@ def run_all(config: StackConfig, options: Options) -> Baselines:
             asyncio.run(drop_perf_topic(bootstrap))
     try:
         found.trivial_endpoint = asyncio.run(
-            trivial_endpoint(concurrency=options.read_concurrency, seconds=options.read_s)
+            trivial_endpoint(
+                concurrency=options.read_concurrency,
+                visitors=options.read_visitors,
+                seconds=options.read_s,
+            )
         )
         step("trivial http", f"{found.trivial_endpoint.per_s:,.0f} requests/s")
     except (RuntimeError, OSError, httpx.HTTPError) as exc:

@@ -23,6 +23,7 @@ class Options:
     perf_record_size: int
     read_s: float
     read_concurrency: int
+    read_visitors: int
     seed: int
 
 
@@ -68,6 +69,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--perf-records", type=int, help="default 200000; quick 50000")
     parser.add_argument("--read-seconds", type=float, help="default 15; quick 5")
     parser.add_argument("--read-concurrency", type=int, default=32)
+    parser.add_argument(
+        "--read-visitors",
+        type=int,
+        default=256,
+        help="loopback addresses the reads come from, each limited by the gateway on its own",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     quick: bool = args.quick
@@ -87,5 +94,6 @@ def parse(argv: list[str] | None = None) -> Options:
         perf_record_size=500,
         read_s=args.read_seconds or (5.0 if quick else 15.0),
         read_concurrency=args.read_concurrency,
+        read_visitors=args.read_visitors,
         seed=args.seed,
     )

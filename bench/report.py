@@ -166,7 +166,8 @@ def render(results: Results) -> str:
         reads = results.reads
         lines += [
             "",
-            f"reads: GET /products through the gateway, {reads.concurrency} clients: "
+            f"reads: GET /products through the gateway, {reads.concurrency} clients, "
+            f"{reads.visitors} visitors: "
             f"{_n(reads.per_s)} requests/s, p99 {_lat(reads.latency, 'p99')} ms, "
             f"statuses {reads.statuses}, client CPU {reads.client_cpu_s / reads.duration_s:.0%}"
             " of a core",

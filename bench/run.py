@@ -305,15 +305,17 @@ class ShopBench:
 
     async def _reads(self) -> None:
         options = self.options
-        await shop.refresh_tokens(self.gateway, self.customers)
-        step("reads", f"GET /products, {options.read_concurrency} clients, {options.read_s:g}s...")
-        # Each customer's own token: anonymous reads share one address's rate limit.
+        step(
+            "reads",
+            f"GET /products, {options.read_concurrency} clients, {options.read_visitors} "
+            f"visitors, {options.read_s:g}s...",
+        )
         self.results.reads = await closed_loop(
             GATEWAY.url,
             "/products",
             concurrency=options.read_concurrency,
             duration_s=options.read_s,
-            headers=[customer.headers for customer in self.customers],
+            visitors=options.read_visitors,
         )
         step("reads", f"{self.results.reads.per_s:,.0f} requests/s {self.results.reads.statuses}")
 

@@ -6,10 +6,12 @@ import random
 from collections import Counter
 
 import pytest
+from aiohttp import web
 from aiokafka import ConsumerRecord
 
 from bench import probes
 from bench.baselines import parse_pgbench_output
+from bench.http_load import closed_loop, loopback_addresses, shares
 from bench.load import DECLINE, OK, SCARCE, Mix, plan_orders
 from bench.perftools import parse_consumer_output, parse_producer_output
 from bench.shop import Catalog
@@ -208,3 +210,53 @@ def test_memory_of_processes_sharing_pages_counts_the_shared_pages_once() -> Non
     assert abs(probes._shared_once_kb([me]) - rss) < 2048
     assert abs(probes._shared_once_kb([me, me]) - (rss + anon)) < 4096
     assert probes._status_kb(me, "NoSuchField") == [0]
+
+
+def test_each_client_takes_its_own_visitors_in_turn_or_shares_one_when_they_are_fewer() -> None:
+    assert shares(list("abcdefg"), 3) == [["a", "d", "g"], ["b", "e"], ["c", "f"]]
+    assert shares(list("ab"), 4) == [["a"], ["b"], ["a"], ["b"]]
+    assert loopback_addresses(252)[:2] == ["127.0.0.2", "127.0.0.3"]
+    assert loopback_addresses(252)[-2:] == ["127.0.1.2", "127.0.1.3"]
+    assert len(set(loopback_addresses(600))) == 600
+    with pytest.raises(ValueError, match="visitors"):
+        loopback_addresses(0)
+
+
+async def test_reads_come_from_as_many_addresses_as_visitors_each_under_a_per_address_limit() -> (
+    None
+):
+    """A server that allows each address 5 requests: from one address nearly all are refused,
+    from 64 visitors none of the first 5 x 64."""
+    seen: Counter[str] = Counter()
+
+    async def answer(request: web.Request) -> web.Response:
+        seen[request.remote or ""] += 1
+        return web.Response(status=200 if seen[request.remote or ""] <= 5 else 429)
+
+    app = web.Application()
+    app.router.add_get("/page", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        alone = await closed_loop(
+            f"http://127.0.0.1:{port}", "/page", concurrency=4, duration_s=0.3, warmup_s=0
+        )
+        visitors = set(seen)
+        seen.clear()
+        many = await closed_loop(
+            f"http://127.0.0.1:{port}",
+            "/page",
+            concurrency=4,
+            duration_s=1.0,
+            warmup_s=0,
+            visitors=64,
+        )
+    finally:
+        await runner.cleanup()
+    assert visitors == {"127.0.0.2"}
+    assert alone.ok == 5 and alone.statuses["429"] > 5
+    assert set(seen) == set(loopback_addresses(64))
+    assert many.ok == 5 * 64 and many.visitors == 64
