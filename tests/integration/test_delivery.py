@@ -3,12 +3,14 @@ services: user_svc's outbox feeds notification_svc's tables."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
@@ -264,10 +266,11 @@ async def test_the_inbox_forgets_the_ids_older_than_it_keeps_and_a_redelivery_st
         assert await inbox_ids(users) == {old[0], old[1], *kept}
 
 
-async def test_a_running_service_forgets_its_old_inbox_ids_by_itself(
-    settings_for: Callable[..., Any],
+async def test_a_running_service_forgets_its_old_inbox_ids_by_itself_and_warns_of_a_short_keep(
+    settings_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = settings_for(UserSettings, inbox_keep_hours=2, inbox_forget_interval_s=0.1)
+    caplog.set_level(logging.WARNING, logger="common.runtime")
     async with running(create_user_app(settings)) as users:
         old, recent = uuid4(), uuid4()
         await add_inbox_ids(users, {old: 3, recent: 1})
@@ -277,6 +280,7 @@ async def test_a_running_service_forgets_its_old_inbox_ids_by_itself(
 
         await eventually(forgotten)
         assert recent in await inbox_ids(users)
+    assert "INBOX_KEEP_HOURS is 2: Kafka may deliver a message again up to 336 hours" in caplog.text
 
 
 async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
