@@ -16,6 +16,8 @@ class Options:
     settle_s: float
     customers: int
     keep_going: bool
+    max_rate: float
+    knee_resolution: float
     baselines: bool
     pgbench_s: int
     pgbench_clients: int
@@ -64,6 +66,18 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--keep-going", action="store_true", help="run every rate, even after one fails"
     )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        help="when every rate held, climb past the last up to this (default 1000; quick: the"
+        " last rate, no climb)",
+    )
+    parser.add_argument(
+        "--knee-resolution",
+        type=float,
+        default=50.0,
+        help="orders/s: the search stops when the knee and the lowest failure are this close",
+    )
     parser.add_argument("--no-baselines", action="store_true", help="skip pgbench, Kafka, etc.")
     parser.add_argument("--pgbench-seconds", type=int, help="default 20; quick 5")
     parser.add_argument("--perf-records", type=int, help="default 200000; quick 50000")
@@ -78,15 +92,18 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     quick: bool = args.quick
+    rates: tuple[float, ...] = args.rates or DEFAULT_RATES
     return Options(
         quick=quick,
-        rates=args.rates or DEFAULT_RATES,
+        rates=rates,
         step_s=args.step_seconds or (10.0 if quick else 60.0),
         p99_bound_s=args.p99_bound,
         drain_s=args.drain_seconds,
         settle_s=args.settle_seconds,
         customers=args.customers,
         keep_going=args.keep_going,
+        max_rate=args.max_rate or (max(rates) if quick else 1000.0),
+        knee_resolution=args.knee_resolution,
         baselines=not args.no_baselines,
         pgbench_s=args.pgbench_seconds or (5 if quick else 20),
         pgbench_clients=8,

@@ -11,6 +11,16 @@ from bench.stats import Latency, ratio
 from bench.tail import HOP_SERVICES, HOPS, PATH
 
 
+def _knee(results: Results) -> str:
+    knee = results.knee_rate
+    if knee is None:
+        return "none: no step held"
+    failed = [record.orders.rate for record in results.steps if not record.passed]
+    if not failed:
+        return f"{knee:g} orders/s or more: every rate tried held (--max-rate)"
+    return f"{knee:g} orders/s ({min(failed):g}/s failed)"
+
+
 def knee_step(results: Results) -> StepRecord | None:
     """The step the ratios describe: the knee, else (nothing held) the first step."""
     for record in results.steps:
@@ -130,11 +140,10 @@ def render(results: Results) -> str:
             + ("held" if r.passed else "FAILED: " + "; ".join(r.reasons))
         )
     lines += _hops(results)
-    knee = results.knee_rate
     lines += [
         "",
-        f"knee: {f'{knee:g} orders/s' if knee is not None else 'none: no step held'}"
-        f"; lost orders: {len(results.lost_orders)} of {results.accepted_orders} accepted",
+        f"knee: {_knee(results)}; lost orders: {len(results.lost_orders)} of "
+        f"{results.accepted_orders} accepted",
     ]
     record = knee_step(results)
     if record is not None:

@@ -20,7 +20,7 @@ from bench.http_load import closed_loop
 from bench.load import Mix, OrderStep, plan_orders, run_orders
 from bench.options import Options
 from bench.results import Results, StepRecord
-from bench.stats import StepFigures, judge_step, select_knee
+from bench.stats import StepFigures, judge_step, next_rate, select_knee
 from bench.tail import OrderTail
 from stack import cli
 from stack.config import ROOT, StackConfig
@@ -154,7 +154,7 @@ class ShopBench:
                     self.results.steps.append(record)
                     if not record.passed and not options.keep_going:
                         break
-                await self._below_first_failure(http, tail)
+                await self._search_knee(http, tail)
             # An order that is merely slow is not lost: give the stragglers one more chance.
             unfinished = [i for record in self.results.steps for i in record.orders.unfinished]
             if unfinished:
@@ -183,16 +183,21 @@ class ShopBench:
                 peaks[group] = max(peaks.get(group, 0.0), round(count / (now - then), 1))
             previous, then = consumed, now
 
-    async def _below_first_failure(self, http: httpx.AsyncClient, tail: OrderTail) -> None:
-        """When even the first rate failed, halve it until a step holds (down to a floor), so
-        a slow machine still gets a knee."""
-        steps = self.results.steps
-        while steps and not any(record.passed for record in steps):
-            rate = min(record.orders.rate for record in steps) / 2
-            if rate < MIN_RATE:
-                return
-            step("orders", f"nothing held yet; trying {rate:g}/s")
-            steps.append(await self._step(http, tail, rate))
+    async def _search_knee(self, http: httpx.AsyncClient, tail: OrderTail) -> None:
+        """After the configured rates: halve below the first failure when nothing held (so a
+        slow machine still gets a knee), climb past the last rate when everything held, and
+        bisect between the knee and the lowest failure, down to the search's resolution."""
+        options = self.options
+        while (
+            rate := next_rate(
+                [(record.orders.rate, record.passed) for record in self.results.steps],
+                ceiling=options.max_rate,
+                floor=MIN_RATE,
+                resolution=options.knee_resolution,
+            )
+        ) is not None:
+            step("orders", f"searching the knee: {rate:g}/s next")
+            self.results.steps.append(await self._step(http, tail, rate))
 
     async def _orders(
         self, http: httpx.AsyncClient, tail: OrderTail, rate: float, seconds: float

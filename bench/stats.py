@@ -1,4 +1,5 @@
-"""Pure figures: percentiles, latency summaries, whether a load step held, and the knee."""
+"""Pure figures: percentiles, latency summaries, whether a load step held, the knee, and the
+next rate to try in the search for it."""
 
 import math
 from collections.abc import Iterable, Sequence
@@ -101,6 +102,31 @@ def select_knee(steps: Sequence[tuple[float, bool]]) -> float | None:
     lowest_failure = min((rate for rate, passed in steps if not passed), default=math.inf)
     held = [rate for rate, passed in steps if passed and rate < lowest_failure]
     return max(held, default=None)
+
+
+def next_rate(
+    steps: Sequence[tuple[float, bool]], *, ceiling: float, floor: float, resolution: float
+) -> float | None:
+    """The rate to try next in the search for the knee, or None when it is found. ``steps``:
+    (rate, passed) so far. Nothing held: half the lowest rate tried (not below ``floor``).
+    Everything held: a third more than the highest, in steps of ``resolution`` (not above
+    ``ceiling``). Else the middle between the knee and the lowest failure, until they are
+    ``resolution`` apart."""
+    if not steps:
+        return None
+    knee = select_knee(steps)
+    failures = [rate for rate, passed in steps if not passed]
+    if knee is None:
+        lower = min(rate for rate, _ in steps) / 2
+        return lower if lower >= floor else None
+    if not failures:
+        higher = knee + resolution * max(1, round(knee / 3 / resolution))
+        return min(higher, ceiling) if knee < ceiling else None
+    lowest_failure = min(failures)
+    if lowest_failure - knee <= resolution:
+        return None
+    middle = knee + resolution * max(1, round((lowest_failure - knee) / 2 / resolution))
+    return middle if middle < lowest_failure else None
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -15,7 +15,14 @@ from bench.http_load import closed_loop, loopback_addresses, shares
 from bench.load import DECLINE, OK, SCARCE, Mix, plan_orders
 from bench.perftools import parse_consumer_output, parse_producer_output
 from bench.shop import Catalog
-from bench.stats import Latency, StepFigures, judge_step, percentile, select_knee
+from bench.stats import (
+    Latency,
+    StepFigures,
+    judge_step,
+    next_rate,
+    percentile,
+    select_knee,
+)
 from bench.tail import PATH, OrderTail, hop_latencies
 from tests.conftest import consumer_record
 
@@ -85,6 +92,24 @@ def test_knee_is_the_highest_rate_that_held_below_every_failure() -> None:
     assert select_knee([(25, True), (50, True), (100, True), (150, False)]) == 100
     assert select_knee([(25, True), (50, False), (100, True)]) == 25  # a lucky pass later
     assert select_knee([(25, False), (50, True)]) is None
+
+
+def test_the_knee_search_halves_climbs_and_bisects_to_its_resolution() -> None:
+    def after(*steps: tuple[float, bool], ceiling: float = 1000) -> float | None:
+        return next_rate(steps, ceiling=ceiling, floor=2, resolution=50)
+
+    assert after((25, False)) == 12.5  # nothing held: halve
+    assert after((25, False), (12.5, False), (6.25, False), (3.125, False)) is None  # the floor
+    assert after((25, False), (12.5, True)) is None  # within the resolution of the failure
+    assert after((25, True), (300, True)) == 400  # everything held: a third more
+    assert after((600, True)) == 800
+    assert after((900, True)) == 1000 and after((1000, True)) is None  # up to the ceiling
+    assert after((300, True), (400, False)) == 350  # between the knee and the failure
+    assert after((300, True), (400, False), (350, True)) is None
+    assert after((300, True), (400, False), (350, False)) is None
+    assert after((300, True), (400, True), (550, False)) == 500
+    assert after((100, True), (150, False), (200, True)) is None  # a lucky pass counts for nothing
+    assert after() is None
     assert select_knee([(25, True), (50, True)]) == 50
     assert select_knee([(25, False), (12.5, False), (6.25, True)]) == 6.25  # halving down
     assert select_knee([]) is None
