@@ -9,17 +9,19 @@ To run several test sessions at once, give each its own ``SHOP_TEST_STATE_DIR``,
 """
 
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiokafka import ConsumerRecord
 
 from stack import kafka, postgres
@@ -112,6 +114,23 @@ def _local_processes() -> Iterator[Infra]:
     finally:
         kafka.stop(config)
         postgres.stop(config)
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A real HTTP server on a free loopback port that answers every GET with ``answer``;
+    yields its base URL."""
+    app = web.Application()
+    app.router.add_get("/{path:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def unique(prefix: str) -> str:

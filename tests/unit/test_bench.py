@@ -24,7 +24,7 @@ from bench.stats import (
     select_knee,
 )
 from bench.tail import PATH, OrderTail, hop_latencies
-from tests.conftest import consumer_record
+from tests.conftest import consumer_record, http_server
 
 
 def test_percentile_is_nearest_rank_when_values_are_unsorted() -> None:
@@ -258,29 +258,13 @@ async def test_reads_come_from_as_many_addresses_as_visitors_each_under_a_per_ad
         seen[request.remote or ""] += 1
         return web.Response(status=200 if seen[request.remote or ""] <= 5 else 429)
 
-    app = web.Application()
-    app.router.add_get("/page", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        alone = await closed_loop(
-            f"http://127.0.0.1:{port}", "/page", concurrency=4, duration_s=0.3, warmup_s=0
-        )
+    async with http_server(answer) as url:
+        alone = await closed_loop(url, "/page", concurrency=4, duration_s=0.3, warmup_s=0)
         visitors = set(seen)
         seen.clear()
         many = await closed_loop(
-            f"http://127.0.0.1:{port}",
-            "/page",
-            concurrency=4,
-            duration_s=1.0,
-            warmup_s=0,
-            visitors=64,
+            url, "/page", concurrency=4, duration_s=1.0, warmup_s=0, visitors=64
         )
-    finally:
-        await runner.cleanup()
     assert visitors == {"127.0.0.2"}
     assert alone.ok == 5 and alone.statuses["429"] > 5
     assert set(seen) == set(loopback_addresses(64))

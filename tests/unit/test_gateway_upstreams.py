@@ -9,6 +9,7 @@ from fastapi import HTTPException
 
 from gateway_svc.clients import Upstreams
 from gateway_svc.settings import Settings
+from tests.conftest import http_server
 
 PAGE = b'{"items":[{"id":"7","name":"Tea \xc3\xa9","price":"9.99"}],"next_cursor":null}'
 
@@ -24,17 +25,10 @@ async def upstreams() -> AsyncIterator[Upstreams]:
     async def answer(request: web.Request) -> web.Response:
         return answers[request.path]
 
-    app = web.Application()
-    app.router.add_get("/{name}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    clients = Upstreams(Settings(jwt_secret="unused", user_svc_url=f"http://127.0.0.1:{port}"))
-    yield clients
-    await clients.close()
-    await runner.cleanup()
+    async with http_server(answer) as url:
+        clients = Upstreams(Settings(jwt_secret="unused", user_svc_url=url))
+        yield clients
+        await clients.close()
 
 
 async def test_a_page_is_relayed_byte_for_byte_as_json(upstreams: Upstreams) -> None:
