@@ -54,5 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
     )
     return app

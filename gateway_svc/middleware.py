@@ -1,4 +1,5 @@
-"""What wraps every request: rate limit (with RateLimit headers), body size limit, metrics."""
+"""What wraps every request: load shedding, rate limit (with RateLimit headers), body size
+limit, metrics."""
 
 import time
 from collections import Counter, defaultdict
@@ -98,8 +99,12 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
 
 
 class Guard:
-    """Rate limit (429 with ``Retry-After``; ``RateLimit-*`` headers on every answer) and
-    metrics, as plain ASGI: no task or stream per request."""
+    """Load shedding (503 with ``Retry-After`` beyond ``max_in_flight`` requests at once), rate
+    limit (429 with ``Retry-After``; ``RateLimit-*`` headers on every answer) and metrics, as
+    plain ASGI: no task or stream per request.
+
+    An overloaded gateway answers at once rather than queueing: each request held costs memory
+    and makes every other one later."""
 
     def __init__(
         self,
@@ -108,6 +113,7 @@ class Guard:
         tokens: Tokens,
         limiter: RateLimiter,
         metrics: Metrics,
+        max_in_flight: int,
         routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.app = app
@@ -115,6 +121,8 @@ class Guard:
         self.tokens = tokens
         self.limiter = limiter
         self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,22 +143,37 @@ class Guard:
             if scope["path"] in UNLIMITED:
                 await self.app(scope, receive, answer)
                 return
-            verdict = self.limiter.hit(self._client_key(scope))
-            headers += [
-                (b"ratelimit-limit", str(verdict.limit).encode()),
-                (b"ratelimit-remaining", str(verdict.remaining).encode()),
-                (b"ratelimit-reset", str(verdict.reset_s).encode()),
-            ]
-            if verdict.allowed:
-                await self.app(scope, receive, answer)
+            if self.in_flight >= self.max_in_flight:
+                headers.append((b"retry-after", b"1"))
+                busy = JSONResponse({"detail": "the gateway is busy; try again shortly"}, 503)
+                await busy(scope, receive, answer)
                 return
-            headers.append((b"retry-after", str(verdict.retry_after_s).encode()))
-            refused = JSONResponse({"detail": "too many requests"}, 429)
-            await refused(scope, receive, answer)
+            self.in_flight += 1
+            try:
+                await self._limited(scope, receive, answer, headers)
+            finally:
+                self.in_flight -= 1
         finally:
             self.metrics.observe(
                 scope["method"], self._template(scope), status, time.perf_counter() - started
             )
+
+    async def _limited(
+        self, scope: Scope, receive: Receive, answer: Send, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """The rate limit, then the app."""
+        verdict = self.limiter.hit(self._client_key(scope))
+        headers += [
+            (b"ratelimit-limit", str(verdict.limit).encode()),
+            (b"ratelimit-remaining", str(verdict.remaining).encode()),
+            (b"ratelimit-reset", str(verdict.reset_s).encode()),
+        ]
+        if verdict.allowed:
+            await self.app(scope, receive, answer)
+            return
+        headers.append((b"retry-after", str(verdict.retry_after_s).encode()))
+        refused = JSONResponse({"detail": "too many requests"}, 429)
+        await refused(scope, receive, answer)
 
     def _template(self, scope: Scope) -> str:
         """The route's path template: set by the router on a match, else (a refused request
@@ -173,9 +196,20 @@ class Guard:
 
 
 def install(
-    app: FastAPI, *, tokens: Tokens, limiter: RateLimiter, metrics: Metrics, max_body_bytes: int
+    app: FastAPI,
+    *,
+    tokens: Tokens,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    max_body_bytes: int,
+    max_in_flight: int,
 ) -> None:
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside the guard: limited, counted
     app.add_middleware(
-        Guard, tokens=tokens, limiter=limiter, metrics=metrics, routes=app.router.routes
+        Guard,
+        tokens=tokens,
+        limiter=limiter,
+        metrics=metrics,
+        max_in_flight=max_in_flight,
+        routes=app.router.routes,
     )

@@ -29,4 +29,8 @@ class Settings(ServiceSettings):
     by default a tenth of the per-minute limit."""
     login_attempts_per_minute: int = Field(default=10, ge=1)
     order_wait_max_s: float = 30.0
+    max_in_flight: int = Field(default=512, ge=1)
+    """Requests the gateway serves at once (MAX_IN_FLIGHT, long polls included); one more is
+    answered 503 with Retry-After at once instead of queueing (its memory bounded under
+    overload). /healthz, /readyz and /metrics are not counted."""
     max_body_bytes: int = 64 * 1024

@@ -1,5 +1,6 @@
 """The gateway's guards without a stack: body limit, the 422 of any input, tokens, rate limit."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from uuid import uuid4
@@ -151,6 +152,7 @@ async def test_the_guard_limits_counts_by_route_template_and_says_how_much_is_le
         tokens=tokens,
         limiter=RateLimiter(per_minute=60, burst=2),
         metrics=metrics,
+        max_in_flight=100,
         routes=app.router.routes,
     )
     transport = httpx.ASGITransport(app=app)
@@ -161,3 +163,47 @@ async def test_the_guard_limits_counts_by_route_template_and_says_how_much_is_le
     assert answers[-1].headers["Retry-After"] == "1"
     assert metrics.requests[("GET", "/items/{item_id}", 200)] == 2
     assert metrics.requests[("GET", "/items/{item_id}", 429)] == 1
+
+
+async def test_the_guard_answers_503_at_once_beyond_its_requests_in_flight_and_not_after() -> None:
+    app = FastAPI()
+    release, both_in = asyncio.Event(), asyncio.Event()
+    entered = 0
+
+    @app.get("/slow")
+    async def slow() -> dict[str, bool]:
+        nonlocal entered
+        entered += 1
+        if entered == 2:
+            both_in.set()
+        await release.wait()
+        return {"done": True}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        return {"alive": True}
+
+    metrics = Metrics()
+    app.add_middleware(
+        Guard,
+        tokens=Tokens(Settings(jwt_secret="a secret for this test only, long enough")),
+        limiter=RateLimiter(per_minute=6000),
+        metrics=metrics,
+        max_in_flight=2,
+        routes=app.router.routes,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        held = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
+        await asyncio.wait_for(both_in.wait(), 5)
+        busy = await asyncio.wait_for(client.get("/slow"), 5)  # answered, not held
+        health = await client.get("/healthz")
+        release.set()
+        answers = await asyncio.gather(*held)
+        after = await client.get("/slow")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    assert busy.json() == {"detail": "the gateway is busy; try again shortly"}
+    assert health.status_code == 200  # probes are never shed
+    assert [a.status_code for a in answers] == [200, 200] and after.status_code == 200
+    assert entered == 3
+    assert metrics.requests[("GET", "/slow", 503)] == 1
