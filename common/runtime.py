@@ -33,8 +33,8 @@ from common.db import (
 )
 from common.inbox import InboxMixin, forget_old
 from common.outbox import OutboxMixin, OutboxRelay
-from common.settings import KAFKA_REDELIVERY_HOURS, ServiceSettings
-from schemas.topics import Topic
+from common.settings import ServiceSettings
+from schemas.topics import REDELIVERY_HOURS, Topic
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +115,12 @@ class Runtime:
     async def _forget_old_ids(self) -> None:
         assert self.sessionmaker is not None and self._inbox is not None
         keep = timedelta(hours=self.settings.inbox_keep_hours)
-        if self.settings.inbox_keep_hours < KAFKA_REDELIVERY_HOURS:
+        if self.settings.inbox_keep_hours < REDELIVERY_HOURS:
             log.warning(
                 "INBOX_KEEP_HOURS is %g: Kafka may deliver a message again up to %d hours after"
                 " it was written, and one whose id is forgotten by then is applied twice",
                 self.settings.inbox_keep_hours,
-                KAFKA_REDELIVERY_HOURS,
+                REDELIVERY_HOURS,
             )
         while True:
             try:

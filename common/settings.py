@@ -15,11 +15,6 @@ from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
 
-KAFKA_REDELIVERY_HOURS = 2 * 168
-"""How long after it was written Kafka may still deliver a record again, with the topics'
-retention of ``make up`` (``log.retention.hours`` 168, and a segment closed after at most
-``log.roll.hours`` 168): the least ``inbox_keep_hours`` that absorbs every redelivery."""
-
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -64,8 +59,9 @@ class ServiceSettings(BaseSettings):
 
     inbox_keep_hours: float = Field(default=360, gt=0)
     """An applied message's id stays in the inbox this long, then goes. It must outlast every
-    redelivery Kafka can make (``KAFKA_REDELIVERY_HOURS``); a dead letter re-driven within that
-    is absorbed too. Raise it with the topics' retention; a service started with less warns."""
+    redelivery Kafka can make (``schemas.topics.REDELIVERY_HOURS``); a dead letter re-driven
+    within that is absorbed too. Raise it with the topics' retention; a service started with
+    less warns."""
     inbox_forget_interval_s: float = Field(default=600, gt=0)
     """How often the ids past ``inbox_keep_hours`` are deleted."""
     relay_batch_size: int = Field(default=500, ge=1)

@@ -11,6 +11,14 @@ PARTITIONS = 6
 
 DLQ_PARTITIONS = 1
 
+RETENTION_HOURS = 168
+"""A segment is deleted this long after its newest record (the broker's ``log.retention.hours``)."""
+SEGMENT_ROLL_HOURS = 168
+"""A segment is closed after at most this long (``log.roll.hours``), and only then may go."""
+REDELIVERY_HOURS = RETENTION_HOURS + SEGMENT_ROLL_HOURS
+"""How long after it was written a record may still be read again: the least time an inbox must
+keep an id to absorb every redelivery."""
+
 
 @dataclass(frozen=True, slots=True)
 class Topic:

@@ -12,7 +12,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, Topic
+from schemas.topics import (
+    ALL_TOPICS,
+    CONSUMED_TOPICS,
+    RETENTION_HOURS,
+    SEGMENT_ROLL_HOURS,
+    Topic,
+)
 from stack import procs
 from stack.config import ROOT, StackConfig
 from stack.progress import step
@@ -98,7 +104,8 @@ def _properties(config: StackConfig) -> Path:
                 "share.coordinator.state.topic.replication.factor=1",
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
-                "log.retention.hours=168",
+                f"log.retention.hours={RETENTION_HOURS}",
+                f"log.roll.hours={SEGMENT_ROLL_HOURS}",
                 "num.network.threads=2",
                 "num.io.threads=4",
                 "",
