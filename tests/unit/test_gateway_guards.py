@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from common.http import invalid_request
 from gateway_svc.api.fields import Text
+from gateway_svc.app import create_app
 from gateway_svc.auth import InvalidTokenError, Tokens
 from gateway_svc.middleware import BodyLimit, Guard, Metrics
 from gateway_svc.ratelimit import RateLimiter
@@ -207,3 +208,14 @@ async def test_the_guard_answers_503_at_once_beyond_its_requests_in_flight_and_n
     assert [a.status_code for a in answers] == [200, 200] and after.status_code == 200
     assert entered == 3
     assert metrics.requests[("GET", "/slow", 503)] == 1
+
+
+def test_the_gateway_bounds_its_requests_in_flight_as_its_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_IN_FLIGHT", "3")
+    app = create_app(Settings(jwt_secret="a secret for this test only, long enough"))
+    layer = app.build_middleware_stack()
+    while not isinstance(layer, Guard):
+        layer = layer.app  # type: ignore[attr-defined]
+    assert layer.max_in_flight == 3
