@@ -69,7 +69,8 @@ from schemas.topics import Topic, dead_letter_topic
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Envelope, Any], Awaitable[None]]
+Handler = Callable[[Envelope, Any], Awaitable[object]]
+"""A use case of one message; what it returns (e.g. a ``Refused``) is for its HTTP callers."""
 Handlers = Mapping[type[Message], Handler]
 RunHandler = Callable[[Sequence[tuple[Envelope, Any]]], Awaitable[None]]
 """Applies a run of messages of one type, each about another aggregate (see
@@ -138,13 +139,16 @@ def kafka_headers(message_type: str, correlation: UUID) -> list[tuple[str, bytes
     return [("type", message_type.encode()), ("correlation_id", str(correlation).encode())]
 
 
-async def publish(producer: KafkaProducerHolder, message: Message) -> Envelope:
-    """Publish ``message`` now and wait for Kafka's acknowledgement.
+async def publish(
+    producer: KafkaProducerHolder, message: Message, envelope: Envelope | None = None
+) -> Envelope:
+    """Publish ``message`` (in ``envelope``, else a new one) now and wait for Kafka's
+    acknowledgement.
 
     For a process without a database (the gateway): the caller answers its client only once the
     command is durable. Services with a database stage messages in their outbox instead.
     """
-    envelope = message.envelope()
+    envelope = envelope or message.envelope()
     kafka = await producer.get()
     try:
         await kafka.send_and_wait(

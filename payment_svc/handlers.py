@@ -12,6 +12,9 @@ from schemas.products import StockReserved
 from schemas.topics import CONSUMED_TOPICS
 
 TOPICS = CONSUMED_TOPICS["payment_svc"]
+APPLIED_AT_ONCE = (AddPaymentMethod,)
+"""The commands the gateway also sends over HTTP (``common.commands``), to answer with their
+result."""
 
 
 def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from common.commands import command_router
 from common.http import create_service_app
 from common.runtime import Runtime
 from product_svc import api, handlers, models
@@ -20,5 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inbox=models.Inbox,
     )
     assert runtime.sessionmaker is not None
-    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
-    return create_service_app(runtime, title="product_svc", routers=[api.router])
+    table = handlers.handlers(runtime.sessionmaker)
+    runtime.consume(handlers.TOPICS, table)
+    commands = command_router(table, handlers.APPLIED_AT_ONCE)
+    return create_service_app(runtime, title="product_svc", routers=[api.router, commands])

@@ -16,6 +16,9 @@ from schemas.products import (
 from schemas.topics import CONSUMED_TOPICS
 
 TOPICS = CONSUMED_TOPICS["product_svc"]
+APPLIED_AT_ONCE = (CreateCategory, CreateProduct, UpdateProduct, AddProductImage, RestockProduct)
+"""The commands the gateway also sends over HTTP (``common.commands``), to answer with their
+result."""
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -8,6 +8,7 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.commands import Refused
 from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
@@ -63,18 +64,18 @@ async def create_category(
 
 async def create_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: CreateProduct
-) -> None:
+) -> Refused | None:
     """The product and its stock; a first stock above zero is the product's first movement."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
+            return None
         if await session.get(Product, command.product_id) is not None:
-            return
+            return None
         if not await _category_exists(session, command.category_id):
             log.warning(
                 "product %s rejected: no category %s", command.product_id, command.category_id
             )
-            return
+            return Refused("no such category", "category_id")
         session.add(
             Product(
                 id=command.product_id,
@@ -110,26 +111,27 @@ async def create_product(
                 ),
                 cause=envelope,
             )
+    return None
 
 
 async def update_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: UpdateProduct
-) -> None:
+) -> Refused | None:
     """Change the fields the command gives (``None`` leaves a field as it is)."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
+            return None
         product = await session.get(Product, command.product_id, with_for_update=True)
         if product is None:
             log.warning("update of unknown product %s ignored", command.product_id)
-            return
+            return Refused("product not found", status=404)
         if not await _category_exists(session, command.category_id):
             log.warning(
                 "update of product %s rejected: no category %s",
                 command.product_id,
                 command.category_id,
             )
-            return
+            return Refused("no such category", "category_id")
         if command.name is not None:
             product.name = command.name
         if command.description is not None:
@@ -150,45 +152,48 @@ async def update_product(
             ),
             cause=envelope,
         )
+    return None
 
 
 async def add_product_image(
     sessionmaker: SessionMaker, envelope: Envelope, command: AddProductImage
-) -> None:
+) -> Refused | None:
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
+            return None
         if await session.get(ProductImage, command.image_id) is not None:
-            return
+            return None
         if await session.get(Product, command.product_id) is None:
             log.warning(
                 "image %s of unknown product %s ignored", command.image_id, command.product_id
             )
-            return
+            return Refused("product not found", status=404)
         session.add(
             ProductImage(id=command.image_id, product_id=command.product_id, url=command.url)
         )
         stage(session, Outbox, ProductImageAdded(**command.model_dump()), cause=envelope)
+    return None
 
 
 async def restock_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: RestockProduct
-) -> None:
+) -> Refused | None:
     """Add to (or, with a negative change, take from) a product's stock; never below zero."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
+            return None
         stock = await _lock_stock(session, [command.product_id])
         if command.product_id not in stock:
             log.warning("restock of unknown product %s ignored", command.product_id)
-            return
+            return Refused("product not found", status=404)
         if command.change == 0:
-            return
+            return None
         try:
             after = domain.apply_change(stock[command.product_id], command.change)
         except domain.NegativeStockError as exc:
             log.warning("restock of product %s refused: %s", command.product_id, exc)
-            return
+            stock_now = stock[command.product_id]
+            return Refused(f"stock would go below zero (it is {stock_now})", status=409)
         await _set_stock(session, command.product_id, after)
         stage(
             session,
@@ -201,6 +206,7 @@ async def restock_product(
             ),
             cause=envelope,
         )
+    return None
 
 
 async def reserve_stock(

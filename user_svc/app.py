@@ -5,6 +5,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from common.commands import command_router
 from common.http import create_service_app
 from common.runtime import Runtime
 from user_svc import api, handlers, models, services
@@ -23,7 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         inbox=models.Inbox,
     )
     assert runtime.sessionmaker is not None
-    runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
+    table = handlers.handlers(runtime.sessionmaker)
+    runtime.consume(handlers.TOPICS, table)
     sessionmaker = runtime.sessionmaker
     admin_password = settings.shop_admin_password.get_secret_value()
     if settings.shop_admin_email and admin_password:
@@ -35,4 +37,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.info("created the first admin account %s", settings.shop_admin_email)
 
         runtime.run_in_background("first-admin", create_first_admin)
-    return create_service_app(runtime, title="user_svc", routers=[api.router])
+    commands = command_router(table, handlers.APPLIED_AT_ONCE)
+    return create_service_app(runtime, title="user_svc", routers=[api.router, commands])

@@ -9,6 +9,9 @@ from schemas.users import AddAddress, UpdateUser
 from user_svc import services
 
 TOPICS = CONSUMED_TOPICS["user_svc"]
+APPLIED_AT_ONCE = (AddAddress,)
+"""The commands the gateway also sends over HTTP (``common.commands``), to answer with their
+result."""
 
 
 def handlers(sessionmaker: SessionMaker) -> Handlers:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from common.commands import Refused
 from common.db import SessionMaker
 from common.inbox import first_delivery
 from common.outbox import stage
@@ -101,15 +102,18 @@ async def update_user(sessionmaker: SessionMaker, envelope: Envelope, command: U
         )
 
 
-async def add_address(sessionmaker: SessionMaker, envelope: Envelope, command: AddAddress) -> None:
+async def add_address(
+    sessionmaker: SessionMaker, envelope: Envelope, command: AddAddress
+) -> Refused | None:
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
-            return
+            return None
         if await session.get(User, command.user_id) is None:
-            return
+            return Refused("user not found", status=404)
         fields = command.model_dump(exclude={"address_id"})
         session.add(Address(id=command.address_id, **fields))
         stage(session, Outbox, AddressAdded(**command.model_dump()), cause=envelope)
+    return None
 
 
 async def use_refresh_token(
