@@ -13,7 +13,7 @@ from gateway_svc.clients import Upstreams
 from gateway_svc.facts import Facts
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
-from gateway_svc.watch import OrderWatch
+from gateway_svc.watch import OrderWatch, Watchers
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = tokens
     app.state.upstreams = upstreams
     app.state.watch = watch
+    app.state.watchers = Watchers(settings.max_watchers, settings.watchers_per_user)
     app.state.facts = Facts()
     app.state.login_throttle = accounts.LoginThrottle(settings.login_attempts_per_minute)
+    app.state.registrations = RateLimiter(
+        settings.registrations_per_minute, burst=settings.registrations_per_minute
+    )
     middleware.install(
         app,
         tokens=tokens,
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        body_read_timeout_s=settings.body_read_timeout_s,
         max_in_flight=settings.max_in_flight,
     )
     return app

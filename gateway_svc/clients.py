@@ -62,6 +62,18 @@ class Upstreams:
     async def post(self, service: str, path: str, body: dict[str, Any]) -> Any:
         return _parsed(service, await self._call("POST", service, path, json=body))
 
+    async def command(self, service: str, envelope: bytes, timeout_s: float) -> None:
+        """Have ``service`` apply a command envelope now (``common.commands``): returns once it
+        is applied; its refusal raised as the 4xx it is; 503 when it does not answer in time."""
+        await self._call(
+            "POST",
+            service,
+            "/commands",
+            data=envelope,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        )
+
     async def find(self, service: str, path: str) -> Any | None:
         """GET that answers None for 404."""
         try:

@@ -1,6 +1,7 @@
-"""What wraps every request: load shedding, rate limit (with RateLimit headers), body size
-limit, metrics."""
+"""What wraps every request: rate limit (with RateLimit headers) and metrics, the body read
+within a size and a time, load shedding."""
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -47,16 +48,18 @@ class Metrics:
 
 
 class BodyLimit:
-    """Refuses a request body over ``max_bytes`` with 413 before any route sees it.
+    """Reads a request's body before any route sees it, within a size and a time.
 
-    A declared Content-Length over the limit is refused without reading a byte. A body without
-    one (chunked) is read here, counting bytes as they stream in, and refused as soon as it
-    passes the limit; one within it is handed on whole. Either way at most ``max_bytes`` are
-    held per request."""
+    A declared Content-Length over ``max_bytes`` is refused (413) without reading a byte. A body
+    without one (chunked) is counted as it streams in and refused as soon as it passes the
+    limit. A body not read whole within ``timeout_s`` is refused (408) and its connection
+    closed: a client that stalls mid-body holds nothing but its own connection. Either way at
+    most ``max_bytes`` are held per request."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,29 +67,45 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(scope, receive, send)
+            await _refuse(scope, send, 413, f"body over {self.max_bytes} bytes")
             return
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                first = await self._read(receive)
+        except TimeoutError:
+            await _refuse(scope, send, 408, f"body not received within {self.timeout_s:g} s")
+            return
+        if first is None:
+            await _refuse(scope, send, 413, f"body over {self.max_bytes} bytes")
+            return
+        await self.app(scope, _replay([first], receive), send)
+
+    async def _read(self, receive: Receive) -> Message | None:
+        """The whole body as one message (or the client's leaving); None past the limit."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)  # the client left
-                return
+                return message  # the client left
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], receive), send)
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"detail": f"body over {self.max_bytes} bytes"}, 413)
-        await response(scope, receive, send)
+
+async def _refuse(scope: Scope, send: Send, status: int, detail: str) -> None:
+    """Answer without reading further, and close the connection: what is left of the body is
+    never read."""
+    response = JSONResponse({"detail": detail}, status, headers={"Connection": "close"})
+    await response(scope, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -98,13 +117,65 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
-class Guard:
-    """Load shedding (503 with ``Retry-After`` beyond ``max_in_flight`` requests at once), rate
-    limit (429 with ``Retry-After``; ``RateLimit-*`` headers on every answer) and metrics, as
-    plain ASGI: no task or stream per request.
+SLOT = "shop.in_flight_slot"
+"""The scope key of a request's :class:`Slot`."""
 
-    An overloaded gateway answers at once rather than queueing: each request held costs memory
-    and makes every other one later."""
+
+class Slot:
+    """A request's place among those the gateway works on; released once."""
+
+    def __init__(self, shed: "Shed") -> None:
+        self._shed: Shed | None = shed
+        shed.in_flight += 1
+
+    def release(self) -> None:
+        if self._shed is not None:
+            self._shed.in_flight -= 1
+            self._shed = None
+
+
+def release_slot(scope: Scope) -> None:
+    """Give back the request's in-flight slot: for a route about to wait on something else
+    than the gateway's work (a long poll, a stream), bounded by its own limits instead."""
+    slot: Slot | None = scope.get(SLOT)
+    if slot is not None:
+        slot.release()
+
+
+class Shed:
+    """Load shedding: at most ``max_in_flight`` requests worked on at once; one more is
+    answered 503 with ``Retry-After`` at once rather than queued (each request held costs
+    memory and makes every other one later). A request counts once its body is read (see
+    :class:`BodyLimit`, outside this) and until it is answered or gives its slot back."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            busy = JSONResponse(
+                {"detail": "the gateway is busy; try again shortly"},
+                503,
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
+            return
+        slot = scope[SLOT] = Slot(self)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slot.release()
+
+
+class Guard:
+    """Rate limit (429 with ``Retry-After``; ``RateLimit-*`` headers on every answer) and
+    metrics, as plain ASGI: no task or stream per request. Outermost, so that it counts every
+    answer, the 408, 413 and 503 of the guards inside it too."""
 
     def __init__(
         self,
@@ -113,7 +184,6 @@ class Guard:
         tokens: Tokens,
         limiter: RateLimiter,
         metrics: Metrics,
-        max_in_flight: int,
         routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.app = app
@@ -121,8 +191,6 @@ class Guard:
         self.tokens = tokens
         self.limiter = limiter
         self.metrics = metrics
-        self.max_in_flight = max_in_flight
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,17 +210,8 @@ class Guard:
         try:
             if scope["path"] in UNLIMITED:
                 await self.app(scope, receive, answer)
-                return
-            if self.in_flight >= self.max_in_flight:
-                headers.append((b"retry-after", b"1"))
-                busy = JSONResponse({"detail": "the gateway is busy; try again shortly"}, 503)
-                await busy(scope, receive, answer)
-                return
-            self.in_flight += 1
-            try:
+            else:
                 await self._limited(scope, receive, answer, headers)
-            finally:
-                self.in_flight -= 1
         finally:
             self.metrics.observe(
                 scope["method"], self._template(scope), status, time.perf_counter() - started
@@ -202,14 +261,13 @@ def install(
     limiter: RateLimiter,
     metrics: Metrics,
     max_body_bytes: int,
+    body_read_timeout_s: float,
     max_in_flight: int,
 ) -> None:
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # inside the guard: limited, counted
+    """From the outside in: :class:`Guard` (rate limit, metrics), :class:`BodyLimit` (the body
+    read whole, within a size and a time), :class:`Shed` (requests worked on at once)."""
+    app.add_middleware(Shed, max_in_flight=max_in_flight)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_read_timeout_s)
     app.add_middleware(
-        Guard,
-        tokens=tokens,
-        limiter=limiter,
-        metrics=metrics,
-        max_in_flight=max_in_flight,
-        routes=app.router.routes,
+        Guard, tokens=tokens, limiter=limiter, metrics=metrics, routes=app.router.routes
     )

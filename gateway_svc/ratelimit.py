@@ -49,6 +49,12 @@ class RateLimiter:
             reset_s=math.ceil((self._burst - tokens) / self._rate),
         )
 
+    def give_back(self, key: str, cost: float = 1.0) -> None:
+        """Return what a hit took, for an attempt that turned out not to count."""
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(self._burst, tokens + cost), last)
+
     def _prune(self, now: float) -> None:
         """Forget the buckets that have refilled; they hold no state worth keeping."""
         full_after = self._burst / self._rate

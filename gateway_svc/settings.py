@@ -28,9 +28,24 @@ class Settings(ServiceSettings):
     """Requests a client may send at once before the per-minute pace applies (RATE_LIMIT_BURST);
     by default a tenth of the per-minute limit."""
     login_attempts_per_minute: int = Field(default=10, ge=1)
-    order_wait_max_s: float = 30.0
+    """Login attempts per email from one address and minute (LOGIN_ATTEMPTS_PER_MINUTE); an
+    email takes ten times that from all addresses together, an address ten times that over all
+    emails. An attempt counts before its password is checked."""
+    registrations_per_minute: int = Field(default=10, ge=1)
+    """Accounts opened per client address and minute (REGISTRATIONS_PER_MINUTE)."""
     max_in_flight: int = Field(default=512, ge=1)
-    """Requests the gateway serves at once (MAX_IN_FLIGHT, long polls included); one more is
-    answered 503 with Retry-After at once instead of queueing (its memory bounded under
-    overload). /healthz, /readyz and /metrics are not counted."""
+    """Requests the gateway works on at once (MAX_IN_FLIGHT); one more is answered 503 with
+    Retry-After at once instead of queueing (its memory bounded under overload). A request
+    counts from its body's last byte until its answer; a long poll or a stream only while it is
+    not waiting. /healthz, /readyz and /metrics are not counted."""
     max_body_bytes: int = 64 * 1024
+    body_read_timeout_s: float = Field(default=10.0, gt=0)
+    """A request body not received whole within this is answered 408 (BODY_READ_TIMEOUT_S)."""
+    max_watchers: int = Field(default=1000, ge=1)
+    """Long polls and event streams open at once (MAX_WATCHERS); one more is answered 503."""
+    watchers_per_user: int = Field(default=4, ge=1)
+    """Long polls and event streams one user (or address) may have open at once
+    (WATCHERS_PER_USER); one more is answered 429."""
+    write_wait_s: float = Field(default=5.0, ge=0)
+    """How long a write waits for its service to apply it (WRITE_WAIT_S) before answering 202
+    and leaving the command on Kafka."""

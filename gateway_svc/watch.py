@@ -1,37 +1,63 @@
-"""Follows orders.events so that a client can wait for an order's outcome without polling:
-``GET /orders/{id}?wait=10`` parks until the next event of that order (or the time is up)."""
+"""Follows orders.events so that a client can wait for an order's news without polling
+(``GET /orders/{id}?wait=10``, ``GET /orders/{id}/events``), and bounds how many wait at once."""
 
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from fastapi import HTTPException
+from starlette.types import Receive
 
 from schemas.topics import ORDERS_EVENTS
 
 log = logging.getLogger(__name__)
 
 
+class News:
+    """Set whenever an order has news; ``last`` is the type of the latest event."""
+
+    def __init__(self) -> None:
+        self._set = asyncio.Event()
+        self.last: str | None = None
+
+    def tell(self, event_type: str | None) -> None:
+        self.last = event_type
+        self._set.set()
+
+    def clear(self) -> None:
+        """Forget what was told: call before reading the order's state."""
+        self._set.clear()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True when there is news within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._set.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
 class OrderWatch:
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap = bootstrap_servers
-        self._waiters: dict[bytes, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[bytes, set[News]] = defaultdict(set)
         self.ready = False
 
     @contextlib.contextmanager
-    def changes(self, order_id: UUID) -> Iterator[asyncio.Event]:
-        """An event set whenever the order has news; register before reading its state."""
+    def changes(self, order_id: UUID) -> Iterator[News]:
+        """News of the order from now on; register before reading its state."""
         key = str(order_id).encode()
-        event = asyncio.Event()
-        self._waiters[key].add(event)
+        news = News()
+        self._waiters[key].add(news)
         try:
-            yield event
+            yield news
         finally:
-            self._waiters[key].discard(event)
+            self._waiters[key].discard(news)
             if not self._waiters[key]:
                 del self._waiters[key]
 
@@ -53,8 +79,11 @@ class OrderWatch:
                     batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
                     for records in batches.values():
                         for record in records:
-                            for event in self._waiters.get(record.key or b"", ()):
-                                event.set()
+                            waiting = self._waiters.get(record.key or b"")
+                            if waiting:
+                                event_type = _type_of(record.headers)
+                                for news in waiting:
+                                    news.tell(event_type)
             except asyncio.CancelledError:
                 raise
             except KafkaError:
@@ -63,3 +92,79 @@ class OrderWatch:
                 await asyncio.sleep(1)
             finally:
                 await consumer.stop()
+
+
+def _type_of(headers: object) -> str | None:
+    for name, value in headers or ():  # type: ignore[attr-defined]
+        if name == "type":
+            return bytes(value).decode(errors="replace")
+    return None
+
+
+class Watchers:
+    """Long polls and event streams open at once: at most ``per_user`` for one user (or
+    address), ``total`` in all. They wait outside the gateway's requests in flight (see
+    :func:`gateway_svc.middleware.release_slot`), so these bounds are what keeps them from
+    taking the gateway's capacity."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total = total
+        self.per_user = per_user
+        self.open: Counter[str] = Counter()
+        self.count = 0
+
+    def take(self, who: str) -> "Watcher":
+        """A place for one more, or 503 (the gateway's bound) or 429 (the user's)."""
+        if self.count >= self.total:
+            raise HTTPException(
+                503, "too many clients waiting on orders; try again shortly", {"Retry-After": "1"}
+            )
+        if self.open[who] >= self.per_user:
+            raise HTTPException(
+                429,
+                f"at most {self.per_user} long polls or streams of yours at once",
+                {"Retry-After": "1"},
+            )
+        return Watcher(self, who)
+
+
+class Watcher:
+    """One place among the :class:`Watchers`, given back once (``release``, or ``with``)."""
+
+    def __init__(self, watchers: Watchers, who: str) -> None:
+        self._watchers: Watchers | None = watchers
+        self._who = who
+        watchers.open[who] += 1
+        watchers.count += 1
+
+    def release(self) -> None:
+        watchers, self._watchers = self._watchers, None
+        if watchers is not None:
+            watchers.count -= 1
+            watchers.open[self._who] -= 1
+            if watchers.open[self._who] <= 0:
+                del watchers.open[self._who]
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+async def left(receive: Receive) -> None:
+    """Returns when the client has gone (a request whose body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def news_or_leaving(news: News, receive: Receive, timeout_s: float) -> bool:
+    """Wait for the order's news, the time, or the client's leaving; False unless news."""
+    gone = asyncio.ensure_future(left(receive))
+    told = asyncio.ensure_future(news.wait(timeout_s))
+    try:
+        await asyncio.wait({gone, told}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        told.cancel()
+    return told.done() and not told.cancelled() and told.result()

@@ -1,14 +1,16 @@
 """Accounts: register, log in, refresh; the customer's profile, addresses, payment methods and
 notifications."""
 
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, EmailStr, Field
 
 from common.pagination import Cursor, Limit
-from gateway_svc.api.deps import Commands, Upstream
+from gateway_svc.api.deps import Commands, Known, Upstream, accepted, write_responses, written
 from gateway_svc.api.fields import Text
 from gateway_svc.auth import CurrentUser, InvalidTokenError, Tokens, tokens
 from gateway_svc.ratelimit import RateLimiter
@@ -63,39 +65,54 @@ class PaymentMethodCreate(BaseModel):
     )
 
 
-class Accepted(BaseModel):
-    id: UUID
-    status: str = "accepted"
-
-
 class Page(BaseModel):
     items: list[dict[str, object]]
     next_cursor: str | None
 
 
 class LoginThrottle:
-    """Failed logins are limited per email and, more loosely, per client address."""
+    """Login attempts, each counted before its password is checked, so that N concurrent
+    guesses count N and at most the limit are ever checked:
+
+    - per email and address, ``per_minute``: a guesser is stopped at their own address;
+    - per email, ten times that from all addresses together: a ceiling on distributed guessing;
+    - per address, ten times that over all emails: one address guessing many accounts.
+
+    Failures from one address therefore never lock the owner out at another, unless guesses
+    come from so many addresses that the email's ceiling is reached. A login that succeeds is
+    given back: only failures use up the budget."""
 
     def __init__(self, per_minute: int) -> None:
-        self._by_email = RateLimiter(per_minute, burst=per_minute)
+        self._by_pair = RateLimiter(per_minute, burst=per_minute)
+        self._by_email = RateLimiter(per_minute * 10, burst=per_minute * 10)
         self._by_address = RateLimiter(per_minute * 10, burst=per_minute * 10)
 
     def _keys(self, email: str, address: str) -> list[tuple[RateLimiter, str]]:
-        return [(self._by_email, email.lower()), (self._by_address, address)]
+        email = email.lower()
+        return [
+            (self._by_pair, f"{email} {address}"),
+            (self._by_email, email),
+            (self._by_address, address),
+        ]
 
-    def check(self, email: str, address: str) -> None:
-        for limiter, key in self._keys(email, address):
+    def attempt(self, email: str, address: str) -> None:
+        """Count one attempt, or refuse it (429) when any of its budgets is spent."""
+        keys = self._keys(email, address)
+        for limiter, key in keys:  # no await in between: checked and taken at once
             verdict = limiter.peek(key)
             if not verdict.allowed:
                 raise HTTPException(
                     429,
-                    "too many failed logins; wait before trying again",
+                    "too many login attempts; wait before trying again",
                     headers={"Retry-After": str(verdict.retry_after_s)},
                 )
-
-    def failed(self, email: str, address: str) -> None:
-        for limiter, key in self._keys(email, address):
+        for limiter, key in keys:
             limiter.hit(key)
+
+    def give_back(self, email: str, address: str) -> None:
+        """Uncount an attempt that was no wrong guess (it signed in, or was never checked)."""
+        for limiter, key in self._keys(email, address):
+            limiter.give_back(key)
 
 
 async def _login_throttle(request: Request) -> LoginThrottle:
@@ -103,14 +120,38 @@ async def _login_throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
+async def _registrations(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.registrations
+    return limiter
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post(
     "/auth/register",
     status_code=201,
     tags=["auth"],
-    responses={409: {"description": "email already registered"}},
+    responses={
+        409: {"description": "email already registered"},
+        429: {"description": "too many accounts opened from this address"},
+    },
 )
-async def register(body: UserCreate, upstream: Upstream) -> UserPublic:
-    """Open a customer account."""
+async def register(
+    body: UserCreate,
+    request: Request,
+    upstream: Upstream,
+    registrations: Annotated[RateLimiter, Depends(_registrations)],
+) -> UserPublic:
+    """Open a customer account; it can sign in as soon as this answers."""
+    verdict = registrations.hit(client_address(request))
+    if not verdict.allowed:
+        raise HTTPException(
+            429,
+            "too many accounts opened from this address; wait before trying again",
+            headers={"Retry-After": str(verdict.retry_after_s)},
+        )
     created = await upstream.post("user", "/users", body.model_dump())
     return UserPublic.model_validate(created)
 
@@ -130,14 +171,15 @@ async def login(
     throttle: Annotated[LoginThrottle, Depends(_login_throttle)],
 ) -> TokenPublic:
     """Exchange email and password for an access token and a refresh token."""
-    address = request.client.host if request.client else "unknown"
-    throttle.check(body.email, address)
+    address = client_address(request)
+    throttle.attempt(body.email, address)
     try:
         user = await upstream.post("user", "/auth/verify", body.model_dump())
     except HTTPException as exc:
-        if exc.status_code == 401:
-            throttle.failed(body.email, address)
+        if exc.status_code != 401:
+            throttle.give_back(body.email, address)
         raise
+    throttle.give_back(body.email, address)
     pair = tokens(request).issue(UUID(user["id"]), user["role"])
     return TokenPublic(**pair.__dict__)
 
@@ -180,12 +222,35 @@ async def me(user: CurrentUser, upstream: Upstream) -> UserPublic:
     return UserPublic.model_validate(await upstream.get("user", f"/users/{user.id}"))
 
 
-@router.post("/me/addresses", status_code=202, tags=["me"])
-async def add_address(body: AddressCreate, user: CurrentUser, commands: Commands) -> Accepted:
-    """Add an address; it shows in GET /me/addresses shortly after."""
+class AddressPublic(BaseModel):
+    id: UUID
+    street: str
+    city: str
+    state: str
+    zip_code: str
+    created_at: datetime
+
+
+class PaymentMethodPublic(BaseModel):
+    id: UUID
+    method: str
+    created_at: datetime
+
+
+@router.post(
+    "/me/addresses", status_code=201, tags=["me"], responses=write_responses(AddressPublic)
+)
+async def add_address(
+    body: AddressCreate, user: CurrentUser, upstream: Upstream, commands: Commands, facts: Known
+) -> JSONResponse:
+    """Add an address; usable in an order in the next request."""
     address_id = uuid4()
-    await commands.send(AddAddress(address_id=address_id, user_id=user.id, **body.model_dump()))
-    return Accepted(id=address_id)
+    command = AddAddress(address_id=address_id, user_id=user.id, **body.model_dump())
+    if not await commands.apply("user", command):
+        return accepted(address_id, "/me/addresses")
+    facts.learn(("address", address_id, user.id))
+    found = await upstream.get("user", f"/users/{user.id}/addresses/{address_id}")
+    return written(AddressPublic.model_validate(found), "/me/addresses")
 
 
 @router.get("/me/addresses", tags=["me"], response_model=Page)
@@ -198,16 +263,28 @@ async def addresses(
     )
 
 
-@router.post("/me/payment-methods", status_code=202, tags=["me"])
+@router.post(
+    "/me/payment-methods",
+    status_code=201,
+    tags=["me"],
+    responses=write_responses(PaymentMethodPublic),
+)
 async def add_payment_method(
-    body: PaymentMethodCreate, user: CurrentUser, commands: Commands
-) -> Accepted:
-    """Save a payment method; it shows in GET /me/payment-methods shortly after."""
+    body: PaymentMethodCreate,
+    user: CurrentUser,
+    upstream: Upstream,
+    commands: Commands,
+    facts: Known,
+) -> JSONResponse:
+    """Save a payment method (its token is never shown again); usable in an order in the next
+    request."""
     method_id = uuid4()
-    await commands.send(
-        AddPaymentMethod(payment_method_id=method_id, user_id=user.id, **body.model_dump())
-    )
-    return Accepted(id=method_id)
+    command = AddPaymentMethod(payment_method_id=method_id, user_id=user.id, **body.model_dump())
+    if not await commands.apply("payment", command):
+        return accepted(method_id, "/me/payment-methods")
+    facts.learn(("payment method", method_id, user.id))
+    found = await upstream.get("payment", f"/payment-methods/{method_id}")
+    return written(PaymentMethodPublic.model_validate(found), "/me/payment-methods")
 
 
 @router.get("/me/payment-methods", tags=["me"], response_model=Page)

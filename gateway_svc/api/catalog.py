@@ -1,15 +1,16 @@
 """The catalog: anyone browses; admins create, change and restock."""
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from common.pagination import Cursor, Limit
-from gateway_svc.api.accounts import Accepted, Page
-from gateway_svc.api.deps import Commands, Upstream, field_error
+from gateway_svc.api.accounts import Page
+from gateway_svc.api.deps import Commands, Upstream, accepted, write_responses, written
 from gateway_svc.api.fields import Text
 from gateway_svc.auth import ADMIN_RESPONSES, Admin
 from schemas.envelope import Money
@@ -71,13 +72,18 @@ class Restock(BaseModel):
         return self
 
 
+class ImagePublic(BaseModel):
+    id: UUID
+    url: str
+
+
 class ProductPublic(BaseModel):
     id: UUID
     name: str
     description: str
     price: Money
     category_id: UUID | None
-    images: list[dict[str, object]]
+    images: list[ImagePublic]
     stock: int
 
 
@@ -95,12 +101,19 @@ async def read_category(category_id: UUID, upstream: Upstream) -> CategoryPublic
     )
 
 
-@router.post("/categories", status_code=202, responses=ADMIN_RESPONSES)
-async def create_category(body: CategoryCreate, _: Admin, commands: Commands) -> Accepted:
-    """Create a category (admin)."""
+@router.post(
+    "/categories",
+    status_code=201,
+    response_model=CategoryPublic,
+    responses={**ADMIN_RESPONSES, **write_responses(CategoryPublic)},
+)
+async def create_category(body: CategoryCreate, _: Admin, commands: Commands) -> JSONResponse:
+    """Create a category (admin); usable in the next request."""
     category_id = uuid4()
-    await commands.send(CreateCategory(category_id=category_id, name=body.name))
-    return Accepted(id=category_id)
+    location = f"/categories/{category_id}"
+    if await commands.apply("product", CreateCategory(category_id=category_id, name=body.name)):
+        return written(CategoryPublic(id=category_id, name=body.name), location)
+    return accepted(category_id, location)
 
 
 @router.get("/products", response_model=Page)
@@ -133,96 +146,102 @@ async def read_product(product_id: UUID, upstream: Upstream) -> ProductPublic:
     return ProductPublic.model_validate(await upstream.get("product", f"/products/{product_id}"))
 
 
-async def _existing_category(upstream: Upstream, category_id: UUID | None) -> None:
-    if (
-        category_id is not None
-        and await upstream.find("product", f"/categories/{category_id}") is None
-    ):
-        raise field_error(
-            ("body", "category_id"),
-            "no such category (one created a moment ago may still be on its way)",
-        )
+async def _product(upstream: Upstream, product_id: UUID) -> ProductPublic:
+    return ProductPublic.model_validate(await upstream.get("product", f"/products/{product_id}"))
 
 
-async def _existing_product(upstream: Upstream, product_id: UUID) -> dict[str, object]:
-    product = await upstream.find("product", f"/products/{product_id}")
-    if product is None:
-        raise HTTPException(404, "product not found")
-    found: dict[str, object] = product
-    return found
+NO_SUCH_PRODUCT: dict[int | str, dict[str, Any]] = {404: {"description": "no such product"}}
+NO_SUCH_CATEGORY: dict[int | str, dict[str, Any]] = {
+    422: {"description": "invalid input, or no such category"}
+}
 
 
-@router.post("/products", status_code=202, responses=ADMIN_RESPONSES)
+@router.post(
+    "/products",
+    status_code=201,
+    response_model=ProductPublic,
+    responses={**ADMIN_RESPONSES, **NO_SUCH_CATEGORY, **write_responses(ProductPublic)},
+)
 async def create_product(
     body: ProductCreate, _: Admin, upstream: Upstream, commands: Commands
-) -> Accepted:
-    """Create a product (admin), optionally with its first stock."""
-    await _existing_category(upstream, body.category_id)
+) -> JSONResponse:
+    """Create a product (admin), optionally with its first stock; readable, and orderable, in
+    the next request."""
     product_id = uuid4()
-    await commands.send(
-        CreateProduct(
-            product_id=product_id,
-            name=body.name,
-            description=body.description,
-            price=body.price,
-            category_id=body.category_id,
-            initial_stock=body.stock,
-        )
+    location = f"/products/{product_id}"
+    command = CreateProduct(
+        product_id=product_id,
+        name=body.name,
+        description=body.description,
+        price=body.price,
+        category_id=body.category_id,
+        initial_stock=body.stock,
     )
-    return Accepted(id=product_id)
+    if await commands.apply("product", command):
+        return written(await _product(upstream, product_id), location)
+    return accepted(product_id, location)
 
 
 @router.patch(
     "/products/{product_id}",
-    status_code=202,
-    responses={**ADMIN_RESPONSES, 404: {"description": "no such product"}},
+    response_model=ProductPublic,
+    responses={
+        **ADMIN_RESPONSES,
+        **NO_SUCH_PRODUCT,
+        **NO_SUCH_CATEGORY,
+        **write_responses(ProductPublic, 200),
+    },
 )
 async def update_product(
     product_id: UUID, body: ProductUpdate, _: Admin, upstream: Upstream, commands: Commands
-) -> Accepted:
-    """Change a product's name, description, price or category (admin)."""
-    await _existing_product(upstream, product_id)
-    await _existing_category(upstream, body.category_id)
-    await commands.send(UpdateProduct(product_id=product_id, **body.model_dump(exclude_unset=True)))
-    return Accepted(id=product_id)
+) -> JSONResponse:
+    """Change a product's name, description, price or category (admin); answers the product
+    as it is now."""
+    location = f"/products/{product_id}"
+    command = UpdateProduct(product_id=product_id, **body.model_dump(exclude_unset=True))
+    if await commands.apply("product", command):
+        return written(await _product(upstream, product_id), location, 200)
+    return accepted(product_id, location)
 
 
 @router.post(
     "/products/{product_id}/images",
-    status_code=202,
-    responses={**ADMIN_RESPONSES, 404: {"description": "no such product"}},
+    status_code=201,
+    response_model=ImagePublic,
+    responses={**ADMIN_RESPONSES, **NO_SUCH_PRODUCT, **write_responses(ImagePublic)},
 )
 async def add_image(
-    product_id: UUID, body: ImageCreate, _: Admin, upstream: Upstream, commands: Commands
-) -> Accepted:
-    """Add an image to a product (admin)."""
-    await _existing_product(upstream, product_id)
+    product_id: UUID, body: ImageCreate, _: Admin, commands: Commands
+) -> JSONResponse:
+    """Add an image to a product (admin); the product shows it in the next request."""
     image_id = uuid4()
-    await commands.send(AddProductImage(image_id=image_id, product_id=product_id, url=body.url))
-    return Accepted(id=image_id)
+    location = f"/products/{product_id}"
+    command = AddProductImage(image_id=image_id, product_id=product_id, url=body.url)
+    if await commands.apply("product", command):
+        return written(ImagePublic(id=image_id, url=body.url), location)
+    return accepted(image_id, location)
 
 
 @router.post(
     "/products/{product_id}/stock",
-    status_code=202,
+    response_model=ProductPublic,
     responses={
         **ADMIN_RESPONSES,
-        404: {"description": "no such product"},
+        **NO_SUCH_PRODUCT,
         409: {"description": "stock would go below zero"},
+        **write_responses(ProductPublic, 200),
     },
 )
 async def restock(
     product_id: UUID, body: Restock, _: Admin, upstream: Upstream, commands: Commands
-) -> Accepted:
-    """Add (or remove) stock (admin); every change lands in the ledger."""
-    product = await _existing_product(upstream, product_id)
-    stock = product.get("stock")
-    if isinstance(stock, int) and stock + body.change < 0:
-        raise HTTPException(409, f"stock would go below zero (it is {stock})")
-    await commands.send(
-        RestockProduct(product_id=product_id, change=body.change, reason=body.reason)
-    )
-    return Accepted(id=product_id)
+) -> JSONResponse:
+    """Add (or remove) stock (admin); every change lands in the ledger. Answers the product
+    with its stock after the change."""
+    location = f"/products/{product_id}"
+    command = RestockProduct(product_id=product_id, change=body.change, reason=body.reason)
+    if await commands.apply("product", command):
+        return written(await _product(upstream, product_id), location, 200)
+    return accepted(product_id, location)
 
 
 @router.get("/products/{product_id}/movements", responses=ADMIN_RESPONSES, response_model=Page)

@@ -1,20 +1,49 @@
-"""Orders: place (idempotent with Idempotency-Key), list, follow (long poll), cancel, ship."""
+"""Orders: place (idempotent with Idempotency-Key), list, follow (long poll or a stream of
+its saga's steps), cancel, ship."""
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID, uuid4, uuid5
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from common.pagination import Cursor, Limit
-from gateway_svc.api.accounts import Accepted, Page
-from gateway_svc.api.deps import Commands, Known, Upstream, Watch, field_error
+from gateway_svc.api.accounts import Page
+from gateway_svc.api.deps import (
+    Accepted,
+    Commands,
+    Config,
+    Known,
+    Upstream,
+    Waiting,
+    Watch,
+    field_error,
+)
 from gateway_svc.auth import ADMIN_RESPONSES, Admin, CurrentUser, Principal
 from gateway_svc.facts import Facts
-from schemas.orders import PAID, PENDING, CancelOrder, PlaceOrder, ShipOrder
+from gateway_svc.middleware import release_slot
+from gateway_svc.watch import News, news_or_leaving
+from schemas.orders import (
+    CANCELLED,
+    PAID,
+    PENDING,
+    SHIPPED,
+    CancelOrder,
+    OrderCancelled,
+    OrderPaid,
+    OrderPlaced,
+    OrderRejected,
+    OrderShipped,
+    PlaceOrder,
+    ShipOrder,
+)
 from schemas.products import ItemQuantity
 
 router = APIRouter(tags=["orders"])
@@ -22,6 +51,20 @@ router = APIRouter(tags=["orders"])
 ORDER_IDS = UUID("6f1c7c1e-4f7e-4d0a-9a53-0e4a3f1b2c5d")
 """Namespace of order ids: uuid5(ORDER_IDS, "<user id>:<Idempotency-Key>")."""
 MAX_WAIT_S = 30
+STREAM_MAX_S = 600
+"""An event stream ends after this long; the client resumes it with Last-Event-ID."""
+FINAL = (SHIPPED, CANCELLED)
+STATUS_AFTER = {
+    OrderPlaced.TYPE: PENDING,
+    OrderRejected.TYPE: CANCELLED,
+    OrderPaid.TYPE: PAID,
+    OrderCancelled.TYPE: CANCELLED,
+    OrderShipped.TYPE: SHIPPED,
+}
+"""The status an order has right after each of its events."""
+RETRY_LOOKUP_AFTER_S = 0.5
+"""A keyed placement that has no news by then reads its order: a retry's order may have
+nothing more to say."""
 
 
 class OrderItemIn(BaseModel):
@@ -144,14 +187,18 @@ async def place_order(
     upstream: Upstream,
     facts: Known,
     commands: Commands,
+    watch: Watch,
+    settings: Config,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Place an order; follow it at the Location (``?wait=10`` waits for the outcome).
+    """Place an order; follow it at the Location (``?wait=10`` waits for the outcome,
+    ``/events`` streams its steps). Answers once order_svc has recorded it (Pending, or
+    Cancelled with its reason when it cannot be priced), so that the Location answers at once;
+    past WRITE_WAIT_S it answers 202 Pending all the same.
 
-    With an ``Idempotency-Key``, a retry answers as the first request did: the same order id,
-    202 Pending, its command sent again (order_svc places an order id once and ignores the
-    rest). Only a retry the checks would now refuse looks the order up, and answers it if it
-    exists: a first placement costs no read of order_svc."""
+    With an ``Idempotency-Key``, a retry answers with the same order id and the order's status:
+    its command is sent again and order_svc, which places an order id once, ignores it. A retry
+    the checks would now refuse looks the order up, and answers it if it exists."""
     order_id = order_id_for(user.id, idempotency_key)
     location = {"Location": f"/orders/{order_id}"}
     try:
@@ -167,16 +214,36 @@ async def place_order(
         return JSONResponse(
             {"id": str(order_id), "status": existing["status"]}, 202, headers=location
         )
-    await commands.send(
-        PlaceOrder(
-            order_id=order_id,
-            user_id=user.id,
-            items=tuple(ItemQuantity(**item.model_dump()) for item in body.items),
-            payment_method_id=body.payment_method_id,
-            address_id=body.address_id,
-        )
+    command = PlaceOrder(
+        order_id=order_id,
+        user_id=user.id,
+        items=tuple(ItemQuantity(**item.model_dump()) for item in body.items),
+        payment_method_id=body.payment_method_id,
+        address_id=body.address_id,
     )
-    return JSONResponse({"id": str(order_id), "status": PENDING}, 202, headers=location)
+    with watch.changes(order_id) as news:
+        await commands.send(command)
+        wait_s = settings.write_wait_s if watch.ready else 0.0  # no news while it reconnects
+        status = await _recorded(
+            news, upstream, user, order_id, wait_s, keyed=bool(idempotency_key)
+        )
+    return JSONResponse({"id": str(order_id), "status": status}, 202, headers=location)
+
+
+async def _recorded(
+    news: News, upstream: Upstream, user: Principal, order_id: UUID, wait_s: float, *, keyed: bool
+) -> str:
+    """The order's status once order_svc has recorded it, or Pending past ``wait_s``."""
+    first = min(wait_s, RETRY_LOOKUP_AFTER_S) if keyed else wait_s
+    if await news.wait(first):
+        return STATUS_AFTER.get(news.last or "", PENDING)
+    if keyed:  # perhaps a retry, whose order has nothing more to say
+        existing = await _visible_order(upstream, order_id, user, details=False)
+        if existing is not None:
+            return str(existing["status"])
+        if await news.wait(wait_s - first):
+            return STATUS_AFTER.get(news.last or "", PENDING)
+    return PENDING
 
 
 async def _placeable(body: OrderCreate, user: Principal, upstream: Upstream, facts: Facts) -> None:
@@ -222,32 +289,43 @@ async def list_orders(
     )
 
 
-@router.get("/orders/{order_id}", responses={404: {"description": "no such order of yours"}})
+@router.get(
+    "/orders/{order_id}",
+    responses={
+        404: {"description": "no such order of yours"},
+        429: {"description": "too many long polls or streams of yours at once"},
+    },
+)
 async def read_order(
     order_id: UUID,
+    request: Request,
     user: CurrentUser,
     upstream: Upstream,
     watch: Watch,
+    watchers: Waiting,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait while it is Pending")
     ] = 0,
 ) -> OrderPublic:
     """One order with its items, history and payment. With ``wait``, answers as soon as the
-    order leaves Pending (or appears), or when the time is up."""
+    order leaves Pending, or when the time is up. An order that does not exist (or is not
+    yours) answers 404 at once, ``wait`` or not."""
     deadline = time.monotonic() + wait
-    with watch.changes(order_id) as changed:
-        while True:
-            changed.clear()
-            order = await _visible_order(upstream, order_id, user)
-            remaining = deadline - time.monotonic()
-            if (order is not None and order["status"] != PENDING) or remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                pass
-    if order is None:
-        raise HTTPException(404, "order not found")
+    with watch.changes(order_id) as news:
+        order = await _visible_order(upstream, order_id, user)
+        if order is None:
+            raise HTTPException(404, "order not found")
+        if wait > 0 and order["status"] == PENDING:
+            with watchers.take(_watcher(user)):
+                release_slot(request.scope)  # waiting is not the gateway's work
+                while order["status"] == PENDING:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not await news_or_leaving(
+                        news, request.receive, remaining
+                    ):
+                        break
+                    news.clear()
+                    order = await _visible_order(upstream, order_id, user) or order
     payment = await upstream.find("payment", f"/orders/{order_id}/payment")
     return OrderPublic.model_validate(
         {
@@ -257,6 +335,69 @@ async def read_order(
             else {"status": payment["status"], "amount": payment["amount"]},
         }
     )
+
+
+def _watcher(user: Principal) -> str:
+    return f"user:{user.id}"
+
+
+@router.get(
+    "/orders/{order_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "one `status` event per step: `{status, reason, at}`, id its number",
+        },
+        404: {"description": "no such order of yours"},
+        429: {"description": "too many long polls or streams of yours at once"},
+    },
+)
+async def order_events(
+    order_id: UUID,
+    request: Request,
+    user: CurrentUser,
+    upstream: Upstream,
+    watch: Watch,
+    watchers: Waiting,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="resume after this step"),
+    ] = None,
+) -> EventSourceResponse:
+    """The order's saga as Server-Sent Events: one ``status`` event per step (Pending, Paid,
+    Cancelled with its reason, Shipped), each with its step number as id. The stream ends when
+    the order is Shipped or Cancelled (or after 10 minutes); a client that reconnects with
+    ``Last-Event-ID`` gets the steps after that one."""
+    if await _visible_order(upstream, order_id, user) is None:
+        raise HTTPException(404, "order not found")
+    place = watchers.take(_watcher(user))
+    release_slot(request.scope)
+
+    async def steps() -> AsyncIterator[ServerSentEvent]:
+        sent = last_event_id or 0
+        deadline = time.monotonic() + STREAM_MAX_S
+        try:
+            with watch.changes(order_id) as news:
+                while True:
+                    news.clear()
+                    order = await _visible_order(upstream, order_id, user)
+                    if order is None:
+                        return
+                    history = order["history"]
+                    for number, step in enumerate(history[sent:], start=sent + 1):
+                        yield ServerSentEvent(
+                            data=orjson.dumps(step).decode(), event="status", id=str(number)
+                        )
+                    sent = max(sent, len(history))
+                    remaining = deadline - time.monotonic()
+                    if order["status"] in FINAL or remaining <= 0:
+                        return
+                    await news.wait(remaining)
+        finally:
+            place.release()
+
+    return EventSourceResponse(steps(), ping=15, background=BackgroundTask(place.release))
 
 
 @router.post(

@@ -2,12 +2,15 @@
 (every service its own process, real Kafka, real PostgreSQL), driven through the gateway."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +18,7 @@ import pytest
 
 from gateway_svc.auth import ADMINS_ONLY
 from stack.config import ROOT
+from stack.services import SERVICES
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -109,11 +113,10 @@ def visible(client: Client, path: str) -> dict[str, Any]:
 
 
 def new_product(admin: Client, *, price: str, stock: int) -> str:
-    """A product in a new category, readable through the gateway."""
+    """A product in a new category, readable (and orderable) in the next request."""
     category = admin.post("/categories", json={"name": f"cat-{uuid.uuid4().hex[:6]}"})
-    assert category.status_code == 202, category.text
+    assert category.status_code == 201, category.text
     category_id = category.json()["id"]
-    visible(admin, f"/categories/{category_id}")
     created = admin.post(
         "/products",
         json={
@@ -124,9 +127,8 @@ def new_product(admin: Client, *, price: str, stock: int) -> str:
             "stock": stock,
         },
     )
-    assert created.status_code == 202, created.text
+    assert created.status_code == 201, created.text
     product_id: str = created.json()["id"]
-    visible(admin, f"/products/{product_id}")
     return product_id
 
 
@@ -146,12 +148,65 @@ def all_items(client: Client, path: str) -> list[dict[str, Any]]:
 def payment_method(customer: Client, token: str = "tok_visa") -> str:
     """A saved card of ``customer``, usable for orders."""
     added = customer.post("/me/payment-methods", json={"method": "card", "token": token})
-    assert added.status_code == 202, added.text
+    assert added.status_code == 201, added.text
     method_id: str = added.json()["id"]
-    eventually(
-        lambda: any(m["id"] == method_id for m in all_items(customer, "/me/payment-methods"))
-    )
     return method_id
+
+
+def jwt_secret(shop: Shop) -> str:
+    return (Path(shop.env["SHOP_STATE_DIR"]) / "secrets" / "jwt_secret").read_text().strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def gateway_beside(shop: Shop, **settings: str) -> Iterator[str]:
+    """Another gateway process on the stack's services, broker and JWT secret, set up as
+    ``settings`` say (environment variables); yields its base URL."""
+    port = _free_port()
+    env = {
+        **shop.env,
+        **{
+            f"{service.name.upper()}_URL": shop.service_url(service.base_port)
+            for service in SERVICES
+        },
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}",
+        "JWT_SECRET": jwt_secret(shop),
+        "HTTP_PORT": str(port),
+        **settings,
+    }
+    log = Path(shop.env["SHOP_STATE_DIR"]) / "logs" / f"gateway_svc-{port}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway_svc"], env=env, cwd=ROOT, stdout=out, stderr=out
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(base):
+            assert process.poll() is None, f"the extra gateway exited; see {log}"
+            assert time.monotonic() < deadline, f"the extra gateway is not ready; see {log}"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -179,6 +234,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT_PER_MINUTE": "6000",
+        "REGISTRATIONS_PER_MINUTE": "6000",
     }
     env.pop("DATABASE_URL", None)
     env.pop("JWT_SECRET", None)

@@ -12,7 +12,6 @@ import json
 import math
 import random
 import re
-import socket
 import string
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,13 +31,14 @@ import pytest
 from gateway_svc.app import create_app
 from gateway_svc.settings import Settings
 from stack.config import ROOT
-from stack.services import SERVICES
 from tests.e2e.conftest import (
     ADMIN_PASSWORD,
     Client,
     Shop,
     admin_operations,
     eventually,
+    gateway_beside,
+    jwt_secret,
     new_product,
     operations,
     payment_method,
@@ -262,10 +261,6 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-def _secret(shop: Shop) -> str:
-    return (Path(shop.env["SHOP_STATE_DIR"]) / "secrets" / "jwt_secret").read_text().strip()
-
-
 def _signed(key: str, claims: dict[str, Any], algorithm: str = "HS256") -> str:
     return jwt.encode(claims, key, algorithm=algorithm)
 
@@ -286,13 +281,13 @@ def _claims(client: Client, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_token_signed_with_the_real_secret_opens_me(shop: Shop, bob: Client) -> None:
-    token = _signed(_secret(shop), _claims(bob))
+    token = _signed(jwt_secret(shop), _claims(bob))
     assert shop.http.get("/me", headers=_bearer(token)).status_code == 200
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_tampered_unsigned_expired_and_foreign_tokens_are_refused(shop: Shop, bob: Client) -> None:
-    secret = _secret(shop)
+    secret = jwt_secret(shop)
     now = int(time.time())
     header, _, signature = bob.tokens["access_token"].split(".")
     as_admin = {**_claims(bob), "role": "Admin"}
@@ -319,7 +314,7 @@ def test_tampered_unsigned_expired_and_foreign_tokens_are_refused(shop: Shop, bo
 def test_an_expired_refresh_token_is_refused(shop: Shop, bob: Client) -> None:
     now = int(time.time())
     expired = _signed(
-        _secret(shop),
+        jwt_secret(shop),
         _claims(bob, typ="refresh", fam=str(uuid.uuid4()), iat=now - 7200, exp=now - 1),
     )
     assert shop.http.post("/auth/refresh", json={"refresh_token": expired}).status_code == 401
@@ -357,18 +352,18 @@ def test_refresh_rotation_is_shared_by_replicas_and_survives_a_gateway_restart(
     shop: Shop,
 ) -> None:
     customer = _customer(shop, "Rex")
-    with _gateway(shop) as replica:
+    with gateway_beside(shop) as replica:
         renewed = _refresh(replica, customer.tokens["refresh_token"])
         assert renewed.status_code == 200
     assert _refresh(shop.url, customer.tokens["refresh_token"]).status_code == 401
-    with _gateway(shop) as restarted:
+    with gateway_beside(shop) as restarted:
         assert _refresh(restarted, renewed.json()["refresh_token"]).status_code == 401
 
 
 def test_one_refresh_token_raced_through_two_replicas_succeeds_once(shop: Shop) -> None:
     customer = _customer(shop, "Rae")
     token = customer.tokens["refresh_token"]
-    with _gateway(shop) as replica, ThreadPoolExecutor(8) as pool:
+    with gateway_beside(shop) as replica, ThreadPoolExecutor(8) as pool:
         bases = [shop.url, replica] * 4
         codes = list(pool.map(lambda base: _refresh(base, token).status_code, bases))
     assert sorted(codes) == [200] + [401] * 7, codes
@@ -388,7 +383,7 @@ def test_requests_carry_rate_limit_headers(bob: Client) -> None:
 def test_a_client_past_its_burst_gets_429_with_retry_after_and_others_do_not(shop: Shop) -> None:
     burst = 5
     settings = {"RATE_LIMIT_PER_MINUTE": "6", "RATE_LIMIT_BURST": str(burst)}  # 1 per 10 s
-    with _gateway(shop, **settings) as strict:
+    with gateway_beside(shop, **settings) as strict:
         ann, bob = _customer(shop, "Ada"), _customer(shop, "Ben")
         answers = [
             httpx.get(f"{strict}/me", headers=ann.headers, timeout=30) for _ in range(burst + 2)
@@ -420,21 +415,56 @@ def _login(base: str, email: str, password: str, address: str) -> httpx.Response
     )
 
 
-def test_failed_logins_are_throttled_per_email_even_for_the_right_password(shop: Shop) -> None:
+def test_the_owner_signs_in_from_another_address_after_15_failures_elsewhere(shop: Shop) -> None:
     victim = _customer(shop, "Vic")
     email = victim.profile["email"]
-    codes = [_login(shop.url, email, f"guess {n}", "198.51.100.40").status_code for n in range(12)]
-    assert codes[:10] == [401] * 10 and codes[-1] == 429, codes
-    from_elsewhere = _login(shop.url, email, PASSWORD, "198.51.100.41")
-    assert from_elsewhere.status_code == 429 and int(from_elsewhere.headers["Retry-After"]) >= 1
-    other = _customer(shop, "Val")
-    assert _login(shop.url, other.profile["email"], PASSWORD, "198.51.100.40").status_code == 200
+    codes = [_login(shop.url, email, f"guess {n}", "198.51.100.40").status_code for n in range(15)]
+    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}, codes
+    refused = _login(shop.url, email, PASSWORD, "198.51.100.40")  # the guesser's own address
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert _login(shop.url, email, PASSWORD, "198.51.100.41").status_code == 200
+
+
+def test_concurrent_guesses_each_count_so_at_most_the_limit_are_checked(shop: Shop) -> None:
+    victim = _customer(shop, "Vince")
+    email = victim.profile["email"]
+    with ThreadPoolExecutor(40) as pool:
+        codes = Counter(
+            pool.map(
+                lambda n: _login(shop.url, email, f"guess {n}", "198.51.100.42").status_code,
+                range(40),
+            )
+        )
+    assert codes[401] <= 10 and codes[429] >= 30 and set(codes) <= {401, 429}, codes
+
+
+def test_an_emails_guesses_from_many_addresses_stop_at_its_ceiling(shop: Shop) -> None:
+    victim = _customer(shop, "Vera")
+    email = victim.profile["email"]
+    with gateway_beside(shop, LOGIN_ATTEMPTS_PER_MINUTE="1") as gateway:
+        codes = [
+            _login(gateway, email, "wrong", f"198.51.100.{60 + n}").status_code for n in range(12)
+        ]
+    assert codes[:10] == [401] * 10 and codes[-1] == 429, codes  # 10 = ten times the limit
+
+
+def test_accounts_opened_from_one_address_are_throttled(shop: Shop) -> None:
+    with gateway_beside(shop, REGISTRATIONS_PER_MINUTE="3") as gateway:
+
+        def register(address: str) -> int:
+            body = {"name": "R", "email": _nobody(), "password": "a long enough password"}
+            headers = {"X-Forwarded-For": address}
+            return httpx.post(f"{gateway}/auth/register", json=body, headers=headers).status_code
+
+        codes = [register("198.51.100.80") for _ in range(5)]
+        elsewhere = register("198.51.100.81")
+    assert codes == [201, 201, 201, 429, 429] and elsewhere == 201, codes
 
 
 def test_failed_logins_are_throttled_per_address_across_emails(shop: Shop) -> None:
     address, per_minute = "198.51.100.50", 1
     per_address = 10 * per_minute  # as LoginThrottle sets it
-    with _gateway(shop, LOGIN_ATTEMPTS_PER_MINUTE=str(per_minute)) as gateway:
+    with gateway_beside(shop, LOGIN_ATTEMPTS_PER_MINUTE=str(per_minute)) as gateway:
         started, failed = time.monotonic(), 0
         while (answer := _login(gateway, _nobody(), "x", address)).status_code == 401:
             failed += 1
@@ -612,7 +642,7 @@ def test_the_stacks_logs_hold_no_passwords_tokens_or_the_jwt_secret(shop: Shop) 
     before it) left whatever they leave in the logs."""
     logs = Path(shop.env["SHOP_STATE_DIR"]) / "logs"
     secrets = {
-        "the JWT secret": _secret(shop),
+        "the JWT secret": jwt_secret(shop),
         "the admin password": ADMIN_PASSWORD,
         "a customer's password": PASSWORD,
         "the e2e customers' password": "a long enough password",
@@ -626,58 +656,3 @@ def test_the_stacks_logs_hold_no_passwords_tokens_or_the_jwt_secret(shop: Shop) 
         found += [f"{path.name}: {what}" for what, value in secrets.items() if value in text]
         found += [f"{path.name}: a token {m.group()[:16]}..." for m in jwt_like.finditer(text)]
     assert not found, "\n".join(found)
-
-
-# A gateway of its own beside the stack's
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _gateway(shop: Shop, **settings: str) -> Iterator[str]:
-    """Another gateway process on the stack's services, broker and JWT secret."""
-    port = _free_port()
-    env = {
-        **shop.env,
-        **{
-            f"{service.name.upper()}_URL": shop.service_url(service.base_port)
-            for service in SERVICES
-        },
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}",
-        "JWT_SECRET": _secret(shop),
-        "HTTP_PORT": str(port),
-        "RATE_LIMIT_PER_MINUTE": shop.env["RATE_LIMIT_PER_MINUTE"],
-        **settings,
-    }
-    log = Path(shop.env["SHOP_STATE_DIR"]) / "logs" / f"gateway_svc-{port}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway_svc"], env=env, cwd=ROOT, stdout=out, stderr=out
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(base):
-            assert process.poll() is None, f"the extra gateway exited; see {log}"
-            assert time.monotonic() < deadline, f"the extra gateway is not ready; see {log}"
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

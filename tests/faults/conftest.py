@@ -69,6 +69,7 @@ def fault_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultShop]:
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT_PER_MINUTE": "100000",
+        "REGISTRATIONS_PER_MINUTE": "100000",
         "CONSUMER_SESSION_TIMEOUT_MS": "10000",
         "ACCESS_TOKEN_TTL_S": "7200",
     }

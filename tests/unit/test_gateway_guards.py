@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -15,7 +15,7 @@ from common.http import invalid_request
 from gateway_svc.api.fields import Text
 from gateway_svc.app import create_app
 from gateway_svc.auth import InvalidTokenError, Tokens
-from gateway_svc.middleware import BodyLimit, Guard, Metrics
+from gateway_svc.middleware import BodyLimit, Guard, Metrics, Shed, install, release_slot
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
 
@@ -28,7 +28,7 @@ class Named(BaseModel):
 
 def _app() -> FastAPI:
     app = FastAPI()
-    app.add_middleware(BodyLimit, max_bytes=LIMIT)
+    app.add_middleware(BodyLimit, max_bytes=LIMIT, timeout_s=2)
     app.state.calls = 0
 
     @app.post("/echo")
@@ -153,7 +153,6 @@ async def test_the_guard_limits_counts_by_route_template_and_says_how_much_is_le
         tokens=tokens,
         limiter=RateLimiter(per_minute=60, burst=2),
         metrics=metrics,
-        max_in_flight=100,
         routes=app.router.routes,
     )
     transport = httpx.ASGITransport(app=app)
@@ -185,13 +184,14 @@ async def test_the_guard_answers_503_at_once_beyond_its_requests_in_flight_and_n
         return {"alive": True}
 
     metrics = Metrics()
-    app.add_middleware(
-        Guard,
+    install(
+        app,
         tokens=Tokens(Settings(jwt_secret="a secret for this test only, long enough")),
         limiter=RateLimiter(per_minute=6000),
         metrics=metrics,
+        max_body_bytes=LIMIT,
+        body_read_timeout_s=2,
         max_in_flight=2,
-        routes=app.router.routes,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
@@ -216,6 +216,66 @@ def test_the_gateway_bounds_its_requests_in_flight_as_its_environment_says(
     monkeypatch.setenv("MAX_IN_FLIGHT", "3")
     app = create_app(Settings(jwt_secret="a secret for this test only, long enough"))
     layer = app.build_middleware_stack()
-    while not isinstance(layer, Guard):
+    while not isinstance(layer, Shed):
         layer = layer.app  # type: ignore[attr-defined]
     assert layer.max_in_flight == 3
+
+
+async def test_a_body_that_stalls_is_408_and_holds_no_slot_while_it_is_awaited() -> None:
+    app = FastAPI()
+
+    @app.post("/touch")
+    async def touch() -> dict[str, bool]:
+        return {"touched": True}
+
+    install(
+        app,
+        tokens=Tokens(Settings(jwt_secret="a secret for this test only, long enough")),
+        limiter=RateLimiter(per_minute=6000),
+        metrics=Metrics(),
+        max_body_bytes=LIMIT,
+        body_read_timeout_s=0.5,
+        max_in_flight=1,
+    )
+    stall = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"{"
+        await stall.wait()
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        held = asyncio.create_task(client.post("/touch", content=stalled()))
+        await asyncio.sleep(0.1)
+        meanwhile = await asyncio.wait_for(client.post("/touch", content=b"{}"), 1)
+        refused = await asyncio.wait_for(held, 5)
+        stall.set()
+    assert meanwhile.status_code == 200  # the stalled body held no slot of the one there is
+    assert refused.status_code == 408 and refused.headers["Connection"] == "close"
+
+
+async def test_a_route_that_gives_its_slot_back_lets_another_request_in() -> None:
+    app = FastAPI()
+    parked, release = asyncio.Event(), asyncio.Event()
+
+    @app.get("/park")
+    async def park(request: Request) -> dict[str, bool]:
+        release_slot(request.scope)
+        release_slot(request.scope)  # once only, however often it is called
+        parked.set()
+        await release.wait()
+        return {"parked": True}
+
+    @app.get("/work")
+    async def work() -> dict[str, bool]:
+        return {"worked": True}
+
+    app.add_middleware(Shed, max_in_flight=1)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        held = asyncio.create_task(client.get("/park"))
+        await asyncio.wait_for(parked.wait(), 5)
+        answers = [await client.get("/work") for _ in range(2)]
+        release.set()
+        assert (await held).status_code == 200
+    assert [a.status_code for a in answers] == [200, 200]
