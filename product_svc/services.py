@@ -174,7 +174,8 @@ async def add_product_image(
 async def restock_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: RestockProduct
 ) -> None:
-    """Add to (or, with a negative change, take from) a product's stock; never below zero."""
+    """Add to (or, with a negative change, take from) a product's stock; never below zero, and
+    never so high that a cancelled order's stock could not be given back."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return
@@ -184,9 +185,10 @@ async def restock_product(
             return
         if command.change == 0:
             return
+        held = await _held(session, command.product_id) if command.change > 0 else 0
         try:
-            after = domain.apply_change(stock[command.product_id], command.change)
-        except domain.NegativeStockError as exc:
+            after = domain.apply_change(stock[command.product_id], command.change, held)
+        except domain.StockOutOfRangeError as exc:
             log.warning("restock of product %s refused: %s", command.product_id, exc)
             return
         await _set_stock(session, command.product_id, after)
@@ -296,6 +298,7 @@ async def release_stock(
         stock_after: dict[UUID, int] = {}
         for envelope, event in fresh:
             for reservation in held_by.get(event.order_id, ()):
+                # Within STOCK_MAX: a restock leaves room for what orders hold.
                 after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
                 stock[reservation.product_id] = stock_after[reservation.product_id] = after
                 changed = StockChanged(
@@ -356,6 +359,17 @@ _ADD_RESERVATIONS = InsertRows(_RESERVATIONS)
 
 async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
     return set(await _RESERVED_ORDERS.scalars(session, {"orders": order_ids}))
+
+
+async def _held(session: AsyncSession, product_id: UUID) -> int:
+    """What the product's orders hold, and a cancellation would give back. Shipped orders count
+    too (this service does not learn of shipping), so the figure errs high, never low."""
+    held = await session.scalar(
+        select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+            Reservation.product_id == product_id, Reservation.released.is_(False)
+        )
+    )
+    return int(held or 0)
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:
