@@ -1,11 +1,12 @@
-"""The stock rules: an order reserves all of its items or none, and stock never goes below zero."""
+"""The stock rules: an order reserves all of its items or none, and stock stays between zero and
+STOCK_MAX."""
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from schemas.products import ItemQuantity
+from schemas.products import STOCK_MAX, ItemQuantity
 from schemas.products import Shortage as ShortLine
 
 RESTOCK = "Restock"
@@ -35,8 +36,8 @@ class Shortage:
     lines: tuple[ShortLine, ...]
 
 
-class NegativeStockError(ValueError):
-    """The change would take the stock below zero."""
+class StockOutOfRangeError(ValueError):
+    """The change would take the stock below zero or, with what orders hold, above STOCK_MAX."""
 
 
 def merge(items: Iterable[Line]) -> tuple[ItemQuantity, ...]:
@@ -70,9 +71,15 @@ def reserve(stock: Mapping[UUID, int], items: Iterable[Line]) -> Reserved | Shor
     )
 
 
-def apply_change(stock: int, change: int) -> int:
-    """The stock after a restock or correction; never below zero."""
+def apply_change(stock: int, change: int, held: int = 0) -> int:
+    """The stock after a restock or correction: never below zero, and never so high that giving
+    back what orders hold (``held``) would take it above STOCK_MAX."""
     after = stock + change
     if after < 0:
-        raise NegativeStockError(f"stock {stock} cannot change by {change}")
+        raise StockOutOfRangeError(f"stock {stock} cannot change by {change}: below zero")
+    if after + held > STOCK_MAX:
+        raise StockOutOfRangeError(
+            f"stock {stock} cannot change by {change}: with {held} held by orders it would pass"
+            f" the maximum of {STOCK_MAX}"
+        )
     return after

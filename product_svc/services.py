@@ -26,6 +26,7 @@ from schemas.envelope import Envelope
 from schemas.ids import new_id
 from schemas.orders import OrderCancelled, OrderPlaced
 from schemas.products import (
+    STOCK_MAX,
     AddProductImage,
     CategoryCreated,
     CreateCategory,
@@ -178,7 +179,8 @@ async def add_product_image(
 async def restock_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: RestockProduct
 ) -> Refused | None:
-    """Add to (or, with a negative change, take from) a product's stock; never below zero."""
+    """Add to (or, with a negative change, take from) a product's stock; never below zero, and
+    never so high that a cancelled order's stock could not be given back."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return None
@@ -188,12 +190,15 @@ async def restock_product(
             return Refused("product not found", status=404)
         if command.change == 0:
             return None
+        held = await _held(session, command.product_id) if command.change > 0 else 0
         try:
-            after = domain.apply_change(stock[command.product_id], command.change)
-        except domain.NegativeStockError as exc:
+            after = domain.apply_change(stock[command.product_id], command.change, held)
+        except domain.StockOutOfRangeError as exc:
             log.warning("restock of product %s refused: %s", command.product_id, exc)
-            stock_now = stock[command.product_id]
-            return Refused(f"stock would go below zero (it is {stock_now})", status=409)
+            if command.change < 0:
+                stock_now = stock[command.product_id]
+                return Refused(f"stock would go below zero (it is {stock_now})", status=409)
+            return Refused(f"stock would pass the maximum of {STOCK_MAX}", "change")
         await _set_stock(session, command.product_id, after)
         stage(
             session,
@@ -302,6 +307,7 @@ async def release_stock(
         stock_after: dict[UUID, int] = {}
         for envelope, event in fresh:
             for reservation in held_by.get(event.order_id, ()):
+                # Within STOCK_MAX: a restock leaves room for what orders hold.
                 after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
                 stock[reservation.product_id] = stock_after[reservation.product_id] = after
                 changed = StockChanged(
@@ -362,6 +368,17 @@ _ADD_RESERVATIONS = InsertRows(_RESERVATIONS)
 
 async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
     return set(await _RESERVED_ORDERS.scalars(session, {"orders": order_ids}))
+
+
+async def _held(session: AsyncSession, product_id: UUID) -> int:
+    """What the product's orders hold, and a cancellation would give back. Shipped orders count
+    too (this service does not learn of shipping), so the figure errs high, never low."""
+    held = await session.scalar(
+        select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+            Reservation.product_id == product_id, Reservation.released.is_(False)
+        )
+    )
+    return int(held or 0)
 
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.envelope import Command, Event, Money, register
 from schemas.topics import INVENTORY_EVENTS, PRODUCTS_COMMANDS, PRODUCTS_EVENTS
 
+STOCK_MAX = 2**31 - 1
+"""The most a product's stock holds: inventory.stock (and the ledger's columns) are INTEGER."""
+
 
 class _ProductCommand(Command):
     TOPIC = PRODUCTS_COMMANDS
@@ -40,7 +43,7 @@ class CreateProduct(_ProductCommand):
     description: str = ""
     price: Money
     category_id: UUID | None = None
-    initial_stock: int = Field(default=0, ge=0)
+    initial_stock: int = Field(default=0, ge=0, le=STOCK_MAX)
 
 
 @register
@@ -65,7 +68,9 @@ class AddProductImage(_ProductCommand):
 class RestockProduct(_ProductCommand):
     TYPE = "RestockProduct"
     product_id: UUID
-    change: int
+    change: int = Field(ge=-STOCK_MAX, le=STOCK_MAX)
+    """Units added, or taken with a negative change. One within these bounds may still be
+    refused: the stock after it must stay within 0..STOCK_MAX."""
     reason: str = Field(default="Restock", min_length=1, max_length=50)
 
 
@@ -125,8 +130,8 @@ class StockChanged(_StockEvent):
     TYPE = "StockChanged"
     KEY_FIELD = "product_id"
     product_id: UUID
-    change: int
-    stock: int = Field(ge=0)
+    change: int = Field(ge=-STOCK_MAX, le=STOCK_MAX)
+    stock: int = Field(ge=0, le=STOCK_MAX)
     reason: str = Field(max_length=50)
     order_id: UUID | None = None
 

@@ -252,6 +252,35 @@ async def test_place_order_cancels_and_emits_order_rejected_when_a_product_is_un
     assert event.data["user_id"] == str(command.user_id)
 
 
+@pytest.mark.parametrize(
+    ("price", "quantity", "why"),
+    [
+        ("99999999.99", 1000, "exceeds the maximum of 99999999.99"),  # the total's DECIMAL(10,2)
+        ("0.01", 2**31, f"quantity above {2**31 - 1}"),  # order_items.quantity's INTEGER
+    ],
+)
+async def test_place_order_cancels_and_emits_order_rejected_when_it_does_not_fit_its_columns(
+    orders: OrderService,
+    producer: AIOKafkaProducer,
+    infra: Infra,
+    price: str,
+    quantity: int,
+    why: str,
+) -> None:
+    command = place((await product(orders, producer, price), quantity))
+
+    sent = await send(producer, command)
+
+    found = await status_becomes(orders, command.order_id, CANCELLED)
+    assert found.reason is not None and why in found.reason
+    assert found.total_price == Decimal("0.00")
+    assert found.items == ()
+    assert [(step.status, step.reason) for step in found.history] == [(CANCELLED, found.reason)]
+    [event] = await events_of(infra, command.order_id, "OrderRejected")
+    assert event.causation_id == sent.id
+    assert event.data["reason"] == found.reason
+
+
 async def test_stock_reservation_failed_cancels_with_reason_and_emits_order_cancelled(
     orders: OrderService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:

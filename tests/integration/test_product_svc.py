@@ -22,6 +22,7 @@ from product_svc.settings import Settings
 from schemas.envelope import Envelope, Message, decode, encode
 from schemas.orders import OrderCancelled, OrderPlaced, PricedItem
 from schemas.products import (
+    STOCK_MAX,
     AddProductImage,
     CategoryCreated,
     CreateCategory,
@@ -73,6 +74,11 @@ async def applied(runtime: Runtime, *envelopes: Envelope) -> bool:
         runtime, select(func.count()).select_from(Inbox).where(Inbox.message_id.in_(ids))
     )
     return bool(count == len(ids))
+
+
+def dead_letters(runtime: Runtime) -> int:
+    """How many records this service's consumers sent to its dead-letter topic."""
+    return sum(consumer.stats.dead_lettered for consumer in runtime.consumers)
 
 
 async def drained(runtime: Runtime) -> bool:
@@ -293,6 +299,24 @@ async def test_product_changes_are_applied_and_announced_when_update_image_and_r
         assert await stock_of(product_svc, product_id) == 3
 
 
+async def test_restock_is_refused_and_not_dead_lettered_when_stock_would_pass_the_maximum(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        product_id = await new_product(producer, product_svc, STOCK_MAX - 1_500_000)
+        first = RestockProduct(product_id=product_id, change=1_000_000)
+        too_much = RestockProduct(product_id=product_id, change=1_000_000)
+        to_the_top = RestockProduct(product_id=product_id, change=500_000)
+        sent = [await publish(producer, m) for m in (first, too_much, to_the_top)]
+
+        stock = await events_after(product_svc, infra, INVENTORY_EVENTS, *sent)
+
+        changes = [(m.change, m.stock) for m in of(StockChanged, stock, product_id=product_id)]
+        assert changes[1:] == [(1_000_000, STOCK_MAX - 500_000), (500_000, STOCK_MAX)]
+        assert await stock_of(product_svc, product_id) == STOCK_MAX
+        assert dead_letters(product_svc) == 0
+
+
 # --- the saga: reservation and release -----------------------------------------------------
 
 
@@ -412,6 +436,35 @@ async def test_order_cancelled_releases_stock_once_when_delivered_twice(
             Reservation.order_id == placed.order_id, Reservation.released.is_(False)
         )
         assert await scalar(product_svc, unreleased) == 0
+
+
+async def test_restock_leaves_room_for_held_stock_when_a_cancellation_may_give_it_back(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        product_id = await new_product(producer, product_svc, 10)
+        placed = order((product_id, 10))
+        placed_sent = await publish(producer, placed)
+        await eventually(lambda: applied(product_svc, placed_sent))
+        no_room = RestockProduct(product_id=product_id, change=STOCK_MAX - 5)
+        room = RestockProduct(product_id=product_id, change=STOCK_MAX - 10)
+        restocks = [await publish(producer, m) for m in (no_room, room)]
+        await eventually(lambda: applied(product_svc, *restocks))  # before the cancellation
+        cancelled_sent = await publish(producer, cancel(placed))
+
+        events = await events_after(product_svc, infra, INVENTORY_EVENTS, cancelled_sent)
+
+        changes = [
+            (m.change, m.stock, m.reason) for m in of(StockChanged, events, product_id=product_id)
+        ]
+        assert changes[1:] == [
+            (-10, 0, "Order Placed"),
+            (STOCK_MAX - 10, STOCK_MAX - 10, "Restock"),
+            (10, STOCK_MAX, "Order Cancelled"),
+        ]
+        assert len(of(StockReleased, events, order_id=placed.order_id)) == 1
+        assert await stock_of(product_svc, product_id) == STOCK_MAX
+        assert dead_letters(product_svc) == 0
 
 
 async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_leaves(

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 import schemas
 from schemas.envelope import Message, UnknownMessageError, contracts, decode, encode
 from schemas.orders import OrderPlaced, PricedItem
+from schemas.products import STOCK_MAX, CreateProduct, RestockProduct, StockChanged
 from schemas.topics import ALL_TOPICS, DOMAIN_TOPICS
 
 
@@ -69,6 +70,32 @@ def test_money_rejects_more_than_two_decimals_and_negatives() -> None:
         PricedItem(product_id=uuid4(), quantity=1, unit_price=Decimal("1.999"))
     with pytest.raises(ValidationError):
         PricedItem(product_id=uuid4(), quantity=1, unit_price=Decimal("-1"))
+
+
+def test_stock_quantities_are_refused_when_they_do_not_fit_the_32_bit_columns() -> None:
+    product_id = uuid4()
+    assert RestockProduct(product_id=product_id, change=-STOCK_MAX).change == -STOCK_MAX
+    created = CreateProduct(
+        product_id=product_id, name="Mug", price=Decimal(1), initial_stock=STOCK_MAX
+    )
+    assert created.initial_stock == STOCK_MAX
+    with pytest.raises(ValidationError, match="change"):
+        RestockProduct(product_id=product_id, change=STOCK_MAX + 1)
+    with pytest.raises(ValidationError, match="change"):
+        RestockProduct(product_id=product_id, change=-STOCK_MAX - 1)
+    with pytest.raises(ValidationError, match="initial_stock"):
+        CreateProduct(product_id=product_id, name="Mug", price=Decimal(1), initial_stock=2**31)
+    with pytest.raises(ValidationError, match="stock"):
+        StockChanged(product_id=product_id, change=1, stock=2**31, reason="Restock")
+
+
+def test_decode_names_the_field_when_a_restock_from_elsewhere_is_out_of_range() -> None:
+    envelope = RestockProduct(product_id=uuid4(), change=1).envelope()
+    wire = json.loads(encode(envelope))
+    wire["data"]["change"] = 2**31
+
+    with pytest.raises(ValidationError, match="change"):
+        decode(json.dumps(wire).encode())
 
 
 @pytest.mark.parametrize("contract", sorted(contracts(), key=lambda c: c.TYPE))

@@ -1,11 +1,12 @@
-"""product_svc's stock rules: all or none, duplicates merged, never below zero."""
+"""product_svc's stock rules: all or none, duplicates merged, never below zero nor above
+STOCK_MAX."""
 
 from uuid import UUID, uuid4
 
 import pytest
 
 from product_svc import domain
-from schemas.products import ItemQuantity
+from schemas.products import STOCK_MAX, ItemQuantity
 from schemas.products import Shortage as ShortLine
 
 
@@ -53,5 +54,19 @@ def test_merge_orders_lines_by_product_id_when_given_in_any_order() -> None:
 def test_apply_change_refuses_when_stock_would_go_below_zero() -> None:
     assert domain.apply_change(3, -3) == 0
     assert domain.apply_change(3, 4) == 7
-    with pytest.raises(domain.NegativeStockError):
+    with pytest.raises(domain.StockOutOfRangeError, match="below zero"):
         domain.apply_change(3, -4)
+
+
+def test_apply_change_refuses_when_stock_would_pass_the_32_bit_column() -> None:
+    assert STOCK_MAX == 2**31 - 1
+    assert domain.apply_change(STOCK_MAX - 1_000_000, 1_000_000) == STOCK_MAX
+    with pytest.raises(domain.StockOutOfRangeError, match="maximum"):
+        domain.apply_change(STOCK_MAX - 999_999, 1_000_000)
+
+
+def test_apply_change_leaves_room_for_the_stock_orders_hold_when_restocking() -> None:
+    assert domain.apply_change(0, STOCK_MAX - 10, held=10) == STOCK_MAX - 10
+    with pytest.raises(domain.StockOutOfRangeError, match="10 held"):
+        domain.apply_change(0, STOCK_MAX - 9, held=10)
+    assert domain.apply_change(STOCK_MAX - 10, -5, held=10) == STOCK_MAX - 15
