@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -18,6 +18,7 @@ from gateway_svc.auth import InvalidTokenError, Tokens
 from gateway_svc.middleware import BodyLimit, Guard, Metrics, Shed, install, release_slot
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
+from gateway_svc.watch import News, Watchers, news_or_leaving
 
 LIMIT = 1000
 
@@ -279,3 +280,49 @@ async def test_a_route_that_gives_its_slot_back_lets_another_request_in() -> Non
         release.set()
         assert (await held).status_code == 200
     assert [a.status_code for a in answers] == [200, 200]
+
+
+def test_long_polls_and_streams_are_bounded_per_user_and_in_all() -> None:
+    watchers = Watchers(total=3, per_user=2)
+    ann = [watchers.take("user:ann") for _ in range(2)]
+    with pytest.raises(HTTPException) as per_user:
+        watchers.take("user:ann")
+    bob = watchers.take("user:bob")
+    with pytest.raises(HTTPException) as in_all:
+        watchers.take("user:cy")
+    assert (per_user.value.status_code, in_all.value.status_code) == (429, 503)
+    ann[0].release()
+    ann[0].release()  # once only
+    with watchers.take("user:cy"):
+        assert watchers.count == 3
+    bob.release()
+    ann[1].release()
+    assert watchers.count == 0 and not watchers.open
+
+
+async def test_a_waiter_whose_client_leaves_is_released_at_once() -> None:
+    left = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    waiting = asyncio.create_task(news_or_leaving(News(), receive, timeout_s=30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    left.set()
+    assert await asyncio.wait_for(waiting, 1) is False
+
+
+async def test_a_waiter_is_told_the_orders_news() -> None:
+    news = News()
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    waiting = asyncio.create_task(news_or_leaving(news, receive, timeout_s=30))
+    await asyncio.sleep(0.05)
+    news.tell("OrderPaid")
+    assert await asyncio.wait_for(waiting, 1) is True and news.last == "OrderPaid"
+    assert await news_or_leaving(News(), receive, timeout_s=0.05) is False  # the time is up
