@@ -7,9 +7,9 @@ from stack.config import StackConfig
 from stack.progress import step
 
 NOTES = (
-    "latency: from the HTTP 202 to the timestamp of the order's OrderPaid/OrderCancelled on "
-    "orders.events (tailed without a group; no polling); '202 p99' is from the scheduled send "
-    "to the 202, so a queueing gateway shows there",
+    "latency: from the scheduled send to the timestamp of the order's OrderPaid/OrderCancelled"
+    " on orders.events (tailed without a group; no polling); '202 p99' is from the scheduled"
+    " send to the 202, which comes once order_svc has recorded the order",
     "txn/o: commits + rollbacks of the six service databases (pg_stat_database) per accepted "
     "order, minus the idle rate; wr/o: transaction ids taken, i.e. transactions that wrote",
     "consume: each service's consumer group's committed offsets over the step, per second of "

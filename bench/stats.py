@@ -63,7 +63,7 @@ class StepFigures:
     completed: int
     """Accepted orders whose final event arrived by the end of the drain window."""
     final_latency: Latency | None
-    """From the HTTP 202 to the order's final event."""
+    """From the scheduled send to the order's final event."""
     accept_latency: Latency | None
     """From the scheduled send to the HTTP 202 (open loop: queueing in the client counts)."""
     send_lag_max_s: float
