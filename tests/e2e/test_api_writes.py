@@ -3,6 +3,7 @@ as a stream of Server-Sent Events."""
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -63,7 +64,7 @@ def test_category_product_image_card_order_each_usable_in_the_next_request(shop:
     assert paid["status"] == "Paid", paid
 
 
-def test_a_refused_write_is_a_4xx_naming_why_and_changes_nothing(shop: Shop) -> None:
+def test_a_write_its_service_refuses_is_a_4xx_naming_why_and_changes_nothing(shop: Shop) -> None:
     admin = shop.admin()
     no_category = admin.post(
         "/products", json={"name": "Orphan", "price": "1.00", "category_id": str(uuid.uuid4())}
@@ -73,11 +74,18 @@ def test_a_refused_write_is_a_4xx_naming_why_and_changes_nothing(shop: Shop) -> 
     assert admin.post(f"/products/{uuid.uuid4()}/stock", json={"change": 1}).status_code == 404
     category = admin.post("/categories", json={"name": "Refusals"}).json()["id"]
     product = admin.post(
-        "/products", json={"name": "Few", "price": "1.00", "category_id": category, "stock": 1}
+        "/products", json={"name": "Few", "price": "1.00", "category_id": category, "stock": 3}
     ).json()["id"]
-    below = admin.post(f"/products/{product}/stock", json={"change": -2})
-    assert below.status_code == 409, below.text
-    assert admin.get(f"/products/{product}").json()["stock"] == 1
+    # Concurrent removals that each fit what a read showed: product_svc, which applies them one
+    # by one under its row lock, refuses the one that would go below zero, and says so.
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: admin.post(f"/products/{product}/stock", json={"change": -1}), range(4)
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 409], [a.text for a in answers]
+    assert admin.get(f"/products/{product}").json()["stock"] == 0
 
 
 def _events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
