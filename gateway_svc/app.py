@@ -46,7 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = tokens
     app.state.upstreams = upstreams
     app.state.watch = watch
-    app.state.watchers = Watchers(settings.max_watchers, settings.watchers_per_user)
+    app.state.watchers = Watchers(
+        settings.max_watchers,
+        settings.watchers_per_user,
+        per_address=settings.watchers_per_user * 5,
+    )
+    app.state.placements = Watchers(settings.max_watchers, per_user=16)
     app.state.facts = Facts()
     app.state.login_throttle = accounts.LoginThrottle(settings.login_attempts_per_minute)
     app.state.registrations = RateLimiter(

@@ -145,8 +145,9 @@ def release_slot(scope: Scope) -> None:
 class Shed:
     """Load shedding: at most ``max_in_flight`` requests worked on at once; one more is
     answered 503 with ``Retry-After`` at once rather than queued (each request held costs
-    memory and makes every other one later). A request counts once its body is read (see
-    :class:`BodyLimit`, outside this) and until it is answered or gives its slot back."""
+    memory and makes every other one later). A request counts from its body's last byte (see
+    :class:`BodyLimit`, outside this) until its answer starts or it gives its slot back: a
+    client that stalls sending its body, or reading its answer, holds none."""
 
     def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
         self.app = app
@@ -166,8 +167,14 @@ class Shed:
             await busy(scope, receive, send)
             return
         slot = scope[SLOT] = Slot(self)
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                slot.release()  # the work is done; a client slow to read its answer holds none
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answer)
         finally:
             slot.release()
 

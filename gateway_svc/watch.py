@@ -102,48 +102,68 @@ def _type_of(headers: object) -> str | None:
 
 
 class Watchers:
-    """Long polls and event streams open at once: at most ``per_user`` for one user (or
-    address), ``total`` in all. They wait outside the gateway's requests in flight (see
-    :func:`gateway_svc.middleware.release_slot`), so these bounds are what keeps them from
-    taking the gateway's capacity."""
+    """Clients waiting on orders at once: at most ``per_user`` for one user, ``per_address``
+    for one client address (many accounts, one client), ``total`` in all. They wait outside
+    the gateway's requests in flight (see :func:`gateway_svc.middleware.release_slot`), so
+    these bounds are what keeps them from taking the gateway's capacity."""
 
-    def __init__(self, total: int, per_user: int) -> None:
+    def __init__(self, total: int, per_user: int, per_address: int | None = None) -> None:
         self.total = total
         self.per_user = per_user
+        self.per_address = per_address
         self.open: Counter[str] = Counter()
         self.count = 0
 
-    def take(self, who: str) -> "Watcher":
-        """A place for one more, or 503 (the gateway's bound) or 429 (the user's)."""
+    def take(self, user: str, address: str) -> "Watcher":
+        """A place for one more, or 503 (the gateway's bound) or 429 (the client's)."""
+        refusal = self._refusal(user, address)
+        if refusal is not None:
+            raise refusal
+        return Watcher(self, self._keys(user, address))
+
+    def try_take(self, user: str, address: str) -> "Watcher | None":
+        """A place for one more, or None."""
+        if self._refusal(user, address) is not None:
+            return None
+        return Watcher(self, self._keys(user, address))
+
+    def _keys(self, user: str, address: str) -> tuple[str, ...]:
+        return (f"user:{user}",) if self.per_address is None else (f"user:{user}", f"ip:{address}")
+
+    def _refusal(self, user: str, address: str) -> HTTPException | None:
         if self.count >= self.total:
-            raise HTTPException(
+            return HTTPException(
                 503, "too many clients waiting on orders; try again shortly", {"Retry-After": "1"}
             )
-        if self.open[who] >= self.per_user:
-            raise HTTPException(
+        if self.open[f"user:{user}"] >= self.per_user or (
+            self.per_address is not None and self.open[f"ip:{address}"] >= self.per_address
+        ):
+            return HTTPException(
                 429,
                 f"at most {self.per_user} long polls or streams of yours at once",
                 {"Retry-After": "1"},
             )
-        return Watcher(self, who)
+        return None
 
 
 class Watcher:
     """One place among the :class:`Watchers`, given back once (``release``, or ``with``)."""
 
-    def __init__(self, watchers: Watchers, who: str) -> None:
+    def __init__(self, watchers: Watchers, keys: tuple[str, ...]) -> None:
         self._watchers: Watchers | None = watchers
-        self._who = who
-        watchers.open[who] += 1
+        self._keys = keys
         watchers.count += 1
+        for key in keys:
+            watchers.open[key] += 1
 
     def release(self) -> None:
         watchers, self._watchers = self._watchers, None
         if watchers is not None:
             watchers.count -= 1
-            watchers.open[self._who] -= 1
-            if watchers.open[self._who] <= 0:
-                del watchers.open[self._who]
+            for key in self._keys:
+                watchers.open[key] -= 1
+                if watchers.open[key] <= 0:
+                    del watchers.open[key]
 
     def __enter__(self) -> "Watcher":
         return self

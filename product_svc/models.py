@@ -51,6 +51,9 @@ class Product(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the command behind the last create or update was issued: an update issued before
+    it (delivered late, from Kafka, after a newer one applied over HTTP) is stale."""
 
 
 class ProductImage(Base):

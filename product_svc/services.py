@@ -84,6 +84,7 @@ async def create_product(
                 description=command.description,
                 price=command.price,
                 category_id=command.category_id,
+                changed_at=envelope.occurred_at,
             )
         )
         await session.flush()
@@ -133,6 +134,14 @@ async def update_product(
                 command.category_id,
             )
             return Refused("no such category", "category_id")
+        if product.changed_at is not None and envelope.occurred_at < product.changed_at:
+            log.warning(
+                "update of product %s issued at %s ignored: a later one is applied",
+                command.product_id,
+                envelope.occurred_at,
+            )
+            return None
+        product.changed_at = envelope.occurred_at
         if command.name is not None:
             product.name = command.name
         if command.description is not None:

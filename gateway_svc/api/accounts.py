@@ -13,6 +13,7 @@ from common.pagination import Cursor, Limit
 from gateway_svc.api.deps import Commands, Known, Upstream, accepted, write_responses, written
 from gateway_svc.api.fields import Text
 from gateway_svc.auth import CurrentUser, InvalidTokenError, Tokens, tokens
+from gateway_svc.facts import Facts
 from gateway_svc.ratelimit import RateLimiter
 from schemas.payments import AddPaymentMethod
 from schemas.users import AddAddress
@@ -75,25 +76,26 @@ class LoginThrottle:
     guesses count N and at most the limit are ever checked:
 
     - per email and address, ``per_minute``: a guesser is stopped at their own address;
-    - per email, ten times that from all addresses together: a ceiling on distributed guessing;
+    - per email, ten times that from all addresses together: a ceiling on distributed guessing,
+      which does not apply at an address the email has signed in from before (the last
+      ``remembered`` such pairs): guesses from elsewhere never lock the owner out there;
     - per address, ten times that over all emails: one address guessing many accounts.
 
-    Failures from one address therefore never lock the owner out at another, unless guesses
-    come from so many addresses that the email's ceiling is reached. A login that succeeds is
-    given back: only failures use up the budget."""
+    Only a login that succeeds is given back; one that failed, timed out or was refused
+    counts."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, remembered: int = 100_000) -> None:
         self._by_pair = RateLimiter(per_minute, burst=per_minute)
         self._by_email = RateLimiter(per_minute * 10, burst=per_minute * 10)
         self._by_address = RateLimiter(per_minute * 10, burst=per_minute * 10)
+        self._signed_in_from = Facts(remembered)
 
     def _keys(self, email: str, address: str) -> list[tuple[RateLimiter, str]]:
         email = email.lower()
-        return [
-            (self._by_pair, f"{email} {address}"),
-            (self._by_email, email),
-            (self._by_address, address),
-        ]
+        keys = [(self._by_pair, f"{email} {address}"), (self._by_address, address)]
+        if not self._signed_in_from.known((email, address)):
+            keys.append((self._by_email, email))
+        return keys
 
     def attempt(self, email: str, address: str) -> None:
         """Count one attempt, or refuse it (429) when any of its budgets is spent."""
@@ -109,10 +111,11 @@ class LoginThrottle:
         for limiter, key in keys:
             limiter.hit(key)
 
-    def give_back(self, email: str, address: str) -> None:
-        """Uncount an attempt that was no wrong guess (it signed in, or was never checked)."""
+    def signed_in(self, email: str, address: str) -> None:
+        """Give the attempt back, and remember the address as the owner's."""
         for limiter, key in self._keys(email, address):
             limiter.give_back(key)
+        self._signed_in_from.learn((email.lower(), address))
 
 
 async def _login_throttle(request: Request) -> LoginThrottle:
@@ -173,13 +176,8 @@ async def login(
     """Exchange email and password for an access token and a refresh token."""
     address = client_address(request)
     throttle.attempt(body.email, address)
-    try:
-        user = await upstream.post("user", "/auth/verify", body.model_dump())
-    except HTTPException as exc:
-        if exc.status_code != 401:
-            throttle.give_back(body.email, address)
-        raise
-    throttle.give_back(body.email, address)
+    user = await upstream.post("user", "/auth/verify", body.model_dump())
+    throttle.signed_in(body.email, address)
     pair = tokens(request).issue(UUID(user["id"]), user["role"])
     return TokenPublic(**pair.__dict__)
 

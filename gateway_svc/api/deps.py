@@ -42,6 +42,11 @@ async def _watchers(request: Request) -> Watchers:
     return found
 
 
+async def _placements(request: Request) -> Watchers:
+    found: Watchers = request.app.state.placements
+    return found
+
+
 class CommandBus:
     """Sends commands: on Kafka (``send``), or applied by their service at once (``apply``)."""
 
@@ -88,6 +93,9 @@ Watch = Annotated[OrderWatch, Depends(_watch)]
 Known = Annotated[Facts, Depends(_facts)]
 Config = Annotated[Settings, Depends(_settings)]
 Waiting = Annotated[Watchers, Depends(_watchers)]
+"""Long polls and event streams."""
+Placements = Annotated[Watchers, Depends(_placements)]
+"""Placements waiting for order_svc to record their order."""
 
 
 def written(resource: BaseModel, location: str, status: int = 201) -> JSONResponse:

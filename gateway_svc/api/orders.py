@@ -15,12 +15,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from common.pagination import Cursor, Limit
-from gateway_svc.api.accounts import Page
+from gateway_svc.api.accounts import Page, client_address
 from gateway_svc.api.deps import (
     Accepted,
     Commands,
     Config,
     Known,
+    Placements,
     Upstream,
     Waiting,
     Watch,
@@ -188,13 +189,16 @@ async def place_order(
     facts: Known,
     commands: Commands,
     watch: Watch,
+    placements: Placements,
     settings: Config,
+    request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Place an order; follow it at the Location (``?wait=10`` waits for the outcome,
     ``/events`` streams its steps). Answers once order_svc has recorded it (Pending, or
     Cancelled with its reason when it cannot be priced), so that the Location answers at once;
-    past WRITE_WAIT_S it answers 202 Pending all the same.
+    past WRITE_WAIT_S, or when too many placements wait already, it answers 202 Pending all the
+    same.
 
     With an ``Idempotency-Key``, a retry answers with the same order id and the order's status:
     its command is sent again and order_svc, which places an order id once, ignores it. A retry
@@ -223,10 +227,21 @@ async def place_order(
     )
     with watch.changes(order_id) as news:
         await commands.send(command)
-        wait_s = settings.write_wait_s if watch.ready else 0.0  # no news while it reconnects
-        status = await _recorded(
-            news, upstream, user, order_id, wait_s, keyed=bool(idempotency_key)
-        )
+        # no news while the watch reconnects; no wait past the placements' bound
+        place = placements.try_take(str(user.id), client_address(request)) if watch.ready else None
+        if place is None:
+            status = PENDING
+        else:
+            with place:
+                release_slot(request.scope)  # waiting for order_svc is not the gateway's work
+                status = await _recorded(
+                    news,
+                    upstream,
+                    user,
+                    order_id,
+                    settings.write_wait_s,
+                    keyed=bool(idempotency_key),
+                )
     return JSONResponse({"id": str(order_id), "status": status}, 202, headers=location)
 
 
@@ -316,7 +331,7 @@ async def read_order(
         if order is None:
             raise HTTPException(404, "order not found")
         if wait > 0 and order["status"] == PENDING:
-            with watchers.take(_watcher(user)):
+            with watchers.take(str(user.id), client_address(request)):
                 release_slot(request.scope)  # waiting is not the gateway's work
                 while order["status"] == PENDING:
                     remaining = deadline - time.monotonic()
@@ -335,10 +350,6 @@ async def read_order(
             else {"status": payment["status"], "amount": payment["amount"]},
         }
     )
-
-
-def _watcher(user: Principal) -> str:
-    return f"user:{user.id}"
 
 
 @router.get(
@@ -371,7 +382,7 @@ async def order_events(
     ``Last-Event-ID`` gets the steps after that one."""
     if await _visible_order(upstream, order_id, user) is None:
         raise HTTPException(404, "order not found")
-    place = watchers.take(_watcher(user))
+    place = watchers.take(str(user.id), client_address(request))
     release_slot(request.scope)
 
     async def steps() -> AsyncIterator[ServerSentEvent]:

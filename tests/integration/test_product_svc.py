@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 
 from common.broker import Handlers
 from common.runtime import Runtime
-from product_svc import handlers
+from product_svc import handlers, services
 from product_svc.app import create_app
 from product_svc.models import Category, Inbox, Inventory, Outbox, Product, Reservation
 from product_svc.settings import Settings
@@ -722,3 +722,24 @@ async def publish_and_apply(producer: AIOKafkaProducer, runtime: Runtime, messag
     sent = await publish(producer, message)
     await eventually(lambda: applied(runtime, sent))
     return True
+
+
+async def test_an_update_issued_before_the_one_applied_last_is_ignored_when_it_arrives_late(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    """The gateway's write went to Kafka while product_svc was slow (202), and the next one was
+    applied at once over HTTP: the older, delivered late, must not undo the newer."""
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        assert product_svc.sessionmaker is not None
+        product_id = await new_product(producer, product_svc, 0, description="plain")
+        older = UpdateProduct(product_id=product_id, price=Decimal("10.00"))
+        older_envelope = older.envelope()
+        newer = UpdateProduct(product_id=product_id, price=Decimal("20.00"))
+        assert (
+            await services.update_product(product_svc.sessionmaker, newer.envelope(), newer) is None
+        )  # over HTTP, applied first
+        await deliver_again(producer, older, older_envelope)  # from Kafka, later
+        await eventually(lambda: applied(product_svc, older_envelope))
+
+        price = await scalar(product_svc, select(Product.price).where(Product.id == product_id))
+        assert price == Decimal("20.00")

@@ -10,8 +10,10 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from starlette.types import Message
 
 from common.http import invalid_request
+from gateway_svc.api.accounts import LoginThrottle
 from gateway_svc.api.fields import Text
 from gateway_svc.app import create_app
 from gateway_svc.auth import InvalidTokenError, Tokens
@@ -282,21 +284,25 @@ async def test_a_route_that_gives_its_slot_back_lets_another_request_in() -> Non
     assert [a.status_code for a in answers] == [200, 200]
 
 
-def test_long_polls_and_streams_are_bounded_per_user_and_in_all() -> None:
-    watchers = Watchers(total=3, per_user=2)
-    ann = [watchers.take("user:ann") for _ in range(2)]
+def test_long_polls_and_streams_are_bounded_per_user_per_address_and_in_all() -> None:
+    watchers = Watchers(total=4, per_user=2, per_address=3)
+    ann = [watchers.take("ann", "10.0.0.1") for _ in range(2)]
     with pytest.raises(HTTPException) as per_user:
-        watchers.take("user:ann")
-    bob = watchers.take("user:bob")
+        watchers.take("ann", "10.0.0.2")
+    bob = watchers.take("bob", "10.0.0.1")
+    with pytest.raises(HTTPException) as per_address:
+        watchers.take("cy", "10.0.0.1")  # a third account, the same client
+    dan = watchers.take("dan", "10.0.0.2")
     with pytest.raises(HTTPException) as in_all:
-        watchers.take("user:cy")
-    assert (per_user.value.status_code, in_all.value.status_code) == (429, 503)
+        watchers.take("eve", "10.0.0.3")
+    assert [e.value.status_code for e in (per_user, per_address, in_all)] == [429, 429, 503]
+    assert watchers.try_take("eve", "10.0.0.3") is None
     ann[0].release()
     ann[0].release()  # once only
-    with watchers.take("user:cy"):
-        assert watchers.count == 3
-    bob.release()
-    ann[1].release()
+    with watchers.take("eve", "10.0.0.3"):
+        assert watchers.count == 4
+    for place in (bob, dan, ann[1]):
+        place.release()
     assert watchers.count == 0 and not watchers.open
 
 
@@ -326,3 +332,45 @@ async def test_a_waiter_is_told_the_orders_news() -> None:
     news.tell("OrderPaid")
     assert await asyncio.wait_for(waiting, 1) is True and news.last == "OrderPaid"
     assert await news_or_leaving(News(), receive, timeout_s=0.05) is False  # the time is up
+
+
+async def test_a_client_that_does_not_read_its_answer_holds_no_slot() -> None:
+    app = FastAPI()
+
+    @app.get("/page")
+    async def page() -> dict[str, str]:
+        return {"page": "x" * 1000}
+
+    shed = Shed(app, max_in_flight=1)
+    stuck = asyncio.Event()
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def never_drains(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await stuck.wait()  # the socket's buffers are full: the send never completes
+
+    async def reads(message: Message) -> None:
+        answers.append(message)
+
+    answers: list[Message] = []
+    scope = {"type": "http", "method": "GET", "path": "/page", "headers": [], "query_string": b""}
+    held = asyncio.create_task(shed(dict(scope), receive, never_drains))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(shed(dict(scope), receive, reads), 1)
+    assert answers[0]["status"] == 200 and shed.in_flight == 0
+    stuck.set()
+    await held
+
+
+def test_an_owners_own_address_is_past_the_ceiling_that_guesses_from_elsewhere_reach() -> None:
+    throttle = LoginThrottle(per_minute=2)  # ceiling per email: 20
+    throttle.attempt("ann@example.com", "10.0.0.1")
+    throttle.signed_in("Ann@example.com", "10.0.0.1")
+    for n in range(20):  # ten addresses spend the email's ceiling
+        throttle.attempt("ann@example.com", f"10.9.9.{n // 2}")
+    with pytest.raises(HTTPException) as elsewhere:
+        throttle.attempt("ann@example.com", "10.0.0.2")
+    throttle.attempt("ann@example.com", "10.0.0.1")  # where she signed in before
+    assert elsewhere.value.status_code == 429
