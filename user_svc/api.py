@@ -1,17 +1,26 @@
 """user_svc's HTTP API, called by the gateway (never by clients directly)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from common.http import Reads, Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
 from user_svc import queries, services
+from user_svc.passwords import Passwords
 
 router = APIRouter(tags=["users"])
+
+
+async def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+Hashing = Annotated[Passwords, Depends(_passwords)]
 
 
 class UserCreate(BaseModel):
@@ -28,11 +37,11 @@ class UserPublic(BaseModel):
 
 
 @router.post("/users", status_code=201, responses={409: {"description": "email taken"}})
-async def create_user(body: UserCreate, sessions: Sessions) -> UserPublic:
+async def create_user(body: UserCreate, sessions: Sessions, passwords: Hashing) -> UserPublic:
     """Register a customer; emits UserRegistered."""
     try:
         user = await services.register_user(
-            sessions, name=body.name, email=body.email, password=body.password
+            sessions, passwords, name=body.name, email=body.email, password=body.password
         )
     except services.EmailTakenError:
         raise HTTPException(409, "email already registered") from None
@@ -60,9 +69,9 @@ class AddressPage(BaseModel):
 
 
 @router.post("/auth/verify", responses={401: {"description": "wrong email or password"}})
-async def verify(body: Credentials, sessions: Sessions) -> UserPublic:
+async def verify(body: Credentials, sessions: Sessions, passwords: Hashing) -> UserPublic:
     """The account behind these credentials; 401 when they do not match."""
-    found = await services.verify_credentials(sessions, body.email, body.password)
+    found = await services.verify_credentials(sessions, passwords, body.email, body.password)
     if found is None:
         raise HTTPException(401, "wrong email or password")
     user, role = found

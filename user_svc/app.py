@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from common.http import create_service_app
 from common.runtime import Runtime
 from user_svc import api, handlers, models, services
+from user_svc.passwords import Passwords
 from user_svc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     assert runtime.sessionmaker is not None
     runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
     sessionmaker = runtime.sessionmaker
+    passwords = Passwords(settings.password_hash_workers)
+    runtime.on_stop(passwords.close)
     admin_password = settings.shop_admin_password.get_secret_value()
     if settings.shop_admin_email and admin_password:
 
         async def create_first_admin() -> None:
             if await services.ensure_admin(
-                sessionmaker, email=settings.shop_admin_email, password=admin_password
+                sessionmaker, passwords, email=settings.shop_admin_email, password=admin_password
             ):
                 log.info("created the first admin account %s", settings.shop_admin_email)
 
         runtime.run_in_background("first-admin", create_first_admin)
-    return create_service_app(runtime, title="user_svc", routers=[api.router])
+    app = create_service_app(runtime, title="user_svc", routers=[api.router])
+    app.state.passwords = passwords
+    return app

@@ -1,6 +1,6 @@
 from typing import ClassVar
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from common.settings import ServiceSettings
 
@@ -12,3 +12,7 @@ class Settings(ServiceSettings):
     shop_admin_email: str = ""
     shop_admin_password: SecretStr = SecretStr("")
     """The first admin account, created on start when both are set (SHOP_ADMIN_EMAIL/PASSWORD)."""
+
+    password_hash_workers: int = Field(default=2, ge=1)
+    """Passwords hashed or checked at once (PASSWORD_HASH_WORKERS), each in a thread of its own
+    off the event loop; more wait their turn. About a fifth of a second of a core each."""
