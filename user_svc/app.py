@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     assert runtime.sessionmaker is not None
     runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
     sessionmaker = runtime.sessionmaker
-    passwords = Passwords(settings.password_hash_workers)
+    passwords = Passwords(settings.password_hash_workers, settings.password_hash_waiting)
     runtime.on_stop(passwords.close)
     admin_password = settings.shop_admin_password.get_secret_value()
     if settings.shop_admin_email and admin_password:

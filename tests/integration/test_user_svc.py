@@ -1,4 +1,5 @@
-"""user_svc on the real broker and database: its reads answer while passwords are hashed."""
+"""user_svc on the real broker and database: its reads answer while passwords are hashed, and
+a password beyond what its hashing pool takes is refused at once."""
 
 import asyncio
 import time
@@ -52,3 +53,27 @@ async def test_reads_answer_at_once_while_a_burst_of_registrations_is_hashed(
     # on the event loop, the burst's eight hashes run back to back and the first read waits
     # for them all
     assert max(reads) < burst_s / 4, (max(reads), burst_s, len(reads))
+
+
+async def test_a_registration_is_answered_503_at_once_when_too_many_wait_to_be_hashed(
+    settings_for: Callable[..., Settings],
+) -> None:
+    settings = settings_for(Settings, password_hash_workers=1, password_hash_waiting=1)
+    async with served(create_app(settings)) as http:
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    "/users",
+                    json={
+                        "name": "Burst",
+                        "email": f"{unique('burst')}@example.com",
+                        "password": "correct horse",
+                    },
+                )
+                for _ in range(6)
+            )
+        )
+    statuses = [answer.status_code for answer in answers]
+    # one is hashed and one waits; the others are refused at once
+    assert set(statuses) == {201, 503} and statuses.count(201) >= 2, statuses
+    assert all(a.headers["Retry-After"] == "1" for a in answers if a.status_code == 503)
