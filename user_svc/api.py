@@ -5,11 +5,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.http import Reads, Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
 from user_svc import queries, services
+from user_svc.domain import Email, Password
 from user_svc.passwords import Passwords, PasswordsBusy
 
 router = APIRouter(tags=["users"])
@@ -35,8 +36,8 @@ def busy() -> HTTPException:
 
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
-    email: EmailStr = Field(max_length=255)
-    password: str = Field(min_length=8, max_length=256)
+    email: Email
+    password: Password
 
 
 class UserPublic(BaseModel):

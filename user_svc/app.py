@@ -28,16 +28,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessionmaker = runtime.sessionmaker
     passwords = Passwords(settings.password_hash_workers, settings.password_hash_waiting)
     runtime.on_stop(passwords.close)
-    admin_password = settings.shop_admin_password.get_secret_value()
-    if settings.shop_admin_email and admin_password:
+    if settings.shop_admin_email is not None and settings.shop_admin_password is not None:
+        email, password = settings.shop_admin_email, settings.shop_admin_password
 
         async def create_first_admin() -> None:
             if await services.ensure_admin(
-                sessionmaker, passwords, email=settings.shop_admin_email, password=admin_password
+                sessionmaker, passwords, email=email, password=password.get_secret_value()
             ):
-                log.info("created the first admin account %s", settings.shop_admin_email)
+                log.info("created the first admin account %s", email)
 
-        runtime.run_in_background("first-admin", create_first_admin)
+        runtime.on_start("the first admin account", create_first_admin)
     app = create_service_app(runtime, title="user_svc", routers=[api.router])
     app.state.passwords = passwords
     return app

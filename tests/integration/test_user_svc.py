@@ -1,5 +1,6 @@
-"""user_svc on the real broker and database: its reads answer while passwords are hashed, and
-a password beyond what its hashing pool takes is refused at once."""
+"""user_svc on the real broker and database: its reads answer while passwords are hashed, a
+password beyond what its hashing pool takes is refused at once, and the first admin exists
+once the service has started."""
 
 import asyncio
 import time
@@ -8,7 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from tests.conftest import unique
 from tests.integration.conftest import running
@@ -77,3 +80,31 @@ async def test_a_registration_is_answered_503_at_once_when_too_many_wait_to_be_h
     # one is hashed and one waits; the others are refused at once
     assert set(statuses) == {201, 503} and statuses.count(201) >= 2, statuses
     assert all(a.headers["Retry-After"] == "1" for a in answers if a.status_code == 503)
+
+
+async def test_the_first_admin_can_sign_in_as_soon_as_the_service_has_started(
+    settings_for: Callable[..., Settings],
+) -> None:
+    email = f"{unique('admin')}@example.com"
+    settings = settings_for(Settings, shop_admin_email=email, shop_admin_password="admin password")
+    async with served(create_app(settings)) as http:
+        assert (await http.get("/readyz")).status_code == 200
+        signed_in = await http.post(
+            "/auth/verify", json={"email": email, "password": "admin password"}
+        )
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["role"] == "Admin"
+
+
+async def test_the_service_does_not_start_when_its_first_admin_cannot_be_created(
+    settings_for: Callable[..., Settings],
+) -> None:
+    # an email the settings would refuse, past them: the account's own event refuses it too
+    settings = settings_for(
+        Settings, shop_admin_email="admin@example.com", shop_admin_password="admin password"
+    ).model_copy(update={"shop_admin_email": "admin@shop.test"})
+    app = create_app(settings)
+    with pytest.raises(ValidationError, match="special-use"):
+        async with running(app):
+            pass
+    assert not app.state.runtime.ready
