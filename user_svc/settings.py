@@ -16,9 +16,11 @@ class Settings(ServiceSettings):
     """The first admin account (SHOP_ADMIN_EMAIL/PASSWORD), created at start before the service
     is ready: both or neither, each as a registration would take it."""
 
-    password_hash_workers: int = Field(default=2, ge=1)
+    password_hash_workers: int = Field(default=1, ge=1)
     """Passwords hashed or checked at once (PASSWORD_HASH_WORKERS), each in a thread of its own
-    off the event loop; more wait their turn. About a fifth of a second of a core each."""
+    off the event loop; more wait their turn. Each takes 64 MiB while it runs, and Argon2 spreads
+    it over four threads of its own already: on two cores one worker keeps both busy (a second
+    gained little and cost its memory: bench/HISTORY.md)."""
     password_hash_waiting: int = Field(default=8, ge=0)
     """Passwords that may wait for a worker (PASSWORD_HASH_WAITING); one more is answered 503 at
     once, instead of holding its caller's connection while the queue grows."""
