@@ -127,17 +127,8 @@ async def login(gateway: Gateway, email: str, password: str) -> Customer:
 
 
 async def admin_login(gateway: Gateway, config: StackConfig) -> Customer:
-    email, password = admin_credentials(config)
-
-    async def attempt() -> Customer | None:
-        try:
-            return await login(gateway, email, password)
-        except SetupError as exc:
-            if " 401:" not in str(exc):
-                raise
-            return None  # the first admin is created in the background at start
-
-    return await until(f"the admin {email} to log in", attempt, timeout_s=30)
+    """The first admin exists once user_svc is ready, which ``make up`` waits for."""
+    return await login(gateway, *admin_credentials(config))
 
 
 async def build_catalog(

@@ -18,7 +18,7 @@ from common import collector
 from common.db import ReadPool, SessionMaker
 from common.logs import configure_logging
 from common.runtime import Runtime
-from common.settings import ServiceSettings
+from common.settings import ServiceSettings, from_environment
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,10 @@ def create_service_app(
     return app
 
 
-def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
-    """Run one service: logs configured, uvicorn on its port, graceful on SIGTERM."""
+def serve(create_app: Callable[[S], FastAPI], settings_class: type[S]) -> None:
+    """Run one service: its settings from the environment (a refused one ends the process,
+    naming its variable), logs configured, uvicorn on its port, graceful on SIGTERM."""
+    settings = from_environment(settings_class)
     configure_logging(settings.service_name, settings.log_level)
     if settings.niceness:
         os.nice(settings.niceness)

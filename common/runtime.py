@@ -85,6 +85,7 @@ class Runtime:
                     idle_poll_s=settings.relay_idle_poll_s,
                 )
         self._tasks: list[asyncio.Task[None]] = []
+        self._startup: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.ready = False
@@ -106,6 +107,12 @@ class Runtime:
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
         return consumer
+
+    def on_start(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Do ``work()`` when the service starts, after migrations and before it consumes or
+        reports ready (e.g. the first admin account). If it fails, the service does not start:
+        its process exits, and the launcher reports the failure."""
+        self._startup.append((name, work))
 
     def run_in_background(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``loop()`` (a service's own background loop, e.g. a sender) while the service
@@ -147,6 +154,13 @@ class Runtime:
                 await migrate(self.engine, self._migrations, self._metadata)
         if self.read_pool is not None:
             await self.read_pool.open()
+        for name, work in self._startup:
+            try:
+                await work()
+            except Exception as exc:
+                log.error("%s cannot start: %s failed: %r", self.settings.service_name, name, exc)
+                await self._close()
+                raise
         await self.producer.get()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
@@ -171,6 +185,10 @@ class Runtime:
         if self.relay is not None:
             with contextlib.suppress(Exception):
                 await self.relay.publish_pending()  # hand over what the last batches staged
+        await self._close()
+
+    async def _close(self) -> None:
+        """What ``on_stop`` asked for, then the connections."""
         for close in self._on_stop:
             with contextlib.suppress(Exception):
                 await close()

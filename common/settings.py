@@ -7,9 +7,9 @@ named after the service (or ``DATABASE_NAME``), on that server.
 """
 
 import os
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -86,3 +86,24 @@ class ServiceSettings(BaseSettings):
             .set(database=self.database_name)
             .render_as_string(hide_password=False)
         )
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def from_environment(settings_class: type[S]) -> S:
+    """``settings_class()``; settings it refuses end the process with :func:`refusal`."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        raise SystemExit(refusal(settings_class.service_name, exc)) from None
+
+
+def refusal(service: str, error: ValidationError) -> str:
+    """Each refused setting by its environment variable, and why; never its value (it may be a
+    secret, and pydantic's own message repeats it)."""
+    lines = [f"{service} refuses its settings:"]
+    for problem in error.errors(include_url=False, include_input=False):
+        variable = "__".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"  {variable}: {problem['msg']}" if variable else f"  {problem['msg']}")
+    return "\n".join(lines)

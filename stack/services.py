@@ -106,7 +106,9 @@ def wait_ready(config: StackConfig, services: tuple[Service, ...], timeout_s: fl
                 log = procs.log_file(config, service.name)
                 tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
                 raise SystemExit(
-                    f"{service.name} exited while starting; last lines of {log}:\n{tail}"
+                    f"{service.name} exited while starting; last lines of {log}:\n{tail}\n"
+                    f"What else started keeps running: mend the cause and start again"
+                    f" (make up), or stop it all (make down)."
                 )
         if time.monotonic() > deadline:
             names = ", ".join(service.name for service in pending)

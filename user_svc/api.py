@@ -1,23 +1,43 @@
 """user_svc's HTTP API, called by the gateway (never by clients directly)."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from common.http import Reads, Sessions
 from common.pagination import Cursor, Limit, decode_cursor, page
 from user_svc import queries, services
+from user_svc.domain import Email, Password
+from user_svc.passwords import Passwords, PasswordsBusy
 
 router = APIRouter(tags=["users"])
 
 
+async def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+Hashing = Annotated[Passwords, Depends(_passwords)]
+
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {"description": "too many passwords to hash at once; try again shortly"}
+}
+
+
+def busy() -> HTTPException:
+    return HTTPException(
+        503, "too many passwords to hash at once; try again shortly", headers={"Retry-After": "1"}
+    )
+
+
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
-    email: EmailStr = Field(max_length=255)
-    password: str = Field(min_length=8, max_length=256)
+    email: Email
+    password: Password
 
 
 class UserPublic(BaseModel):
@@ -27,15 +47,17 @@ class UserPublic(BaseModel):
     role: Literal["Admin", "Customer"]
 
 
-@router.post("/users", status_code=201, responses={409: {"description": "email taken"}})
-async def create_user(body: UserCreate, sessions: Sessions) -> UserPublic:
+@router.post("/users", status_code=201, responses={409: {"description": "email taken"}, **BUSY})
+async def create_user(body: UserCreate, sessions: Sessions, passwords: Hashing) -> UserPublic:
     """Register a customer; emits UserRegistered."""
     try:
         user = await services.register_user(
-            sessions, name=body.name, email=body.email, password=body.password
+            sessions, passwords, name=body.name, email=body.email, password=body.password
         )
     except services.EmailTakenError:
         raise HTTPException(409, "email already registered") from None
+    except PasswordsBusy:
+        raise busy() from None
     return UserPublic(id=user.id, name=user.name, email=user.email, role="Customer")
 
 
@@ -59,10 +81,13 @@ class AddressPage(BaseModel):
     next_cursor: str | None
 
 
-@router.post("/auth/verify", responses={401: {"description": "wrong email or password"}})
-async def verify(body: Credentials, sessions: Sessions) -> UserPublic:
+@router.post("/auth/verify", responses={401: {"description": "wrong email or password"}, **BUSY})
+async def verify(body: Credentials, sessions: Sessions, passwords: Hashing) -> UserPublic:
     """The account behind these credentials; 401 when they do not match."""
-    found = await services.verify_credentials(sessions, body.email, body.password)
+    try:
+        found = await services.verify_credentials(sessions, passwords, body.email, body.password)
+    except PasswordsBusy:
+        raise busy() from None
     if found is None:
         raise HTTPException(401, "wrong email or password")
     user, role = found

@@ -9,6 +9,7 @@ from common.commands import command_router
 from common.http import create_service_app
 from common.runtime import Runtime
 from user_svc import api, handlers, models, services
+from user_svc.passwords import Passwords
 from user_svc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     table = handlers.handlers(runtime.sessionmaker)
     runtime.consume(handlers.TOPICS, table)
     sessionmaker = runtime.sessionmaker
-    admin_password = settings.shop_admin_password.get_secret_value()
-    if settings.shop_admin_email and admin_password:
+    passwords = Passwords(settings.password_hash_workers, settings.password_hash_waiting)
+    runtime.on_stop(passwords.close)
+    if settings.shop_admin_email is not None and settings.shop_admin_password is not None:
+        email, password = settings.shop_admin_email, settings.shop_admin_password
 
         async def create_first_admin() -> None:
             if await services.ensure_admin(
-                sessionmaker, email=settings.shop_admin_email, password=admin_password
+                sessionmaker, passwords, email=email, password=password.get_secret_value()
             ):
-                log.info("created the first admin account %s", settings.shop_admin_email)
+                log.info("created the first admin account %s", email)
 
-        runtime.run_in_background("first-admin", create_first_admin)
+        runtime.on_start("the first admin account", create_first_admin)
     commands = command_router(table, handlers.APPLIED_AT_ONCE)
-    return create_service_app(runtime, title="user_svc", routers=[api.router, commands])
+    app = create_service_app(runtime, title="user_svc", routers=[api.router, commands])
+    app.state.passwords = passwords
+    return app

@@ -22,9 +22,7 @@ from user_svc.models import (
     UsedRefreshToken,
     User,
 )
-from user_svc.passwords import hash_password, verify_password
-
-_DUMMY_HASH = hash_password("not a real password")
+from user_svc.passwords import Passwords
 
 
 class EmailTakenError(ValueError):
@@ -32,9 +30,15 @@ class EmailTakenError(ValueError):
 
 
 async def register_user(
-    sessionmaker: SessionMaker, *, name: str, email: str, password: str, role: str = "Customer"
+    sessionmaker: SessionMaker,
+    passwords: Passwords,
+    *,
+    name: str,
+    email: str,
+    password: str,
+    role: str = "Customer",
 ) -> User:
-    password_hash = hash_password(password)
+    password_hash = await passwords.hash_password(password)
     try:
         async with sessionmaker.begin() as session:
             role_id = await session.scalar(select(Role.id).where(Role.name == role))
@@ -54,7 +58,7 @@ async def register_user(
 
 
 async def verify_credentials(
-    sessionmaker: SessionMaker, email: str, password: str
+    sessionmaker: SessionMaker, passwords: Passwords, email: str, password: str
 ) -> tuple[User, str] | None:
     """The user and role name when the password matches; None otherwise (same work either way)."""
     async with sessionmaker() as session:
@@ -66,20 +70,22 @@ async def verify_credentials(
             )
         ).first()
     if row is None:
-        verify_password(_DUMMY_HASH, password)  # as slow as a real check: no user enumeration
+        await passwords.verify_no_one(password)
         return None
     user, role = row
-    return (user, role) if verify_password(user.password, password) else None
+    return (user, role) if await passwords.verify_password(user.password, password) else None
 
 
-async def ensure_admin(sessionmaker: SessionMaker, *, email: str, password: str) -> bool:
+async def ensure_admin(
+    sessionmaker: SessionMaker, passwords: Passwords, *, email: str, password: str
+) -> bool:
     """Create the first admin from the environment unless that account exists; True if created."""
     async with sessionmaker() as session:
         if await session.scalar(select(User.id).where(User.email == email.lower())):
             return False
     try:
         await register_user(
-            sessionmaker, name="Admin", email=email, password=password, role="Admin"
+            sessionmaker, passwords, name="Admin", email=email, password=password, role="Admin"
         )
     except EmailTakenError:
         return False  # another replica created it

@@ -57,7 +57,7 @@ class Shop:
             response = self.http.post("/auth/login", json={"email": email, "password": password})
             if response.status_code == 200 or time.monotonic() > deadline:
                 break
-            time.sleep(0.2)  # the first admin is created in the background at start
+            time.sleep(0.2)  # e.g. a 503 while user_svc has many passwords to hash
         assert response.status_code == 200, response.text
         tokens = response.json()
         me = self.http.get("/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})

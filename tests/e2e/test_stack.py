@@ -160,3 +160,22 @@ def test_up_starts_everything_and_down_stops_everything(stack_env: dict[str, str
     assert "Everything is down" in down.stdout
     assert our_processes(state) == []
     assert launcher(stack_env, "status", check=False).returncode != 0
+
+
+def test_up_fails_naming_the_variable_when_a_service_refuses_its_settings(
+    stack_env: dict[str, str],
+) -> None:
+    # email-validator refuses special-use domains such as .test: no admin could ever exist
+    env = {**stack_env, "SHOP_ADMIN_EMAIL": "admin@shop.test"}
+    state = env["SHOP_STATE_DIR"]
+    try:
+        up = launcher(env, "up", check=False)
+    finally:
+        down = launcher(env, "down", check=False)
+    assert up.returncode != 0, up.stdout
+    assert "The shop is up" not in up.stdout
+    # at once, not after the launcher's wait for readiness
+    assert "user_svc exited while starting" in up.stderr, up.stderr
+    assert "SHOP_ADMIN_EMAIL: value is not a valid email address" in up.stderr, up.stderr
+    assert "Everything is down" in down.stdout
+    assert our_processes(state) == []

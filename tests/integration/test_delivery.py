@@ -56,7 +56,11 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
     async with running(users_app) as users, running(notifications_app) as notifications:
         email = f"{unique('ann')}@example.com"
         user = await user_services.register_user(
-            users.sessionmaker, name="Ann", email=email, password="correct horse"
+            users.sessionmaker,
+            users_app.state.passwords,
+            name="Ann",
+            email=email,
+            password="correct horse",
         )
 
         assert await eventually(lambda: count_notifications(notifications, user.id)) == 1
@@ -416,6 +420,7 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     async with running(users_app) as users, running(notifications_app) as notifications:
         user = await user_services.register_user(
             users.sessionmaker,
+            users_app.state.passwords,
             name="Bo",
             email=f"{unique('bo')}@example.com",
             password="correct horse",

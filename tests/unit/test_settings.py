@@ -1,8 +1,11 @@
+import secrets
 from typing import ClassVar
 
 import pytest
 
-from common.settings import ServiceSettings
+from common.settings import ServiceSettings, from_environment
+from stack.services import DEFAULT_ADMIN_EMAIL
+from user_svc.settings import Settings as UserSettings
 
 
 class Settings(ServiceSettings):
@@ -31,3 +34,46 @@ def test_defaults_match_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.http_port == 8002
     assert settings.consumer_group == "order_svc"
+
+
+def refusal(monkeypatch: pytest.MonkeyPatch, **environment: str) -> str:
+    for name in ("SHOP_ADMIN_EMAIL", "SHOP_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as refused:
+        from_environment(UserSettings)
+    return str(refused.value.code)
+
+
+def test_a_refused_setting_names_its_variable_and_why_but_never_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    message = refusal(
+        monkeypatch,
+        SHOP_ADMIN_EMAIL="admin@shop.test",
+        SHOP_ADMIN_PASSWORD="s3cret!",
+        HTTP_PORT="x",
+    )
+    assert message.splitlines()[0] == "user_svc refuses its settings:"
+    assert "SHOP_ADMIN_EMAIL: value is not a valid email address" in message
+    assert "special-use or reserved name" in message
+    assert "SHOP_ADMIN_PASSWORD: String should have at least 8 characters" in message
+    assert "HTTP_PORT: Input should be a valid integer" in message
+    assert "s3cret!" not in message
+
+
+def test_the_first_admin_is_refused_when_half_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = refusal(monkeypatch, SHOP_ADMIN_EMAIL="admin@example.com")
+    assert "SHOP_ADMIN_EMAIL and SHOP_ADMIN_PASSWORD go together" in message
+
+
+def test_the_launchers_own_first_admin_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    password = secrets.token_urlsafe(24)  # as stack.services.local_secret makes it
+    monkeypatch.setenv("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
+    monkeypatch.setenv("SHOP_ADMIN_PASSWORD", password)
+    settings = from_environment(UserSettings)
+    assert settings.shop_admin_email == DEFAULT_ADMIN_EMAIL
+    assert settings.shop_admin_password is not None
+    assert settings.shop_admin_password.get_secret_value() == password
+    assert password not in repr(settings)
