@@ -8,31 +8,14 @@ handler's events still leave through the outbox.
 """
 
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from common.broker import Handlers
+from common.outcomes import Refused
 from schemas.envelope import Command, UnknownMessageError, decode
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A command its service will not apply, and why: a use case's answer that the consumer
-    logs and the HTTP path returns (``status``: 404 for a missing subject, 409 for a conflict
-    with the current state, 422 for a field at fault)."""
-
-    reason: str
-    field: str | None = None
-    status: int = 422
-
-    def detail(self) -> Any:
-        if self.field is None:
-            return self.reason
-        return [{"loc": ["body", self.field], "msg": self.reason, "type": "value_error"}]
 
 
 def command_router(handlers: Handlers, applied_at_once: Collection[type[Command]]) -> APIRouter:

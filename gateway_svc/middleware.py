@@ -2,6 +2,7 @@
 within a size and a time, load shedding."""
 
 import asyncio
+import ipaddress
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -115,6 +116,19 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return messages.pop(0) if messages else await receive()
 
     return replayed
+
+
+def client_address(scope: Scope) -> str:
+    """The client's address: the connection's, or X-Forwarded-For's from a trusted proxy (as
+    uvicorn's proxy headers set it). What is no address at all is one client, "invalid": a
+    forged header cannot make a fresh budget of every string."""
+    client = scope.get("client")
+    if not client:
+        return "unknown"
+    try:
+        return str(ipaddress.ip_address(client[0]))
+    except ValueError:
+        return "invalid"
 
 
 SLOT = "shop.in_flight_slot"
@@ -257,8 +271,7 @@ class Guard:
                 return f"user:{self.tokens.verify(header[7:], 'access').id}"
             except InvalidTokenError:
                 pass
-        client = scope.get("client")
-        return f"ip:{client[0] if client else 'unknown'}"
+        return f"ip:{client_address(scope)}"
 
 
 def install(

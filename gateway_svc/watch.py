@@ -139,9 +139,7 @@ class Watchers:
             self.per_address is not None and self.open[f"ip:{address}"] >= self.per_address
         ):
             return HTTPException(
-                429,
-                f"at most {self.per_user} long polls or streams of yours at once",
-                {"Retry-After": "1"},
+                429, "too many long polls or streams of yours at once", {"Retry-After": "1"}
             )
         return None
 

@@ -8,10 +8,10 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.commands import Refused
 from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
+from common.outcomes import Refused
 from product_svc import domain
 from product_svc.models import (
     Category,
@@ -119,7 +119,8 @@ async def create_product(
 async def update_product(
     sessionmaker: SessionMaker, envelope: Envelope, command: UpdateProduct
 ) -> Refused | None:
-    """Change the fields the command gives (``None`` leaves a field as it is)."""
+    """Change the fields the command gives (``None`` leaves a field as it is); an update issued
+    before the product's last create or update (``changed_at``) is refused as stale."""
     async with sessionmaker.begin() as session:
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return None
@@ -140,7 +141,7 @@ async def update_product(
                 command.product_id,
                 envelope.occurred_at,
             )
-            return None
+            return Refused("a later update of this product is applied already", status=409)
         product.changed_at = envelope.occurred_at
         if command.name is not None:
             product.name = command.name

@@ -1,5 +1,6 @@
 """user_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
 
+import logging
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -7,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from common.commands import Refused
 from common.db import SessionMaker
 from common.inbox import first_delivery
 from common.outbox import stage
+from common.outcomes import Refused
 from schemas.envelope import Envelope
 from schemas.users import AddAddress, AddressAdded, UpdateUser, UserRegistered, UserUpdated
 from user_svc.models import (
@@ -23,6 +24,8 @@ from user_svc.models import (
     User,
 )
 from user_svc.passwords import Passwords
+
+log = logging.getLogger(__name__)
 
 
 class EmailTakenError(ValueError):
@@ -115,6 +118,9 @@ async def add_address(
         if not await first_delivery(session, Inbox, envelope.id, envelope.type):
             return None
         if await session.get(User, command.user_id) is None:
+            log.warning(
+                "address %s of unknown user %s ignored", command.address_id, command.user_id
+            )
             return Refused("user not found", status=404)
         fields = command.model_dump(exclude={"address_id"})
         session.add(Address(id=command.address_id, **fields))

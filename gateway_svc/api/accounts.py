@@ -14,6 +14,7 @@ from gateway_svc.api.deps import Commands, Known, Upstream, accepted, write_resp
 from gateway_svc.api.fields import Text
 from gateway_svc.auth import CurrentUser, InvalidTokenError, Tokens, tokens
 from gateway_svc.facts import Facts
+from gateway_svc.middleware import client_address
 from gateway_svc.ratelimit import RateLimiter
 from schemas.payments import AddPaymentMethod
 from schemas.users import AddAddress
@@ -128,10 +129,6 @@ async def _registrations(request: Request) -> RateLimiter:
     return limiter
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post(
     "/auth/register",
     status_code=201,
@@ -148,7 +145,7 @@ async def register(
     registrations: Annotated[RateLimiter, Depends(_registrations)],
 ) -> UserPublic:
     """Open a customer account; it can sign in as soon as this answers."""
-    verdict = registrations.hit(client_address(request))
+    verdict = registrations.hit(client_address(request.scope))
     if not verdict.allowed:
         raise HTTPException(
             429,
@@ -174,7 +171,7 @@ async def login(
     throttle: Annotated[LoginThrottle, Depends(_login_throttle)],
 ) -> TokenPublic:
     """Exchange email and password for an access token and a refresh token."""
-    address = client_address(request)
+    address = client_address(request.scope)
     throttle.attempt(body.email, address)
     user = await upstream.post("user", "/auth/verify", body.model_dump())
     throttle.signed_in(body.email, address)

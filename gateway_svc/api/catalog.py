@@ -143,7 +143,7 @@ async def list_products(
 @router.get("/products/{product_id}", responses={404: {"description": "no such product"}})
 async def read_product(product_id: UUID, upstream: Upstream) -> ProductPublic:
     """One product with its images and stock."""
-    return ProductPublic.model_validate(await upstream.get("product", f"/products/{product_id}"))
+    return await _product(upstream, product_id)
 
 
 async def _product(upstream: Upstream, product_id: UUID) -> ProductPublic:

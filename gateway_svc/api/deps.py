@@ -1,5 +1,5 @@
-"""What every route may ask for: the upstream clients, the command producer, the order watch
-and the bounds on those waiting on it."""
+"""What every route may ask for (the upstream clients, the commands, the order watch and the
+bounds on those waiting on it), and how a write answers."""
 
 from typing import Annotated, Any
 from uuid import UUID
@@ -66,9 +66,9 @@ class CommandBus:
 
     async def apply(self, service: str, command: Command) -> bool:
         """True once ``service`` has applied ``command`` (its next read shows it); its refusal
-        raised as the 4xx it is. False when the service did not answer within WRITE_WAIT_S:
-        the same envelope then goes on Kafka, and whichever way reaches the service first is
-        applied, the other absorbed by its inbox."""
+        raised as the 4xx it is. False when the service did not apply it within WRITE_WAIT_S
+        (slow, failing or unreachable; 0: never asked): the same envelope then goes on Kafka,
+        and whichever copy reaches the service first is applied, its inbox drops the other."""
         envelope = command.envelope()
         if self._write_wait_s > 0:
             try:

@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from common.pagination import Cursor, Limit
-from gateway_svc.api.accounts import Page, client_address
+from gateway_svc.api.accounts import Page
 from gateway_svc.api.deps import (
     Accepted,
     Commands,
@@ -29,7 +29,7 @@ from gateway_svc.api.deps import (
 )
 from gateway_svc.auth import ADMIN_RESPONSES, Admin, CurrentUser, Principal
 from gateway_svc.facts import Facts
-from gateway_svc.middleware import release_slot
+from gateway_svc.middleware import client_address, release_slot
 from gateway_svc.watch import News, news_or_leaving
 from schemas.orders import (
     CANCELLED,
@@ -228,7 +228,11 @@ async def place_order(
     with watch.changes(order_id) as news:
         await commands.send(command)
         # no news while the watch reconnects; no wait past the placements' bound
-        place = placements.try_take(str(user.id), client_address(request)) if watch.ready else None
+        place = (
+            placements.try_take(str(user.id), client_address(request.scope))
+            if watch.ready
+            else None
+        )
         if place is None:
             status = PENDING
         else:
@@ -272,8 +276,8 @@ async def _placeable(body: OrderCreate, user: Principal, upstream: Upstream, fac
     ):
         raise field_error(
             ("body", "payment_method_id"),
-            "no such payment method of yours (a new one is usable once GET /me/payment-methods"
-            " lists it)",
+            "no such payment method of yours (one saved with a 202 is usable once"
+            " GET /me/payment-methods lists it)",
         )
     address_id = body.address_id
     if address_id is not None and not await facts.confirm(
@@ -282,7 +286,8 @@ async def _placeable(body: OrderCreate, user: Principal, upstream: Upstream, fac
     ):
         raise field_error(
             ("body", "address_id"),
-            "no such address of yours (a new one is usable once GET /me/addresses lists it)",
+            "no such address of yours (one saved with a 202 is usable once GET /me/addresses"
+            " lists it)",
         )
 
 
@@ -331,7 +336,7 @@ async def read_order(
         if order is None:
             raise HTTPException(404, "order not found")
         if wait > 0 and order["status"] == PENDING:
-            with watchers.take(str(user.id), client_address(request)):
+            with watchers.take(str(user.id), client_address(request.scope)):
                 release_slot(request.scope)  # waiting is not the gateway's work
                 while order["status"] == PENDING:
                     remaining = deadline - time.monotonic()
@@ -382,7 +387,7 @@ async def order_events(
     ``Last-Event-ID`` gets the steps after that one."""
     if await _visible_order(upstream, order_id, user) is None:
         raise HTTPException(404, "order not found")
-    place = watchers.take(str(user.id), client_address(request))
+    place = watchers.take(str(user.id), client_address(request.scope))
     release_slot(request.scope)
 
     async def steps() -> AsyncIterator[ServerSentEvent]:

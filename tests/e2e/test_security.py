@@ -47,7 +47,11 @@ from tests.e2e.conftest import (
 SPEC = create_app(Settings(jwt_secret="unused")).openapi()
 ADMIN_ONLY = set(admin_operations(SPEC))
 PUBLIC_BY_ID = {"GET /categories/{category_id}", "GET /products/{product_id}"}
-OWNER_ONLY = {"GET /orders/{order_id}", "POST /orders/{order_id}/cancel"}
+OWNER_ONLY = {
+    "GET /orders/{order_id}",
+    "GET /orders/{order_id}/events",
+    "POST /orders/{order_id}/cancel",
+}
 PASSWORD = "security tests' own password"
 MAX_BODY = Settings().max_body_bytes
 
@@ -108,12 +112,13 @@ def test_every_route_that_takes_an_id_has_its_owner_rule_tested() -> None:
     assert with_id == PUBLIC_BY_ID | OWNER_ONLY | {x for x in ADMIN_ONLY if "{" in x}
 
 
-def test_another_customers_order_does_not_exist_for_reading_waiting_or_cancelling(
+def test_another_customers_order_does_not_exist_for_reading_waiting_streaming_or_cancelling(
     bob: Client, anns_order: dict[str, Any]
 ) -> None:
     order_id = anns_order["id"]
     assert bob.get(f"/orders/{order_id}").status_code == 404
     assert bob.get(f"/orders/{order_id}", params={"wait": 1}).status_code == 404
+    assert bob.get(f"/orders/{order_id}/events").status_code == 404
     assert bob.post(f"/orders/{order_id}/cancel").status_code == 404
     assert order_id not in {order["id"] for order in bob.get("/orders").json()["items"]}
     assert bob.get("/orders", params={"user_id": anns_order["user_id"]}).status_code == 403
@@ -418,8 +423,14 @@ def _login(base: str, email: str, password: str, address: str) -> httpx.Response
 def test_the_owner_signs_in_from_another_address_after_15_failures_elsewhere(shop: Shop) -> None:
     victim = _customer(shop, "Vic")
     email = victim.profile["email"]
-    codes = [_login(shop.url, email, f"guess {n}", "198.51.100.40").status_code for n in range(15)]
-    assert codes[:10] == [401] * 10 and set(codes[10:]) == {429}, codes
+    with ThreadPoolExecutor(15) as pool:
+        codes = Counter(
+            pool.map(
+                lambda n: _login(shop.url, email, f"guess {n}", "198.51.100.40").status_code,
+                range(15),
+            )
+        )
+    assert codes == Counter({401: 10, 429: 5}), codes
     refused = _login(shop.url, email, PASSWORD, "198.51.100.40")  # the guesser's own address
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert _login(shop.url, email, PASSWORD, "198.51.100.41").status_code == 200
@@ -441,11 +452,17 @@ def test_concurrent_guesses_each_count_so_at_most_the_limit_are_checked(shop: Sh
 def test_an_emails_guesses_from_many_addresses_stop_at_its_ceiling(shop: Shop) -> None:
     victim = _customer(shop, "Vera")
     email = victim.profile["email"]
-    with gateway_beside(shop, LOGIN_ATTEMPTS_PER_MINUTE="1") as gateway:
-        codes = [
-            _login(gateway, email, "wrong", f"198.51.100.{60 + n}").status_code for n in range(12)
-        ]
-    assert codes[:10] == [401] * 10 and codes[-1] == 429, codes  # 10 = ten times the limit
+    with (
+        gateway_beside(shop, LOGIN_ATTEMPTS_PER_MINUTE="1") as gateway,
+        ThreadPoolExecutor(12) as pool,
+    ):
+        codes = Counter(
+            pool.map(
+                lambda n: _login(gateway, email, "wrong", f"198.51.100.{60 + n}").status_code,
+                range(12),
+            )
+        )
+    assert codes == Counter({401: 10, 429: 2}), codes  # 10: ten times the limit
 
 
 def test_accounts_opened_from_one_address_are_throttled(shop: Shop) -> None:

@@ -17,7 +17,15 @@ from gateway_svc.api.accounts import LoginThrottle
 from gateway_svc.api.fields import Text
 from gateway_svc.app import create_app
 from gateway_svc.auth import InvalidTokenError, Tokens
-from gateway_svc.middleware import BodyLimit, Guard, Metrics, Shed, install, release_slot
+from gateway_svc.middleware import (
+    BodyLimit,
+    Guard,
+    Metrics,
+    Shed,
+    client_address,
+    install,
+    release_slot,
+)
 from gateway_svc.ratelimit import RateLimiter
 from gateway_svc.settings import Settings
 from gateway_svc.watch import News, Watchers, news_or_leaving
@@ -374,3 +382,12 @@ def test_an_owners_own_address_is_past_the_ceiling_that_guesses_from_elsewhere_r
         throttle.attempt("ann@example.com", "10.0.0.2")
     throttle.attempt("ann@example.com", "10.0.0.1")  # where she signed in before
     assert elsewhere.value.status_code == 429
+
+
+def test_a_client_address_is_an_address_or_one_bucket_for_all_that_are_not() -> None:
+    def of(host: str) -> str:
+        return client_address({"type": "http", "client": (host, 1234)})
+
+    assert of("203.0.113.7") == "203.0.113.7" and of("::1") == "::1"
+    assert of("not-an-ip") == of("a, 127.0.0.1") == "invalid"
+    assert client_address({"type": "http"}) == "unknown"
