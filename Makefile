@@ -37,7 +37,8 @@ lint: $(READY)  ## ruff, mypy, import contracts, and compose.yaml's syntax
 	$(PY) -m mypy .
 	$(VENV)/bin/lint-imports
 	@# compose.yaml requires these three from the environment; dummies suffice to check its syntax
-	JWT_SECRET='syntax check' SHOP_ADMIN_EMAIL='admin@example.com' SHOP_ADMIN_PASSWORD='syntax check' \
+	JWT_SECRET="$${JWT_SECRET:-syntax-check}" SHOP_ADMIN_EMAIL="$${SHOP_ADMIN_EMAIL:-a@example.com}" \
+	  SHOP_ADMIN_PASSWORD="$${SHOP_ADMIN_PASSWORD:-syntax-check}" \
 	  docker-compose -f compose.yaml config --quiet
 
 format: $(READY)
