@@ -7,6 +7,8 @@ import math
 import time
 from dataclasses import dataclass
 
+from fastapi import HTTPException
+
 
 @dataclass
 class Verdict:
@@ -15,6 +17,10 @@ class Verdict:
     remaining: int
     retry_after_s: int
     reset_s: int
+
+    def refusal(self, detail: str) -> HTTPException:
+        """The 429 a route raises when this verdict does not allow it."""
+        return HTTPException(429, detail, headers={"Retry-After": str(self.retry_after_s)})
 
 
 class RateLimiter:

@@ -104,11 +104,7 @@ class LoginThrottle:
         for limiter, key in keys:  # no await in between: checked and taken at once
             verdict = limiter.peek(key)
             if not verdict.allowed:
-                raise HTTPException(
-                    429,
-                    "too many login attempts; wait before trying again",
-                    headers={"Retry-After": str(verdict.retry_after_s)},
-                )
+                raise verdict.refusal("too many login attempts; wait before trying again")
         for limiter, key in keys:
             limiter.hit(key)
 
@@ -147,10 +143,8 @@ async def register(
     """Open a customer account; it can sign in as soon as this answers."""
     verdict = registrations.hit(client_address(request.scope))
     if not verdict.allowed:
-        raise HTTPException(
-            429,
-            "too many accounts opened from this address; wait before trying again",
-            headers={"Retry-After": str(verdict.retry_after_s)},
+        raise verdict.refusal(
+            "too many accounts opened from this address; wait before trying again"
         )
     created = await upstream.post("user", "/users", body.model_dump())
     return UserPublic.model_validate(created)

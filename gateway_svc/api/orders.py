@@ -63,6 +63,11 @@ STATUS_AFTER = {
     OrderShipped.TYPE: SHIPPED,
 }
 """The status an order has right after each of its events."""
+WAITING_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such order of yours"},
+    429: {"description": "too many long polls or streams of yours at once"},
+}
+"""What a route that waits on an order answers besides the order."""
 RETRY_LOOKUP_AFTER_S = 0.5
 """A keyed placement that has no news by then reads its order: a retry's order may have
 nothing more to say."""
@@ -311,10 +316,7 @@ async def list_orders(
 
 @router.get(
     "/orders/{order_id}",
-    responses={
-        404: {"description": "no such order of yours"},
-        429: {"description": "too many long polls or streams of yours at once"},
-    },
+    responses=WAITING_RESPONSES,
 )
 async def read_order(
     order_id: UUID,
@@ -365,8 +367,7 @@ async def read_order(
             "content": {"text/event-stream": {}},
             "description": "one `status` event per step: `{status, reason, at}`, id its number",
         },
-        404: {"description": "no such order of yours"},
-        429: {"description": "too many long polls or streams of yours at once"},
+        **WAITING_RESPONSES,
     },
 )
 async def order_events(
