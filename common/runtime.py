@@ -60,7 +60,8 @@ class Runtime:
         self.engine: AsyncEngine | None = None
         self.sessionmaker: SessionMaker | None = None
         self.reads: SessionMaker | None = None
-        """Autocommit sessions for read-only HTTP routes (same pool)."""
+        """Autocommit sessions (same pool): read-only HTTP routes, and a write that must commit
+        before the use case's own transaction does (payment_svc's charge attempts)."""
         self.read_pool: ReadPool | None = None
         """psycopg connections of their own for the hottest reads (see :class:`ReadPool`)."""
         self.relay: OutboxRelay | None = None

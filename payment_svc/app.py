@@ -1,5 +1,7 @@
 """payment_svc's composition root."""
 
+import asyncio
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -7,22 +9,26 @@ from fastapi import FastAPI
 from common.commands import command_router
 from common.http import create_service_app
 from common.runtime import Runtime
-from payment_svc import api, handlers, models
-from payment_svc.adapters import SimulatedProvider
+from payment_svc import api, handlers, models, services
+from payment_svc.adapters import Faults, SimulatedProvider
 from payment_svc.ports import PaymentProvider
 from payment_svc.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_provider(settings: Settings) -> PaymentProvider:
     match settings.payment_provider:
         case "simulator":
-            return SimulatedProvider()
+            return SimulatedProvider(
+                settings.provider_ledger_url(), Faults.parse(settings.payment_provider_faults)
+            )
 
 
 def create_app(
     settings: Settings | None = None, *, provider: PaymentProvider | None = None
 ) -> FastAPI:
-    """The service; ``provider`` replaces the one that ``settings`` name (tests pass a fake)."""
+    """The service; ``provider`` replaces the one that ``settings`` name (tests pass their own)."""
     settings = settings or Settings()
     if provider is None:
         provider = create_provider(settings)
@@ -33,8 +39,27 @@ def create_app(
         outbox=models.Outbox,
         inbox=models.Inbox,
     )
-    assert runtime.sessionmaker is not None
-    table = handlers.handlers(runtime.sessionmaker, provider)
+    assert runtime.sessionmaker is not None and runtime.reads is not None
+    sessionmaker = runtime.sessionmaker
+    runtime.on_start("payment provider", provider.open)
+    runtime.on_stop(provider.close)
+
+    async def sweep() -> None:
+        """Settle the charges left without an outcome (see services.settle_stale_charges)."""
+        while True:
+            await asyncio.sleep(settings.charge_sweep_interval_s)
+            try:
+                settled = await services.settle_stale_charges(
+                    sessionmaker, provider, older_than_s=settings.charge_settle_after_s
+                )
+            except Exception:  # the database or the provider away: the next round retries
+                log.warning("could not settle stale charges", exc_info=True)
+            else:
+                if settled:
+                    log.warning("settled %d charge(s) from the provider", settled)
+
+    runtime.run_in_background("charge-sweep", sweep)
+    table = handlers.handlers(sessionmaker, runtime.reads, provider)
     runtime.consume(handlers.TOPICS, table)
     commands = command_router(table, handlers.APPLIED_AT_ONCE)
     return create_service_app(runtime, title="payment_svc", routers=[api.router, commands])

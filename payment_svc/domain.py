@@ -50,9 +50,12 @@ def refundable(status: str | None) -> bool:
     return status == PAID
 
 
+CHARGE_KEY_PREFIX = "charge:"
+
+
 def charge_key(order_id: UUID) -> str:
     """The provider's idempotency key of an order's charge: one order, one charge."""
-    return f"charge:{order_id}"
+    return f"{CHARGE_KEY_PREFIX}{order_id}"
 
 
 def refund_key(order_id: UUID) -> str:

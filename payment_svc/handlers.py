@@ -17,9 +17,13 @@ APPLIED_AT_ONCE = (AddPaymentMethod,)
 result."""
 
 
-def handlers(sessionmaker: SessionMaker, provider: PaymentProvider) -> Handlers:
+def handlers(
+    sessionmaker: SessionMaker, at_once: SessionMaker, provider: PaymentProvider
+) -> Handlers:
+    """``at_once``: sessions whose statements commit at once (a charge's attempt is recorded
+    before the provider is asked, outside the batch's transaction)."""
     return {
         AddPaymentMethod: partial(services.add_payment_method, sessionmaker),
-        StockReserved: SetBased(partial(services.charge_order, sessionmaker, provider)),
+        StockReserved: SetBased(partial(services.charge_order, sessionmaker, at_once, provider)),
         OrderCancelled: SetBased(partial(services.refund_order, sessionmaker, provider)),
     }

@@ -1,5 +1,6 @@
 """payment_svc's tables: those of the seed (payments, payment_methods, transactions), the orders
-it must not charge (cancelled before their stock was reserved), its outbox and inbox."""
+it must not charge (cancelled before their stock was reserved), the charges it has begun and not
+yet recorded, its outbox and inbox."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +55,25 @@ class CancelledOrder(Base):
     __tablename__ = "cancelled_orders"
     order_id: Mapped[UUID] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChargeAttempt(Base):
+    """A charge payment_svc is about to ask the provider for, committed before it asks: until
+    the payment is recorded (and this row deleted with it), the provider may have moved money
+    that payment_svc has no record of. A delivery, a cancellation or the sweep settles it from
+    the provider by its key."""
+
+    __tablename__ = "charge_attempts"
+    order_id: Mapped[UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[UUID]
+    amount: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    correlation_id: Mapped[UUID]
+    causation_id: Mapped[UUID]
+    """The StockReserved that began it: what its payment's events are caused by."""
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
 
 
 class Outbox(OutboxMixin, Base):

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from common.db import SessionMaker
 from common.pagination import page_after
 from payment_svc.models import Payment, PaymentMethod, Transaction
-from payment_svc.services import _payment_of
 
 
 async def list_payment_methods(
@@ -32,7 +31,7 @@ async def get_order_payment(
 ) -> tuple[Payment, Sequence[Transaction]] | None:
     """An order's payment and its transactions in the order they happened."""
     async with sessionmaker() as session:
-        payment = await _payment_of(session, order_id)
+        payment = await session.scalar(select(Payment).where(Payment.order_id == order_id))
         if payment is None:
             return None
         transactions = await session.scalars(

@@ -2,10 +2,11 @@
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Select, Text, Uuid, cast, exists, func, select
+from sqlalchemy import Numeric, Select, Text, Uuid, bindparam, cast, delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,9 +22,17 @@ from common.db import (
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from payment_svc import domain
-from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
-from payment_svc.ports import PaymentProvider
-from schemas.envelope import Envelope
+from payment_svc.models import (
+    CancelledOrder,
+    ChargeAttempt,
+    Inbox,
+    Outbox,
+    Payment,
+    PaymentMethod,
+    Transaction,
+)
+from payment_svc.ports import ChargeResult, PaymentProvider, RefundResult
+from schemas.envelope import Envelope, Message
 from schemas.ids import new_id
 from schemas.orders import OrderCancelled
 from schemas.payments import (
@@ -74,10 +83,20 @@ async def add_payment_method(
 
 async def charge_order(
     sessionmaker: SessionMaker,
+    at_once: SessionMaker,
     provider: PaymentProvider,
     reserved: Sequence[tuple[Envelope, StockReserved]],
 ) -> None:
-    """Charge orders whose stock is reserved: each once, and never after its cancellation."""
+    """Charge orders whose stock is reserved: each once, and never after its cancellation.
+
+    The provider is the pivot: the money it moves does not roll back with this transaction. So
+    the charges are first recorded as attempts in a transaction of their own (``at_once``
+    sessions commit each statement), then asked for; the payment recorded here deletes its
+    attempt. If this transaction is lost after the provider captured (a crash, a failed
+    commit), the attempt stays, and whichever comes first settles it from the provider by its
+    key: this delivery again (the key answers with the same charge), the order's cancellation
+    (voids it and refunds what was captured) or the sweep (:func:`settle_stale_charges`).
+    """
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, reserved)
         if not fresh:
@@ -91,8 +110,8 @@ async def charge_order(
             },
         )
         facts = {row.order_id: row for row in found}
-        payments: list[dict[str, Any]] = []
-        charges: list[dict[str, Any]] = []
+        records = _Records(session)
+        to_charge: list[tuple[Envelope, StockReserved, str]] = []
         for envelope, event in fresh:
             order = facts[event.order_id]
             plan = domain.plan_charge(
@@ -103,67 +122,24 @@ async def charge_order(
             )
             if isinstance(plan, domain.Skip):
                 log.info("not charging order %s: %s", event.order_id, plan.why)
-                continue
-            payment_id = new_id()
-            if isinstance(plan, domain.Refuse):
-                payments.append(_payment(payment_id, event, domain.FAILED))
-                stage(session, Outbox, _failed(event, plan.reason), cause=envelope)
-                continue
-            assert order.token is not None  # the plan charges only the buyer's own method
-            # The provider is asked inside the transaction: the simulator is local. A real one
-            # would be too, safely: the key is the order's, so if this transaction rolls back
-            # after a charge, the retry sends the same key and the provider answers with the
-            # first charge instead of taking the money again.
-            result = await provider.charge(
-                idempotency_key=domain.charge_key(event.order_id),
-                amount=event.total_price,
-                token=order.token,
-            )
-            status = domain.PAID if result.approved else domain.FAILED
-            payments.append(_payment(payment_id, event, status))
-            charges.append(
-                {
-                    "id": new_id(),
-                    "payment_id": payment_id,
-                    "gateway_id": result.reference,
-                    "kind": domain.CHARGE,
-                    "amount": event.total_price,
-                    "status": status,
-                }
-            )
-            if not result.approved:
-                reason = result.decline_reason or "declined by the payment provider"
-                stage(session, Outbox, _failed(event, reason), cause=envelope)
-                continue
-            succeeded = PaymentSucceeded(
-                payment_id=payment_id,
-                order_id=event.order_id,
-                user_id=event.user_id,
-                amount=event.total_price,
-                gateway_id=result.reference,
-            )
-            stage(session, Outbox, succeeded, cause=envelope)
-        # Statements, not ORM objects (a flush costs several times an insert); a payment's row
-        # goes before its charge's, which refers to it.
-        await _ADD_PAYMENTS.execute(session, payments)
-        await _ADD_TRANSACTIONS.execute(session, charges)
-
-
-_PAYMENTS = table_of(Payment)
-_TRANSACTIONS = table_of(Transaction)
-_ADD_PAYMENTS = InsertRows(_PAYMENTS)
-_ADD_TRANSACTIONS = InsertRows(_TRANSACTIONS)
-
-
-def _payment(payment_id: UUID, event: StockReserved, status: str) -> dict[str, Any]:
-    """The order's payment row, with its final status."""
-    return {
-        "id": payment_id,
-        "order_id": event.order_id,
-        "user_id": event.user_id,
-        "amount": event.total_price,
-        "status": status,
-    }
+            elif isinstance(plan, domain.Refuse):
+                records.refused(_charge_of(event), _cause(envelope), plan.reason)
+            else:
+                assert order.token is not None  # the plan charges only the buyer's own method
+                to_charge.append((envelope, event, order.token))
+        if to_charge:
+            async with at_once() as autonomous:
+                await _BEGIN_ATTEMPTS.execute(
+                    autonomous, _attempt_columns([(e, event) for e, event, _ in to_charge])
+                )
+            for envelope, event, token in to_charge:
+                result = await provider.charge(
+                    idempotency_key=domain.charge_key(event.order_id),
+                    amount=event.total_price,
+                    token=token,
+                )
+                records.charged(_charge_of(event), _cause(envelope), result)
+        await records.write()
 
 
 async def refund_order(
@@ -171,8 +147,9 @@ async def refund_order(
     provider: PaymentProvider,
     cancelled: Sequence[tuple[Envelope, OrderCancelled]],
 ) -> None:
-    """Refund each cancelled order's payment once; remember the cancellation in any case, so
-    that a reservation arriving after it is not charged."""
+    """Refund each cancelled order's payment once; void a charge begun and not recorded (and
+    refund it if it was captured); remember the cancellation in any case, so that a
+    reservation arriving after it is not charged."""
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, cancelled)
         if not fresh:
@@ -185,7 +162,11 @@ async def refund_order(
             for payment in await _LOCK_PAYMENTS.rows(session, {"orders": order_ids})
             if domain.refundable(payment.status)
         }
-        if not payments:
+        attempts = {
+            attempt.order_id: attempt
+            for attempt in await _LOCK_ATTEMPTS.rows(session, {"orders": order_ids})
+        }
+        if not payments and not attempts:
             return
         charges = {
             charge.payment_id: charge
@@ -193,47 +174,291 @@ async def refund_order(
                 session, {"payments": [payment.id for payment in payments.values()]}
             )
         }
-        refunded_payments: list[dict[str, Any]] = []
-        refunds: list[dict[str, Any]] = []
+        records = _Records(session)
         for envelope, event in fresh:
+            attempt = attempts.get(event.order_id)
+            if attempt is not None and not attempt.has_payment:
+                await _settle(records, provider, attempt, cancelled=True, cause=_cause(envelope))
+                continue
+            if attempt is not None:
+                records.settled.append(event.order_id)
             payment = payments.get(event.order_id)
             if payment is None:
                 continue
             charge = charges.get(payment.id)
             if charge is None:
                 raise LookupError(f"payment {payment.id} is Paid without a successful charge")
-            result = await provider.refund(
-                reference=charge.gateway_id,
-                amount=payment.amount,
-                idempotency_key=domain.refund_key(event.order_id),
+            await _refund(
+                records,
+                provider,
+                _Charge(payment.order_id, payment.user_id, payment.amount),
+                payment.id,
+                charge.gateway_id,
+                _cause(envelope),
             )
-            if not result.succeeded:
-                raise RefundRefusedError(
-                    f"refund of order {event.order_id} refused: {result.reason}"
-                )
-            refunded_payments.append({"id": payment.id, "status": domain.REFUNDED})
-            refunds.append(
-                {
-                    "id": new_id(),
-                    "payment_id": payment.id,
-                    "gateway_id": result.reference,
-                    "kind": domain.REFUND,
-                    "amount": payment.amount,
-                    "status": domain.REFUNDED,
-                }
-            )
-            refunded = PaymentRefunded(
-                payment_id=payment.id,
-                order_id=payment.order_id,
-                user_id=payment.user_id,
-                amount=payment.amount,
+        await records.write()
+
+
+async def settle_stale_charges(
+    sessionmaker: SessionMaker, provider: PaymentProvider, *, older_than_s: float
+) -> int:
+    """Settle the charges begun more than ``older_than_s`` ago whose outcome no delivery has
+    recorded (their StockReserved was dead-lettered, or is not coming back soon): void each at
+    the provider, then record what it answers. A captured charge is recorded Paid (refunded, if
+    the order was cancelled meanwhile); one never captured is recorded Failed, which cancels the
+    order. Returns how many it settled."""
+    async with sessionmaker.begin() as session:
+        stale = await _STALE_ATTEMPTS.scalars(
+            session, {"age": older_than_s, "limit": _SETTLE_AT_MOST}
+        )
+        if not stale:
+            return 0
+        await _lock_orders(session, list(stale))
+        records = _Records(session)
+        for attempt in await _LOCK_ATTEMPTS.rows(session, {"orders": list(stale)}):
+            if attempt.has_payment:  # recorded meanwhile, by a delivery
+                records.settled.append(attempt.order_id)
+                continue
+            cause = _Cause(attempt.correlation_id, attempt.causation_id)
+            await _settle(records, provider, attempt, cancelled=attempt.cancelled, cause=cause)
+        await records.write()
+        return len(records.settled)
+
+
+_SETTLE_AT_MOST = 100
+"""Attempts one sweep settles in one transaction (the rest wait for the next round)."""
+
+
+class _Charge(NamedTuple):
+    order_id: UUID
+    user_id: UUID
+    amount: Decimal
+
+
+class _Cause(NamedTuple):
+    correlation_id: UUID
+    causation_id: UUID
+
+
+def _cause(envelope: Envelope) -> _Cause:
+    return _Cause(envelope.correlation_id, envelope.id)
+
+
+def _charge_of(event: StockReserved) -> _Charge:
+    return _Charge(event.order_id, event.user_id, event.total_price)
+
+
+async def _settle(
+    records: "_Records", provider: PaymentProvider, attempt: Any, *, cancelled: bool, cause: _Cause
+) -> None:
+    """Settle a charge begun and not recorded, from the provider: void it (no capture can
+    follow), then record what it was. Captured and the order cancelled: refunded at once."""
+    result = await provider.void(attempt.idempotency_key)
+    charge = _Charge(attempt.order_id, attempt.user_id, attempt.amount)
+    log.warning(
+        "settling order %s's charge from the provider: %s%s",
+        attempt.order_id,
+        "captured" if result.approved else result.decline_reason,
+        ", order cancelled" if cancelled else "",
+    )
+    if not cancelled:
+        records.charged(charge, cause, result)
+    elif result.approved:
+        payment_id = records.charged(charge, cause, result)
+        await _refund(records, provider, charge, payment_id, result.reference, cause)
+    else:
+        records.settled.append(attempt.order_id)  # nothing was taken, nothing to record
+
+
+async def _refund(
+    records: "_Records",
+    provider: PaymentProvider,
+    charge: _Charge,
+    payment_id: UUID,
+    reference: str,
+    cause: _Cause,
+) -> None:
+    result = await provider.refund(
+        reference=reference,
+        amount=charge.amount,
+        idempotency_key=domain.refund_key(charge.order_id),
+    )
+    if not result.succeeded:
+        raise RefundRefusedError(f"refund of order {charge.order_id} refused: {result.reason}")
+    records.refunded(charge, payment_id, result, cause)
+
+
+class _Records:
+    """What a run records, written with a few statements at its end: payments, their
+    transactions and events, and the charge attempts they settle."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self.payments: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.transactions: list[dict[str, Any]] = []
+        self.settled: list[UUID] = []
+
+    def refused(self, charge: _Charge, cause: _Cause, reason: str) -> None:
+        """A failed payment, without asking the provider."""
+        self.payments.append(_payment(new_id(), charge, domain.FAILED))
+        self._stage(_failed(charge, reason), cause)
+
+    def charged(self, charge: _Charge, cause: _Cause, result: ChargeResult) -> UUID:
+        """The provider's answer to a charge: Paid, or Failed (declined); settles its attempt."""
+        payment_id = new_id()
+        status = domain.PAID if result.approved else domain.FAILED
+        self.payments.append(_payment(payment_id, charge, status))
+        self.transactions.append(
+            _transaction(payment_id, result.reference, domain.CHARGE, charge.amount, status)
+        )
+        self.settled.append(charge.order_id)
+        if result.approved:
+            succeeded = PaymentSucceeded(
+                payment_id=payment_id,
+                order_id=charge.order_id,
+                user_id=charge.user_id,
+                amount=charge.amount,
                 gateway_id=result.reference,
             )
-            stage(session, Outbox, refunded, cause=envelope)
-        await _SET_PAYMENT_STATUS.execute(session, refunded_payments)
-        await _ADD_TRANSACTIONS.execute(session, refunds)
+            self._stage(succeeded, cause)
+        else:
+            reason = result.decline_reason or "declined by the payment provider"
+            self._stage(_failed(charge, reason), cause)
+        return payment_id
+
+    def refunded(
+        self, charge: _Charge, payment_id: UUID, result: RefundResult, cause: _Cause
+    ) -> None:
+        # A payment recorded in this run is written Refunded; an older one is updated.
+        written = next((p for p in self.payments if p["id"] == payment_id), None)
+        if written is not None:
+            written["status"] = domain.REFUNDED
+        else:
+            self.statuses.append({"id": payment_id, "status": domain.REFUNDED})
+        self.transactions.append(
+            _transaction(
+                payment_id, result.reference, domain.REFUND, charge.amount, domain.REFUNDED
+            )
+        )
+        refunded = PaymentRefunded(
+            payment_id=payment_id,
+            order_id=charge.order_id,
+            user_id=charge.user_id,
+            amount=charge.amount,
+            gateway_id=result.reference,
+        )
+        self._stage(refunded, cause)
+
+    def _stage(self, message: Message, cause: _Cause) -> None:
+        stage(
+            self._session,
+            Outbox,
+            message,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.causation_id,
+        )
+
+    async def write(self) -> None:
+        # Statements, not ORM objects (a flush costs several times an insert); a payment's row
+        # goes before its transactions', which refer to it.
+        await _ADD_PAYMENTS.execute(self._session, self.payments)
+        await _SET_PAYMENT_STATUS.execute(self._session, self.statuses)
+        await _ADD_TRANSACTIONS.execute(self._session, self.transactions)
+        if self.settled:
+            await _SETTLE_ATTEMPTS.execute(self._session, {"orders": self.settled})
 
 
+_PAYMENTS = table_of(Payment)
+_TRANSACTIONS = table_of(Transaction)
+_ATTEMPTS = table_of(ChargeAttempt)
+_ADD_PAYMENTS = InsertRows(_PAYMENTS)
+_ADD_TRANSACTIONS = InsertRows(_TRANSACTIONS)
+
+
+def _payment(payment_id: UUID, charge: _Charge, status: str) -> dict[str, Any]:
+    """The order's payment row, with its final status."""
+    return {
+        "id": payment_id,
+        "order_id": charge.order_id,
+        "user_id": charge.user_id,
+        "amount": charge.amount,
+        "status": status,
+    }
+
+
+def _transaction(
+    payment_id: UUID, reference: str, kind: str, amount: Decimal, status: str
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "payment_id": payment_id,
+        "gateway_id": reference,
+        "kind": kind,
+        "amount": amount,
+        "status": status,
+    }
+
+
+def _attempt_columns(reserved: Sequence[tuple[Envelope, StockReserved]]) -> dict[str, list[Any]]:
+    return {
+        "order_id": [event.order_id for _, event in reserved],
+        "user_id": [event.user_id for _, event in reserved],
+        "amount": [event.total_price for _, event in reserved],
+        "idempotency_key": [domain.charge_key(event.order_id) for _, event in reserved],
+        "correlation_id": [envelope.correlation_id for envelope, _ in reserved],
+        "causation_id": [envelope.id for envelope, _ in reserved],
+    }
+
+
+_ATTEMPT_COLUMNS = {
+    "order_id": Uuid,
+    "user_id": Uuid,
+    "amount": Numeric(10, 2),
+    "idempotency_key": Text,
+    "correlation_id": Uuid,
+    "causation_id": Uuid,
+}
+_BEGIN_ATTEMPTS = Direct(
+    insert(_ATTEMPTS)
+    .from_select(
+        list(_ATTEMPT_COLUMNS),
+        select(*array_rows(_ATTEMPT_COLUMNS).c),
+    )
+    .on_conflict_do_nothing()
+)
+"""Record charges about to be asked for; one begun before (a redelivery) keeps its row."""
+_SETTLE_ATTEMPTS = Direct(delete(_ATTEMPTS).where(any_of(_ATTEMPTS.c.order_id, "orders")))
+_STALE_ATTEMPTS = Direct(
+    select(_ATTEMPTS.c.order_id)
+    .where(
+        _ATTEMPTS.c.started_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("age"))
+    )
+    .order_by(_ATTEMPTS.c.started_at)
+    .limit(bindparam("limit"))
+)
+
+
+def _build_lock_attempts() -> Select[Any]:
+    return (
+        select(
+            _ATTEMPTS.c.order_id,
+            _ATTEMPTS.c.user_id,
+            _ATTEMPTS.c.amount,
+            _ATTEMPTS.c.idempotency_key,
+            _ATTEMPTS.c.correlation_id,
+            _ATTEMPTS.c.causation_id,
+            exists().where(Payment.order_id == _ATTEMPTS.c.order_id).label("has_payment"),
+            exists().where(CancelledOrder.order_id == _ATTEMPTS.c.order_id).label("cancelled"),
+        )
+        .where(any_of(_ATTEMPTS.c.order_id, "orders"))
+        .order_by(_ATTEMPTS.c.order_id)
+        .with_for_update(of=_ATTEMPTS)
+    )
+
+
+_LOCK_ATTEMPTS = Direct(_build_lock_attempts())
+"""The orders' charge attempts, locked, with whether a payment or a cancellation is recorded."""
 _REMEMBER_CANCELLED = Direct(
     insert(table_of(CancelledOrder))
     .from_select(
@@ -281,9 +506,9 @@ seen, and the payment method's owner and token. Bound with lists of ``order_id``
 ``method_id``."""
 
 
-def _failed(event: StockReserved, reason: str) -> PaymentFailed:
+def _failed(charge: _Charge, reason: str) -> PaymentFailed:
     return PaymentFailed(
-        order_id=event.order_id, user_id=event.user_id, amount=event.total_price, reason=reason
+        order_id=charge.order_id, user_id=charge.user_id, amount=charge.amount, reason=reason
     )
 
 
@@ -301,7 +526,3 @@ def _build_lock_orders() -> Select[tuple[Any]]:
 
 
 _LOCK_ORDERS = Direct(_build_lock_orders())
-
-
-async def _payment_of(session: AsyncSession, order_id: UUID) -> Payment | None:
-    return await session.scalar(select(Payment).where(Payment.order_id == order_id))

@@ -7,6 +7,9 @@ import sys
 
 from aiokafka.errors import KafkaError
 
+from payment_svc.adapters import Faults, set_faults
+from payment_svc.reconcile import reconcile as compare_ledgers
+from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
 from stack import kafka, postgres, procs, services
 from stack.config import StackConfig
@@ -161,6 +164,34 @@ def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def reconcile(config: StackConfig) -> int:
+    """Compare the payment provider's ledger with payment_svc's payments; 1 if they differ."""
+    settings = _payment_settings(config)
+    found = asyncio.run(
+        compare_ledgers(settings.service_database_url(), settings.provider_ledger_url())
+    )
+    for line in found:
+        print(line)
+    print(f"{len(found)} difference(s) between the provider's ledger and payment_svc")
+    return 1 if found else 0
+
+
+def provider_faults(config: StackConfig, spec: str) -> int:
+    """Switch the simulated provider's faults (every payment_svc reads them within a second)."""
+    try:
+        faults = Faults.parse(spec)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    asyncio.run(set_faults(_payment_settings(config).provider_ledger_url(), faults))
+    print(f"provider faults: {faults.spec()}")
+    return 0
+
+
+def _payment_settings(config: StackConfig) -> PaymentSettings:
+    return PaymentSettings(database_url=config.database_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +236,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="redrive: also messages older than the inboxes keep ids (INBOX_KEEP_HOURS)",
     )
+    commands.add_parser(
+        "reconcile", help="compare the payment provider's ledger with payment_svc, order by order"
+    )
+    faults_parser = commands.add_parser(
+        "provider-faults", help="make the simulated payment provider misbehave, or stop it"
+    )
+    faults_parser.add_argument(
+        "spec",
+        help="e.g. error_after_capture=0.2,timeout_after_capture=0.1,unavailable=1,slow_ms=50"
+        " (shares of calls), or off",
+    )
     revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
     revision_parser.add_argument("service")
     revision_parser.add_argument("-m", "--message", required=True)
@@ -235,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         start_one(config, args.name)
     elif args.command == "dlq":
         return dead_letters(config, args)
+    elif args.command == "reconcile":
+        return reconcile(config)
+    elif args.command == "provider-faults":
+        return provider_faults(config, args.spec)
     elif args.command == "revision":
         from stack.revision import revise
 

@@ -1,40 +1,47 @@
 """payment_svc on the real broker and database, driven by real envelopes on its topics: payment
-methods, the charge on StockReserved, the refund on OrderCancelled, their idempotence, and its
-HTTP read API."""
+methods, the charge on StockReserved, the refund on OrderCancelled, their idempotence, charges
+settled from the provider's own ledger when payment_svc lost their outcome, and its HTTP read
+API."""
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import httpx
+import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from common.broker import Handlers
+from common.db import batch_transaction, libpq_url
 from common.runtime import Runtime
 from payment_svc import domain, handlers
-from payment_svc.adapters import SimulatedProvider
+from payment_svc.adapters import Faults, SimulatedProvider, simulated_reference
 from payment_svc.app import create_app, create_provider
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
 from payment_svc.ports import ChargeResult, RefundResult
+from payment_svc.reconcile import reconcile
 from payment_svc.settings import Settings
 from schemas.envelope import Envelope, Message, encode
 from schemas.orders import OrderCancelled
 from schemas.payments import AddPaymentMethod
 from schemas.products import ItemQuantity, StockReserved
-from schemas.topics import PAYMENTS_EVENTS
+from schemas.topics import PAYMENTS_EVENTS, dead_letter_topic
 from tests.conftest import Infra, eventually, unique
 from tests.integration.conftest import apply_as_one_batch, in_inbox, read_to_end, running
 
 
-@dataclass
 class SpyProvider(SimulatedProvider):
-    """The simulator, counting what it is asked: what a real provider would have done."""
+    """The simulator (with its ledger), also counting what it is asked."""
 
-    charges: list[str] = field(default_factory=list)
-    refunds: list[str] = field(default_factory=list)
+    def __init__(self, ledger_url: str) -> None:
+        super().__init__(ledger_url)
+        self.ledger_url = ledger_url
+        self.charges: list[str] = []
+        self.refunds: list[str] = []
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
         self.charges.append(idempotency_key)
@@ -65,8 +72,11 @@ async def payments(infra: Infra) -> AsyncIterator[PaymentService]:
         database_name=unique("payment_svc"),
         consumer_group=unique("payment_svc"),
         retry_backoff_s=0.01,
+        charge_settle_after_s=1.0,
+        charge_sweep_interval_s=0.3,
     )
-    provider = SpyProvider()
+    ledger = make_url(infra.database_url).set(database=unique("payment_provider"))
+    provider = SpyProvider(ledger.render_as_string(hide_password=False))
     app = create_app(settings, provider=provider)
     async with running(app) as runtime:
         transport = httpx.ASGITransport(app=app)
@@ -145,7 +155,11 @@ async def transactions_of(payments: PaymentService, order_id: UUID) -> list[Tran
 def own(payments: PaymentService) -> tuple[Handlers, type[Inbox]]:
     """payment_svc's handlers on this service's database and provider, and its inbox."""
     assert payments.runtime.sessionmaker is not None
-    return handlers.handlers(payments.runtime.sessionmaker, payments.provider), Inbox
+    assert payments.runtime.reads is not None
+    table = handlers.handlers(
+        payments.runtime.sessionmaker, payments.runtime.reads, payments.provider
+    )
+    return table, Inbox
 
 
 def test_the_simulator_is_the_provider_when_settings_name_no_other() -> None:
@@ -474,3 +488,155 @@ async def test_payment_method_routes_answer_without_tokens_when_a_user_has_metho
     assert (
         await payments.http.get("/payment-methods", params={"user_id": "nope"})
     ).status_code == 422
+
+
+class LostCommitError(RuntimeError):
+    """The batch's transaction did not commit (PostgreSQL restarted, the connection dropped)."""
+
+
+async def differences_of(payments: PaymentService, order_id: UUID) -> list[str]:
+    """What reconciliation finds wrong with this order between the provider and payment_svc."""
+    found = await reconcile(
+        payments.runtime.settings.service_database_url(), payments.provider.ledger_url
+    )
+    return [line for line in found if str(order_id) in line]
+
+
+async def refunded_at_provider(payments: PaymentService, reference: str) -> list[Decimal]:
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(payments.provider.ledger_url)
+    ) as conn:
+        cursor = await conn.execute(
+            "SELECT amount FROM refunds WHERE charge_reference = %s", (reference,)
+        )
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def dead_lettered(infra: Infra, order_id: UUID) -> bool:
+    records = await read_to_end(infra, dead_letter_topic("payment_svc"))
+    return any(record.key == str(order_id).encode() for record in records)
+
+
+async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cancelled_next(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "31.00")
+    envelope = event.envelope(correlation_id=uuid4())
+    table, _ = own(payments)
+    assert payments.runtime.sessionmaker is not None
+
+    # The provider captures, then the batch's transaction is lost.
+    with pytest.raises(LostCommitError):
+        async with batch_transaction(payments.runtime.sessionmaker, savepoints=False):
+            await table[StockReserved](envelope, event)
+            raise LostCommitError
+    assert await payment_of(payments, event.order_id) is None
+    captured = await payments.provider.retrieve(domain.charge_key(event.order_id))
+    assert captured is not None and captured.approved
+
+    # The customer cancels before the reservation comes again.
+    await processed(payments, await send(producer, cancelled(event)))
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    assert [
+        (t.kind, t.status, t.gateway_id) for t in await transactions_of(payments, event.order_id)
+    ] == [
+        ("Charge", "Paid", captured.reference),
+        ("Refund", "Refunded", simulated_reference(domain.refund_key(event.order_id))),
+    ]
+    assert await refunded_at_provider(payments, captured.reference) == [Decimal("31.00")]
+    # The reservation delivered again takes nothing more.
+    await processed(payments, await send(producer, event, envelope=envelope))
+    assert payments.provider.charges.count(domain.charge_key(event.order_id)) == 1
+    assert await refunded_at_provider(payments, captured.reference) == [Decimal("31.00")]
+    events = await published(payments, infra, event.order_id)
+    assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
+    assert await differences_of(payments, event.order_id) == []
+
+
+async def test_a_capture_the_provider_failed_to_answer_is_settled_paid_after_its_dead_letter(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "12.50")
+
+    payments.provider.faults = Faults(error_after_capture=1.0)
+    try:
+        await send(producer, event)
+        await eventually(lambda: dead_lettered(infra, event.order_id))
+    finally:
+        payments.provider.faults = Faults()
+
+    async def recorded() -> bool:
+        return await payment_of(payments, event.order_id) is not None
+
+    await eventually(recorded)  # by the sweep, from the provider's ledger
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Paid"
+    [charge] = await transactions_of(payments, event.order_id)
+    assert charge.gateway_id == simulated_reference(domain.charge_key(event.order_id))
+    assert [e.type for e in await published(payments, infra, event.order_id)] == [
+        "PaymentSucceeded"
+    ]
+    assert await differences_of(payments, event.order_id) == []
+
+
+async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_order_is_cancelled(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "8.20")
+
+    payments.provider.faults = Faults(error_after_capture=1.0)
+    try:
+        await send(producer, event)
+        await eventually(lambda: dead_lettered(infra, event.order_id))
+    finally:
+        payments.provider.faults = Faults()
+    await processed(payments, await send(producer, cancelled(event)))
+
+    async def refunded() -> bool:
+        payment = await payment_of(payments, event.order_id)
+        return payment is not None and payment.status == "Refunded"
+
+    await eventually(refunded)  # by the cancellation, or by the sweep and then the cancellation
+    reference = simulated_reference(domain.charge_key(event.order_id))
+    assert await refunded_at_provider(payments, reference) == [Decimal("8.20")]
+    assert await differences_of(payments, event.order_id) == []
+
+
+async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_sweep(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "5.00")
+
+    payments.provider.faults = Faults(unavailable=1.0)
+    try:
+        await send(producer, event)
+        await eventually(lambda: dead_lettered(infra, event.order_id))
+    finally:
+        payments.provider.faults = Faults()
+
+    async def recorded() -> bool:
+        return await payment_of(payments, event.order_id) is not None
+
+    await eventually(recorded)
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Failed"
+    [failed] = await published(payments, infra, event.order_id)
+    assert (failed.type, failed.data["reason"]) == ("PaymentFailed", "the charge was voided")
+    # A charge under its key can never be captured from now on.
+    again = await payments.provider.charge(
+        idempotency_key=domain.charge_key(event.order_id),
+        amount=Decimal("5.00"),
+        token="tok_visa",
+    )
+    assert not again.approved
+    assert await differences_of(payments, event.order_id) == []
