@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
 from stack import dlq
 from stack.config import ROOT
-from tests.faults.conftest import FIGURES, chosen_cases, faults_rate, faults_seconds
+from tests.faults.conftest import FIGURES, SOAK, chosen_cases, faults_rate, faults_seconds
 from tests.faults.figures import FaultWindow, fault_figures
 from tests.faults.load import OrderStream
 from tests.faults.shop import SERVICES, FaultShop
@@ -222,7 +222,7 @@ FULL = [f"kill_{s}" for s in SERVICES] + [
 
 def selected() -> list[str]:
     cases = chosen_cases()
-    return FULL if cases == ["all"] else cases
+    return FULL if cases == ["all"] else [case for case in cases if case != SOAK]
 
 
 @pytest.mark.parametrize("case", selected())
