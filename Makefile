@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean demo dlq bench faults
+.PHONY: install up down status logs test lint format clean demo dlq bench faults soak
 
 install: $(READY)
 
@@ -54,9 +54,12 @@ demo: $(READY)  ## a small catalog and a few orders through the gateway, timelin
 dlq: $(READY)  ## dead letters with their reasons; re-drive: make dlq ARGS="redrive order_svc 3 4"
 	@$(PY) -m stack dlq $(ARGS)
 
-faults: $(READY)  ## every fault case under a stream of orders (2,000+ orders); figures at the end
+faults: $(READY)  ## every fault case under a stream of orders (2,000+ orders), then a short soak; figures at the end
 	@SHOP_FAULTS_CASES=all SHOP_FAULTS_RATE=$${SHOP_FAULTS_RATE:-12} SHOP_FAULTS_SECONDS=$${SHOP_FAULTS_SECONDS:-14} \
 	  SHOP_FAULTS_MIN_ORDERS=2000 $(PY) -m pytest tests/faults -m faults
+
+soak: $(READY)  ## 100,000 orders at 60/s under random faults, checked every 10,000: SHOP_SOAK_ORDERS, SHOP_SOAK_RATE
+	@$(PY) -m tests.faults.soak
 
 bench: $(READY)  ## baselines, then orders stepped up to the knee, then reads: make bench ARGS=--quick
 	@$(PY) -m bench $(ARGS)

@@ -1,5 +1,5 @@
 """product_svc's tables: those of the seed (categories, products, product_images, inventory),
-the stock reservations of orders, its outbox and inbox."""
+the stock reservations of orders, the orders cancelled, its outbox and inbox."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -87,6 +87,15 @@ class Reservation(Base):
     released: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CancelledOrder(Base):
+    """An order cancelled, whether it held stock or not: its OrderPlaced, arriving later
+    (re-driven from the dead-letter topic, or redelivered), reserves nothing."""
+
+    __tablename__ = "cancelled_orders"
+    order_id: Mapped[UUID] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Outbox(OutboxMixin, Base):

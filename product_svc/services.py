@@ -5,15 +5,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Uuid, false, func, select, true, union, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, InsertRows, SessionMaker, UpdateRows, any_of, table_of
+from common.db import (
+    Direct,
+    InsertRows,
+    SessionMaker,
+    UpdateRows,
+    any_of,
+    array_rows,
+    table_of,
+)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from common.outcomes import Refused
 from product_svc import domain
 from product_svc.models import (
+    CancelledOrder,
     Category,
     Inbox,
     Inventory,
@@ -230,19 +240,25 @@ async def reserve_stock(
     """Reserve every item of each order, or none: StockReserved or StockReservationFailed.
 
     A run of orders (each another order) is served in the order it came, from one lock of every
-    product it names: the stock one order leaves is what the next one finds.
+    product it names: the stock one order leaves is what the next one finds. An order already
+    cancelled (its OrderPlaced re-driven or redelivered late) reserves nothing and publishes
+    nothing: order_svc has it Cancelled.
     """
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, placed)
         if not fresh:
             return
-        reserved_before = await _orders_with_reservations(
+        reserved_before, cancelled = await _reserved_or_cancelled(
             session, [event.order_id for _, event in fresh]
         )
+        for _, event in fresh:
+            if event.order_id in cancelled:
+                log.info("order %s was cancelled before: it reserves nothing", event.order_id)
         wanted = {
             event.order_id: domain.merge(event.items)
             for _, event in fresh
-            if event.order_id not in reserved_before  # placed again under another message id
+            # placed again under another message id, or cancelled already
+            if event.order_id not in reserved_before | cancelled
         }
         stock = await _lock_stock(
             session, {item.product_id for items in wanted.values() for item in items}
@@ -302,11 +318,15 @@ def _stage_reservation(
 async def release_stock(
     sessionmaker: SessionMaker, cancelled: Sequence[tuple[Envelope, OrderCancelled]]
 ) -> None:
-    """Give back what each cancelled order holds; an order that holds nothing changes nothing."""
+    """Give back what each cancelled order holds; an order that holds nothing changes nothing
+    but is remembered, so that its OrderPlaced, should it come later, reserves nothing."""
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, cancelled)
         if not fresh:
             return
+        await _REMEMBER_CANCELLED.execute(
+            session, {"order_id": [event.order_id for _, event in fresh]}
+        )
         held = await _LOCK_HELD.rows(session, {"orders": [event.order_id for _, event in fresh]})
         if not held:
             return
@@ -347,8 +367,22 @@ async def _category_exists(session: AsyncSession, category_id: UUID | None) -> b
 
 
 _RESERVATIONS = table_of(Reservation)
-_RESERVED_ORDERS = Direct(
-    select(_RESERVATIONS.c.order_id).where(any_of(_RESERVATIONS.c.order_id, "orders")).distinct()
+_CANCELLED = table_of(CancelledOrder)
+_RESERVED_OR_CANCELLED = Direct(
+    union(
+        select(_RESERVATIONS.c.order_id, false().label("cancelled")).where(
+            any_of(_RESERVATIONS.c.order_id, "orders")
+        ),
+        select(_CANCELLED.c.order_id, true().label("cancelled")).where(
+            any_of(_CANCELLED.c.order_id, "orders")
+        ),
+    )
+)
+"""Of the orders, those holding a reservation (``cancelled`` false) and those cancelled."""
+_REMEMBER_CANCELLED = Direct(
+    insert(_CANCELLED)
+    .from_select(["order_id"], select(array_rows({"order_id": Uuid}).c.order_id))
+    .on_conflict_do_nothing()
 )
 _LOCK_HELD = Direct(
     select(
@@ -376,8 +410,15 @@ _LOCK_STOCK = Direct(
 _ADD_RESERVATIONS = InsertRows(_RESERVATIONS)
 
 
-async def _orders_with_reservations(session: AsyncSession, order_ids: list[UUID]) -> set[UUID]:
-    return set(await _RESERVED_ORDERS.scalars(session, {"orders": order_ids}))
+async def _reserved_or_cancelled(
+    session: AsyncSession, order_ids: list[UUID]
+) -> tuple[set[UUID], set[UUID]]:
+    """Which of the orders hold a reservation already, and which were cancelled."""
+    rows = await _RESERVED_OR_CANCELLED.rows(session, {"orders": order_ids})
+    return (
+        {row.order_id for row in rows if not row.cancelled},
+        {row.order_id for row in rows if row.cancelled},
+    )
 
 
 async def _held(session: AsyncSession, product_id: UUID) -> int:

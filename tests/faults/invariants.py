@@ -21,6 +21,24 @@ SERVICE_DATABASES = (
     "inventory_svc",
 )
 FINAL = ("Paid", "Cancelled", "Shipped")
+HANDLED_AFTER = {
+    "gateway_svc": ("order_svc", "SELECT id FROM orders WHERE created_at > to_timestamp(%s)"),
+    "product_svc": (
+        "product_svc",
+        "SELECT order_id FROM reservations WHERE created_at > to_timestamp(%s)",
+    ),
+    "payment_svc": (
+        "payment_svc",
+        "SELECT order_id FROM payments WHERE created_at > to_timestamp(%s)",
+    ),
+}
+"""Where each service on an order's path leaves a trace of the orders it handled after a moment;
+any other service: order_svc's final statuses written after it."""
+ANY_HANDLED_AFTER = (
+    "order_svc",
+    "SELECT order_id FROM order_status_history WHERE at > to_timestamp(%s) "
+    "AND status IN ('Paid', 'Cancelled', 'Shipped')",  # FINAL
+)
 
 
 @dataclass
@@ -98,6 +116,26 @@ class Databases:
             )
         }
         return [order_id for order_id in ids if order_id not in done]
+
+    def finished_at(self, order_ids: Iterable[str]) -> dict[str, float]:
+        """When each of the orders first reached a final status (wall clock), if it has."""
+        return {
+            str(order_id): float(at)
+            for order_id, at in self.rows(
+                "order_svc",
+                "SELECT order_id, extract(epoch FROM min(at)) FROM order_status_history "
+                "WHERE order_id = ANY(%s::uuid[]) AND status = ANY(%s) GROUP BY 1",
+                (list(order_ids), list(FINAL)),
+            )
+        }
+
+    def first_completed_after(self, service: str | None, moment: float) -> float | None:
+        """Seconds from ``moment`` (wall clock) until the first order that ``service`` handled
+        after it reached a final status, if one has."""
+        database, sql = HANDLED_AFTER.get(service or "", ANY_HANDLED_AFTER)
+        handled = [str(row[0]) for row in self.rows(database, sql, (moment,))]
+        finished = [at for at in self.finished_at(handled).values() if at > moment]
+        return min(finished) - moment if finished else None
 
     def outbox_backlog(self) -> dict[str, int]:
         counts = {

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 import pytest
@@ -18,37 +19,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
 from stack import dlq
 from stack.config import ROOT
-from tests.faults.conftest import FIGURES, FaultShop, chosen_cases
+from tests.faults.conftest import FIGURES, SOAK, chosen_cases, faults_rate, faults_seconds
+from tests.faults.figures import FaultWindow, fault_figures
 from tests.faults.load import OrderStream
+from tests.faults.shop import SERVICES, FaultShop
 
 pytestmark = pytest.mark.faults
 
-SERVICES = (
-    "gateway_svc",
-    "user_svc",
-    "product_svc",
-    "order_svc",
-    "payment_svc",
-    "notification_svc",
-    "inventory_svc",
-)
 CONSUMERS = CONSUMED_TOPICS
 ACCEPTED: dict[str, str] = {}
 POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
 """What each service's dead-letter topic must hold, and nothing else."""
 
 
-def bootstrap(fs: FaultShop) -> str:
-    return f"127.0.0.1:{fs.shop.env['SHOP_KAFKA_PORT']}"
-
-
 def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
     absorbed_before = fs.databases.duplicates_absorbed()
-    stream = OrderStream(fs.shop.url, fs.buyers, fs.catalog, fs.rate)
+    stream = OrderStream(fs.shop.url, fs.buyers, fs.catalog, faults_rate())
+    seconds = faults_seconds()
     stream.start()
-    time.sleep(fs.seconds / 3)
+    time.sleep(seconds / 3)
+    started = time.time()
     inject()
-    time.sleep(max(1.0, fs.seconds * 2 / 3))
+    fault = FaultWindow(name, started, time.time(), restarted_service(name))
+    time.sleep(max(1.0, seconds * 2 / 3))
     tally = stream.stop()
     ACCEPTED.update(tally.accepted)
     recovery = fs.databases.wait_until_settled(ACCEPTED)
@@ -65,7 +58,8 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
             "lost": len(findings.lost),
             "dup_effects": findings.duplicated_effects,
             "dup_absorbed": fs.databases.duplicates_absorbed() - absorbed_before,
-            "recovery_s": f"{recovery:.1f}",
+            "recovery_s": recovery,
+            **fault_figures(fs.databases, tally.sent_at, fault),
         }
     )
     assert tally.accepted, "no order was accepted: the stream never reached the shop"
@@ -76,7 +70,7 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
 def dead_letters_not_poison(fs: FaultShop) -> list[str]:
     wrong = []
     for service, expected in POISON.items():
-        letters = asyncio.run(dlq.read(bootstrap(fs), service))
+        letters = asyncio.run(dlq.read(fs.bootstrap, service))
         values = {letter.value for letter in letters}
         wrong += [
             f"{service}: {x.headers.get('dlq.reason')}" for x in letters if x.value not in expected
@@ -85,40 +79,20 @@ def dead_letters_not_poison(fs: FaultShop) -> list[str]:
     return wrong
 
 
-def kill_and_restart(service: str) -> Callable[[FaultShop], None]:
-    def inject(fs: FaultShop) -> None:
-        fs.stack("restart", service, "--kill")
-
-    return inject
-
-
-def sigterm_restart(service: str) -> Callable[[FaultShop], None]:
-    def inject(fs: FaultShop) -> None:
-        fs.stack("restart", service)
-
-    return inject
+def restarted_service(case: str) -> str | None:
+    """The service a case restarts (kill_payment_svc: payment_svc), if it restarts one."""
+    _, _, service = case.partition("_")
+    return service if service in SERVICES else None
 
 
 def sigterm_every_service(fs: FaultShop) -> None:
     for service in SERVICES:
-        fs.stack("restart", service)
-
-
-def broker_restart(fs: FaultShop) -> None:
-    fs.stack("stop", "kafka")
-    time.sleep(3)
-    fs.stack("start", "kafka")
-
-
-def database_restart(fs: FaultShop) -> None:
-    fs.stack("stop", "postgres")
-    time.sleep(3)
-    fs.stack("start", "postgres")
+        fs.sigterm_restart(service)
 
 
 def redeliver(fs: FaultShop) -> None:
     """Publish the last records of every topic again, and rewind payment_svc's group."""
-    asyncio.run(_republish_tail(bootstrap(fs), per_partition=20))
+    asyncio.run(_republish_tail(fs.bootstrap, per_partition=20))
     fs.stack("rewind", "payment_svc", "--by", "30")
 
 
@@ -158,7 +132,7 @@ async def _republish_tail(servers: str, per_partition: int) -> None:
 
 def poison(fs: FaultShop) -> None:
     """Malformed, oversized-looking, wrong-typed and unknown messages on every consumed topic."""
-    asyncio.run(_publish_poison(bootstrap(fs)))
+    asyncio.run(_publish_poison(fs.bootstrap))
 
 
 async def _publish_poison(servers: str) -> None:
@@ -189,7 +163,7 @@ def stalled_consumer(fs: FaultShop) -> None:
     group rebalances around it; then it wakes up, and is stopped."""
     env = {
         **fs.shop.env,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap(fs),
+        "KAFKA_BOOTSTRAP_SERVERS": fs.bootstrap,
         "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{fs.shop.env['SHOP_PG_PORT']}/postgres",
         "HTTP_PORT": str(8002 + int(fs.shop.env["SHOP_HTTP_PORT_OFFSET"]) + 50),
     }
@@ -221,11 +195,17 @@ def stalled_consumer(fs: FaultShop) -> None:
 
 
 CASES: dict[str, Callable[[FaultShop], None]] = {
-    **{f"kill_{service}": kill_and_restart(service) for service in SERVICES},
-    **{f"sigterm_{service}": sigterm_restart(service) for service in SERVICES},
+    **{
+        f"kill_{service}": partial(FaultShop.kill_and_restart, service=service)
+        for service in SERVICES
+    },
+    **{
+        f"sigterm_{service}": partial(FaultShop.sigterm_restart, service=service)
+        for service in SERVICES
+    },
     "sigterm_every_service": sigterm_every_service,
-    "broker_restart": broker_restart,
-    "database_restart": database_restart,
+    "broker_restart": FaultShop.restart_broker,
+    "database_restart": FaultShop.restart_database,
     "redeliver": redeliver,
     "poison": poison,
     "stalled_consumer": stalled_consumer,
@@ -242,7 +222,7 @@ FULL = [f"kill_{s}" for s in SERVICES] + [
 
 def selected() -> list[str]:
     cases = chosen_cases()
-    return FULL if cases == ["all"] else cases
+    return FULL if cases == ["all"] else [case for case in cases if case != SOAK]
 
 
 @pytest.mark.parametrize("case", selected())

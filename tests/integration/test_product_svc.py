@@ -438,6 +438,28 @@ async def test_order_cancelled_releases_stock_once_when_delivered_twice(
         assert await scalar(product_svc, unreleased) == 0
 
 
+async def test_order_placed_reserves_nothing_when_its_order_was_cancelled_before(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    async with running(create_app(settings_for(Settings))) as product_svc:
+        product_id = await new_product(producer, product_svc, 5)
+        placed = order((product_id, 2))
+        cancelled_sent = await publish(producer, cancel(placed))
+        await eventually(lambda: applied(product_svc, cancelled_sent))
+
+        # the order's OrderPlaced re-driven from the dead-letter topic after its cancellation
+        events = await events_after(
+            product_svc, infra, INVENTORY_EVENTS, await publish(producer, placed)
+        )
+
+        assert await stock_of(product_svc, product_id) == 5
+        reservations = select(func.count()).where(Reservation.order_id == placed.order_id)
+        assert await scalar(product_svc, reservations) == 0
+        assert of(StockReserved, events, order_id=placed.order_id) == []
+        assert of(StockReservationFailed, events, order_id=placed.order_id) == []
+        assert of(StockChanged, events, order_id=placed.order_id) == []
+
+
 async def test_restock_leaves_room_for_held_stock_when_a_cancellation_may_give_it_back(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:

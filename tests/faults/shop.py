@@ -1,0 +1,124 @@
+"""A whole shop for fault injection, with a catalog and buyers ready for a stream of orders, and
+the faults it can be dealt: shared by the fault suite (``fault_shop``) and the soak."""
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Shop,
+    launcher,
+    new_product,
+    payment_method,
+)
+from tests.faults.invariants import SERVICE_DATABASES, Databases
+from tests.faults.load import Buyer, Catalog
+
+SERVICES = ("gateway_svc", *SERVICE_DATABASES)
+
+
+class ShopDidNotStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class FaultShop:
+    shop: Shop
+    databases: Databases
+    catalog: Catalog
+    buyers: list[Buyer]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.shop.env['SHOP_KAFKA_PORT']}"
+
+    def stack(self, *args: str) -> str:
+        result = launcher(self.shop.env, *args)
+        assert result.returncode == 0, f"stack {' '.join(args)} failed:\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def kill_and_restart(self, service: str) -> None:
+        self.stack("restart", service, "--kill")
+
+    def sigterm_restart(self, service: str) -> None:
+        self.stack("restart", service)
+
+    def restart_broker(self) -> None:
+        self.stack("stop", "kafka")
+        time.sleep(3)
+        self._start_again("kafka")
+
+    def restart_database(self) -> None:
+        self.stack("stop", "postgres")
+        time.sleep(3)
+        self._start_again("postgres")
+
+    def _start_again(self, name: str, within_s: float = 120) -> None:
+        """Start a stopped process, again while its port is taken: on a port inside Linux's
+        ephemeral range (as SHOP_FAULTS_* may put it), a client reconnecting while the server
+        is down may connect to itself, and the port stays taken for TIME_WAIT (60 s)."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            result = launcher(self.shop.env, "start", name)
+            if result.returncode == 0:
+                return
+            print(f"start {name} failed, trying again: {result.stderr.strip()[-200:]}")
+            time.sleep(5)
+        self.stack("start", name)
+
+
+@contextmanager
+def running_fault_shop(state_dir: Path) -> Iterator[FaultShop]:
+    """``python -m stack up`` on the fault suite's ports (SHOP_FAULTS_*), in ``state_dir``, with
+    six products (one sold out) and twelve buyers; everything stopped on the way out."""
+    kafka_port = int(os.environ.get("SHOP_FAULTS_KAFKA_PORT", 29792))
+    env = {
+        **os.environ,
+        "SHOP_STATE_DIR": str(state_dir),
+        "SHOP_KAFKA_PORT": str(kafka_port),
+        "SHOP_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
+        "SHOP_PG_PORT": os.environ.get("SHOP_FAULTS_PG_PORT", "25734"),
+        "SHOP_HTTP_PORT_OFFSET": os.environ.get("SHOP_FAULTS_HTTP_PORT_OFFSET", "600"),
+        "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
+        "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "RATE_LIMIT_PER_MINUTE": "100000",
+        "REGISTRATIONS_PER_MINUTE": "100000",
+        "CONSUMER_SESSION_TIMEOUT_MS": "10000",
+        "ACCESS_TOKEN_TTL_S": "86400",  # a full soak runs for hours
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("JWT_SECRET", None)
+    up = launcher(env, "up")
+    if up.returncode != 0:
+        launcher(env, "down")
+        raise ShopDidNotStartError(f"the shop did not come up:\n{up.stdout}\n{up.stderr}")
+    shop = Shop(f"http://127.0.0.1:{8000 + int(env['SHOP_HTTP_PORT_OFFSET'])}", env)
+    try:
+        admin = shop.admin()
+        plenty = [new_product(admin, price=f"{n}.50", stock=1_000_000) for n in range(1, 6)]
+        sold_out = new_product(admin, price="99.00", stock=0)
+        buyers = []
+        for n in range(12):
+            customer = shop.customer(f"Buyer{n}-{uuid.uuid4().hex[:4]}")
+            buyers.append(
+                Buyer(
+                    token=customer.tokens["access_token"],
+                    card=payment_method(customer),
+                    declining_card=payment_method(customer, "tok_decline"),
+                )
+            )
+        yield FaultShop(
+            shop=shop,
+            databases=Databases(env["SHOP_PG_PORT"], f"127.0.0.1:{kafka_port}"),
+            catalog=Catalog(plenty=plenty, sold_out=sold_out),
+            buyers=buyers,
+        )
+    finally:
+        shop.http.close()
+        launcher(env, "down")
