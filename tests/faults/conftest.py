@@ -15,7 +15,7 @@ import pytest
 from stack.config import ROOT
 from tests.faults.shop import FaultShop, ShopDidNotStartError, running_fault_shop
 
-SHORT_CASES = "kill_payment_svc,kill_product_svc,sigterm_order_svc,redeliver,poison"
+SHORT_CASES = "kill_payment_svc,kill_product_svc,sigterm_order_svc,redeliver,poison,provider_errors"
 SOAK = "soak"
 """The short soak's name in SHOP_FAULTS_CASES (``all`` includes it)."""
 FIGURES_FILE = ROOT / ".cache" / "faults" / "figures.json"

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from aiokafka.errors import KafkaError
 
+from payment_svc.reconcile import reconcile
 from stack import kafka
 
 SERVICE_DATABASES = (
@@ -51,6 +52,10 @@ class Findings:
     money_mismatch: str = ""
     notification_mismatches: list[str] = field(default_factory=list)
     undrained_outboxes: dict[str, int] = field(default_factory=dict)
+    money_differences: list[str] = field(default_factory=list)
+    """Where the payment provider's ledger and payment_svc disagree (reconciliation)."""
+    held_for_cancelled: list[str] = field(default_factory=list)
+    """Stock still reserved for an order that is cancelled."""
 
     @property
     def duplicated_effects(self) -> int:
@@ -71,6 +76,8 @@ class Findings:
             "negative_stock",
             "ledger_mismatches",
             "notification_mismatches",
+            "money_differences",
+            "held_for_cancelled",
         ):
             values = getattr(self, name)
             if values:
@@ -90,9 +97,7 @@ class Databases:
         self._bootstrap = kafka_bootstrap
 
     def rows(self, database: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(
-            f"postgresql://postgres@127.0.0.1:{self._port}/{database}", connect_timeout=5
-        ) as conn:
+        with psycopg.connect(self.url(database), connect_timeout=5) as conn:
             return list(conn.execute(sql, tuple(params)).fetchall())
 
     def value(self, database: str, sql: str, params: Iterable[Any] = ()) -> Any:
@@ -137,6 +142,35 @@ class Databases:
         finished = [at for at in self.finished_at(handled).values() if at > moment]
         return min(finished) - moment if finished else None
 
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self._port}/{database}"
+
+    def open_charge_attempts(self) -> int:
+        """Charges payment_svc began and has not recorded an outcome for yet."""
+        return int(self.value("payment_svc", "SELECT count(*) FROM charge_attempts"))
+
+    def reconciliation(self) -> list[str]:
+        return asyncio.run(reconcile(self.url("payment_svc"), self.url("payment_provider")))
+
+    def held_for_cancelled(self) -> list[str]:
+        cancelled = [
+            str(row[0])
+            for row in self.rows(
+                "order_svc",
+                "SELECT o.id FROM orders o JOIN order_status s ON s.id = o.status_id "
+                "WHERE s.name = 'Cancelled'",
+            )
+        ]
+        return [
+            f"order {order_id}: {quantity} held"
+            for order_id, quantity in self.rows(
+                "product_svc",
+                "SELECT order_id, sum(quantity) FROM reservations "
+                "WHERE NOT released AND order_id = ANY(%s::uuid[]) GROUP BY 1",
+                (cancelled,),
+            )
+        ]
+
     def outbox_backlog(self) -> dict[str, int]:
         counts = {
             db: int(self.value(db, "SELECT count(*) FROM outbox")) for db in SERVICE_DATABASES
@@ -148,8 +182,8 @@ class Databases:
         return {group: n for group, n in lag.items() if n}
 
     def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:
-        """Seconds until every accepted order is final, every outbox empty and every consumer
-        group caught up."""
+        """Seconds until every accepted order is final, every outbox empty, every consumer
+        group caught up and every charge begun settled."""
         ids = list(order_ids)
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
@@ -158,6 +192,7 @@ class Databases:
                     not self.unfinished(ids)
                     and not self.outbox_backlog()
                     and not self.consumer_lag()
+                    and not self.open_charge_attempts()
                 ):
                     return time.monotonic() - started
             except (psycopg.OperationalError, KafkaError, OSError):
@@ -203,6 +238,8 @@ class Databases:
             found.money_mismatch = f"paid orders total {paid_orders}, payments kept {charged}"
         found.notification_mismatches = self._notification_mismatches()
         found.undrained_outboxes = self.outbox_backlog()
+        found.money_differences = self.reconciliation()
+        found.held_for_cancelled = self.held_for_cancelled()
         return found
 
     def _twice(self, kind: str) -> list[str]:

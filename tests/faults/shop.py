@@ -49,6 +49,10 @@ class FaultShop:
     def sigterm_restart(self, service: str) -> None:
         self.stack("restart", service)
 
+    def provider_faults(self, spec: str) -> None:
+        """Make the simulated payment provider misbehave (``off`` to stop)."""
+        self.stack("provider-faults", spec)
+
     def restart_broker(self) -> None:
         self.stack("stop", "kafka")
         time.sleep(3)

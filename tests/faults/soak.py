@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ KILL_EVERY_S = (30.0, 90.0)
 SIGTERM_EVERY_S = 300.0
 """One SIGTERM restart per this much of the stream (one at least)."""
 ONCE = ("broker_restart", "database_restart", "provider_errors", "dead_letter_redrive")
-PROVIDER_ERRORS = "error_after_capture=0.2"
+PROVIDER_ERRORS = "error_after_capture=0.2,timeout_after_capture=0.05"
 PROVIDER_ERRORS_S = 15.0
 PROVIDER_DOWN_S = 5.0
 """Long enough for payment_svc to dead-letter a few StockReserved after its tries."""
@@ -114,7 +113,6 @@ class Soak:
             service: {letter.offset for letter in self._letters(service)}
             for service in dlq.ALL_SERVICES
         }
-        self._missing: set[str] = set()
         self.report = SoakReport(seed=seed, orders=orders, rate=rate)
 
     def run(self) -> SoakReport:
@@ -123,7 +121,7 @@ class Soak:
                 self._segment(until)
         finally:
             self._stream.stop()
-            self._provider_faults("off")
+            self._fs.provider_faults("off")
         self.report.faults += [{"kind": p.kind, "note": "not reached"} for p in self._plan]
         return self.report
 
@@ -176,10 +174,11 @@ class Soak:
         )
 
     def _provider_window(self, spec: str, seconds: float) -> str:
-        if not self._provider_faults(spec):
-            return "skipped: no provider-faults command"
-        time.sleep(seconds)
-        self._provider_faults("off")
+        self._fs.provider_faults(spec)
+        try:
+            time.sleep(seconds)
+        finally:
+            self._fs.provider_faults("off")
         return f"{spec} for {seconds:.0f} s"
 
     def _dead_letter_redriven(self) -> str:
@@ -187,8 +186,6 @@ class Soak:
         once it is back, one of them re-driven (the rest at the next check)."""
         before = {letter.offset for letter in self._letters("payment_svc")}
         note = self._provider_window("unavailable=1", PROVIDER_DOWN_S)
-        if note.startswith("skipped"):
-            return note
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             new = [x for x in self._letters("payment_svc") if x.offset not in before]
@@ -234,29 +231,11 @@ class Soak:
         print(f"[{time.strftime('%X')}] check: {checkpoint}", flush=True)
 
     def _reconcile(self) -> str:
-        result = self._optional("reconcile")
-        if result is None:
-            return "skipped: no reconcile command"
+        """``python -m stack reconcile``, as an operator would run it."""
+        result = launcher(self._fs.shop.env, "reconcile")
         if result.returncode == 0:
             return "clean"
         return f"differences:\n{result.stdout}{result.stderr}"
-
-    def _provider_faults(self, spec: str) -> bool:
-        result = self._optional("provider-faults", spec)
-        if result is not None and result.returncode != 0:
-            raise RuntimeError(f"provider-faults {spec} failed:\n{result.stderr}")
-        return result is not None
-
-    def _optional(self, command: str, *args: str) -> subprocess.CompletedProcess[str] | None:
-        """``python -m stack COMMAND ARGS``, or None (and a warning, once) where the launcher
-        does not know the command yet."""
-        result = launcher(self._fs.shop.env, command, *args)
-        if result.returncode == 2 and "invalid choice" in result.stderr:
-            if command not in self._missing:
-                self._missing.add(command)
-                print(f"WARNING: `python -m stack {command}` does not exist; skipped", flush=True)
-            return None
-        return result
 
 
 def summary(report: SoakReport) -> str:

@@ -30,11 +30,15 @@ CONSUMERS = CONSUMED_TOPICS
 ACCEPTED: dict[str, str] = {}
 POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
 """What each service's dead-letter topic must hold, and nothing else."""
+CANCEL_SHARE = 0.03
+"""Orders their customer cancels right after acceptance, while the fault strikes."""
 
 
 def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
     absorbed_before = fs.databases.duplicates_absorbed()
-    stream = OrderStream(fs.shop.url, fs.buyers, fs.catalog, faults_rate())
+    stream = OrderStream(
+        fs.shop.url, fs.buyers, fs.catalog, faults_rate(), cancel_share=CANCEL_SHARE
+    )
     seconds = faults_seconds()
     stream.start()
     time.sleep(seconds / 3)
@@ -80,7 +84,10 @@ def dead_letters_not_poison(fs: FaultShop) -> list[str]:
 
 
 def restarted_service(case: str) -> str | None:
-    """The service a case restarts (kill_payment_svc: payment_svc), if it restarts one."""
+    """The service a case restarts (kill_payment_svc: payment_svc), if it restarts one; a
+    provider's fault is payment_svc's."""
+    if case.startswith("provider_"):
+        return "payment_svc"
     _, _, service = case.partition("_")
     return service if service in SERVICES else None
 
@@ -194,6 +201,37 @@ def stalled_consumer(fs: FaultShop) -> None:
         replica.wait(timeout=30)
 
 
+def provider_errors(fs: FaultShop) -> None:
+    """For a few seconds the provider fails a third of its charges after capturing the money,
+    some of them by timing out: each such charge is settled by its key, never lost or doubled."""
+    fs.provider_faults("error_after_capture=0.3,timeout_after_capture=0.05")
+    try:
+        time.sleep(max(2.0, faults_seconds() / 3))
+    finally:
+        fs.provider_faults("off")
+
+
+def provider_down_redrive(fs: FaultShop) -> None:
+    """The provider unavailable long enough for payment_svc to dead-letter reservations after
+    its tries; once it is back, an operator re-drives them. Their orders end once, whether the
+    sweep settled them first or the re-drive did."""
+    before = {letter.offset for letter in asyncio.run(dlq.read(fs.bootstrap, "payment_svc"))}
+    fs.provider_faults("unavailable=1")
+    try:
+        time.sleep(4)
+    finally:
+        fs.provider_faults("off")
+    deadline = time.monotonic() + 30
+    new: list[dlq.DeadLetter] = []
+    while not new and time.monotonic() < deadline:
+        time.sleep(1)
+        letters = asyncio.run(dlq.read(fs.bootstrap, "payment_svc"))
+        new = [letter for letter in letters if letter.offset not in before]
+    assert new, "the provider was down 4 s and payment_svc dead-lettered nothing"
+    POISON["payment_svc"].update(letter.value for letter in new)  # expected there, not poison
+    fs.stack("dlq", "redrive", "payment_svc", *(str(letter.offset) for letter in new))
+
+
 CASES: dict[str, Callable[[FaultShop], None]] = {
     **{
         f"kill_{service}": partial(FaultShop.kill_and_restart, service=service)
@@ -209,6 +247,8 @@ CASES: dict[str, Callable[[FaultShop], None]] = {
     "redeliver": redeliver,
     "poison": poison,
     "stalled_consumer": stalled_consumer,
+    "provider_errors": provider_errors,
+    "provider_down_redrive": provider_down_redrive,
 }
 FULL = [f"kill_{s}" for s in SERVICES] + [
     "sigterm_every_service",
@@ -217,6 +257,8 @@ FULL = [f"kill_{s}" for s in SERVICES] + [
     "redeliver",
     "poison",
     "stalled_consumer",
+    "provider_errors",
+    "provider_down_redrive",
 ]
 
 
