@@ -16,6 +16,7 @@ provider reads that row at most once a second.
 import asyncio
 import hashlib
 import logging
+import math
 import random
 import re
 import time
@@ -28,7 +29,15 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from common.db import ensure_database, libpq_url
-from payment_svc.ports import ChargeResult, ProviderError, RefundResult
+from payment_svc.ports import (
+    CAPTURED,
+    DECLINED,
+    VOIDED,
+    ChargeRecord,
+    ChargeResult,
+    ProviderError,
+    RefundResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +46,11 @@ DECLINING_TOKEN = "tok_decline"  # noqa: S105 (a test card, not a secret)
 well-formed token) is approved."""
 CARD_DECLINED = "card declined"
 MALFORMED_TOKEN = "invalid card token"  # noqa: S105 (a reason, not a secret)
-VOIDED = "the charge was voided"
-CAPTURED, DECLINED, VOIDED_OUTCOME = "captured", "declined", "voided"
-"""A charge's outcome in the ledger."""
+VOIDED_REASON = "the charge was voided"
 TIMEOUT_S = 2.0
 """How long a call that times out (``timeout_after_capture``) hangs before it fails."""
 FAULTS_READ_EVERY_S = 1.0
+SLOWEST_MS = 30_000
 
 _WELL_FORMED = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
@@ -116,8 +124,9 @@ class Faults:
                 value = int(raw) if name == "slow_ms" else float(raw)
             except ValueError:
                 raise ValueError(f"provider fault {name} needs a number, not {raw!r}") from None
-            if value < 0 or (name != "slow_ms" and value > 1):
-                raise ValueError(f"provider fault {name} out of range: {raw}")
+            top = SLOWEST_MS if name == "slow_ms" else 1
+            if not math.isfinite(value) or not 0 <= value <= top:
+                raise ValueError(f"provider fault {name} must be within 0 and {top}, not {raw}")
             values[name] = value
         return cls(**values)
 
@@ -141,6 +150,8 @@ class SimulatedProvider:
             name="payment-provider",
         )
         self.faults = faults or Faults()
+        self._own_faults = self.faults
+        self._from_ledger = False
         self._faults_read = float("-inf")
         self._random = random.Random(seed)
 
@@ -173,7 +184,7 @@ class SimulatedProvider:
             row = await cursor.fetchone() or await self._charge_row(conn, idempotency_key)
         if row is None:
             raise ProviderError(f"charge {idempotency_key} vanished from the ledger")
-        if row["outcome"] != VOIDED_OUTCOME and row["amount"] != amount:
+        if row["outcome"] != VOIDED and row["amount"] != amount:
             raise ProviderError(
                 f"idempotency key {idempotency_key} was used for {row['amount']}, not {amount}"
             )
@@ -234,8 +245,8 @@ class SimulatedProvider:
                 " VALUES (%s, 0, '', %s, %s, %s) ON CONFLICT (key) DO NOTHING",
                 (
                     idempotency_key,
-                    VOIDED_OUTCOME,
                     VOIDED,
+                    VOIDED_REASON,
                     simulated_reference(idempotency_key),
                 ),
             )
@@ -243,6 +254,27 @@ class SimulatedProvider:
         if row is None:
             raise ProviderError(f"charge {idempotency_key} vanished from the ledger")
         return _result(row)
+
+    async def charges(self) -> list[ChargeRecord]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT c.key, c.outcome, c.amount, c.reference,"
+                " coalesce(sum(r.amount), 0) AS refunded, count(r.key) AS refunds"
+                " FROM charges c LEFT JOIN refunds r ON r.charge_reference = c.reference"
+                " GROUP BY c.key"
+            )
+            rows = await cursor.fetchall()
+        return [
+            ChargeRecord(
+                idempotency_key=row["key"],
+                outcome=row["outcome"],
+                amount=row["amount"],
+                reference=row["reference"],
+                refunded=row["refunded"],
+                refunds=row["refunds"],
+            )
+            for row in rows
+        ]
 
     async def _charge_row(
         self, conn: "psycopg.AsyncConnection[DictRow]", key: str
@@ -272,32 +304,41 @@ class SimulatedProvider:
 
     async def _current_faults(self) -> Faults:
         """The ledger's ``faults`` row when it has one (read at most once a second), else the
-        faults this provider was given."""
+        faults this provider was started with (a test may set ``faults`` meanwhile)."""
         now = time.monotonic()
-        if now - self._faults_read >= FAULTS_READ_EVERY_S:
-            self._faults_read = now
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute("SELECT spec FROM faults WHERE id = 1")
-                row = await cursor.fetchone()
-            if row is not None:
-                try:
-                    faults = Faults.parse(row["spec"])
-                except ValueError as exc:
-                    log.warning("ignoring the ledger's faults row: %s", exc)
-                else:
-                    if faults != self.faults:
-                        log.warning("provider faults now: %s", faults.spec())
-                    self.faults = faults
+        if now - self._faults_read < FAULTS_READ_EVERY_S:
+            return self.faults
+        self._faults_read = now
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT spec FROM faults WHERE id = 1")
+            row = await cursor.fetchone()
+        if row is not None:
+            try:
+                self._switch(Faults.parse(row["spec"]), from_ledger=True)
+            except ValueError as exc:
+                log.warning("ignoring the ledger's faults row: %s", exc)
+        elif self._from_ledger:  # the row is gone (reset): back to this provider's own
+            self._switch(self._own_faults, from_ledger=False)
         return self.faults
 
+    def _switch(self, faults: Faults, *, from_ledger: bool) -> None:
+        if faults != self.faults:
+            log.warning("provider faults now: %s", faults.spec())
+        self.faults = faults
+        self._from_ledger = from_ledger
 
-async def set_faults(ledger_url: str, faults: Faults) -> None:
-    """Switch a running simulated provider's faults (every replica's, within a second)."""
+
+async def set_faults(ledger_url: str, faults: Faults | None) -> None:
+    """Switch a running simulated provider's faults (every replica's, within a second); None
+    gives each process back the faults it was started with."""
     await ensure_database(ledger_url)
     async with await psycopg.AsyncConnection.connect(
         libpq_url(ledger_url), autocommit=True
     ) as conn:
         await conn.execute(SCHEMA)
+        if faults is None:
+            await conn.execute("DELETE FROM faults")
+            return
         await conn.execute(
             "INSERT INTO faults (id, spec) VALUES (1, %s)"
             " ON CONFLICT (id) DO UPDATE SET spec = excluded.spec",

@@ -18,12 +18,14 @@ result."""
 
 
 def handlers(
-    sessionmaker: SessionMaker, at_once: SessionMaker, provider: PaymentProvider
+    sessionmaker: SessionMaker, autocommit: SessionMaker, provider: PaymentProvider
 ) -> Handlers:
-    """``at_once``: sessions whose statements commit at once (a charge's attempt is recorded
+    """``autocommit``: sessions whose statements commit at once (a charge's attempt is recorded
     before the provider is asked, outside the batch's transaction)."""
     return {
         AddPaymentMethod: partial(services.add_payment_method, sessionmaker),
-        StockReserved: SetBased(partial(services.charge_order, sessionmaker, at_once, provider)),
-        OrderCancelled: SetBased(partial(services.refund_order, sessionmaker, provider)),
+        StockReserved: SetBased(partial(services.charge_order, sessionmaker, autocommit, provider)),
+        OrderCancelled: SetBased(
+            partial(services.refund_order, sessionmaker, autocommit, provider)
+        ),
     }

@@ -55,6 +55,9 @@ class CancelledOrder(Base):
     __tablename__ = "cancelled_orders"
     order_id: Mapped[UUID] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    correlation_id: Mapped[UUID | None]
+    causation_id: Mapped[UUID | None]
+    """The OrderCancelled: what a refund the sweep makes for it is caused by."""
 
 
 class ChargeAttempt(Base):

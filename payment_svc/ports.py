@@ -11,6 +11,9 @@ What an adapter must do (``docs/payments.md`` says it at length):
 - **A charge can be voided by its key** (:meth:`PaymentProvider.void`): from then on no charge is
   ever captured under that key. If one was captured already, ``void`` answers with it, and the
   caller refunds it.
+- **It lists what it did** (:meth:`PaymentProvider.charges`): every charge by its key, with its
+  refunds, which reconciliation (``python -m stack reconcile``) compares with payment_svc's
+  payments.
 - **Errors are raised, answers are returned.** A declined card is an answer (``approved`` false);
   a provider that could not be asked, or that failed while answering, raises. A raise says
   nothing about whether money moved: the caller asks again with the same key, or settles it by
@@ -20,6 +23,9 @@ What an adapter must do (``docs/payments.md`` says it at length):
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
+
+CAPTURED, DECLINED, VOIDED = "captured", "declined", "voided"
+"""A charge's outcome in the provider's records."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,19 @@ class RefundResult:
     succeeded: bool
     reference: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeRecord:
+    """A charge as the provider's own records tell it, with what was refunded of it."""
+
+    idempotency_key: str
+    outcome: str
+    """CAPTURED, DECLINED or VOIDED."""
+    amount: Decimal
+    reference: str
+    refunded: Decimal = Decimal(0)
+    refunds: int = 0
 
 
 class ProviderError(RuntimeError):
@@ -68,4 +87,8 @@ class PaymentProvider(Protocol):
     async def void(self, idempotency_key: str) -> ChargeResult:
         """Make sure no charge is ever captured under this key from now on. Answers the charge
         as it stands: ``approved`` if it was captured before (refund it), else declined."""
+        ...
+
+    async def charges(self) -> list[ChargeRecord]:
+        """Every charge on record, each with its refunds (for reconciliation)."""
         ...

@@ -2,9 +2,10 @@
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Numeric, Select, Text, Uuid, bindparam, cast, delete, exists, func, select
@@ -32,7 +33,7 @@ from payment_svc.models import (
     PaymentMethod,
     Transaction,
 )
-from payment_svc.ports import ChargeResult, PaymentProvider, RefundResult
+from payment_svc.ports import ChargeResult, PaymentProvider, ProviderError, RefundResult
 from schemas.envelope import Envelope, Message
 from schemas.ids import new_id
 from schemas.orders import OrderCancelled
@@ -46,6 +47,7 @@ from schemas.payments import (
 from schemas.products import StockReserved
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ORDER_LOCKS = 0x5E0B_0003
 """First key of the two-key advisory locks that serialise the messages of one order."""
@@ -84,14 +86,14 @@ async def add_payment_method(
 
 async def charge_order(
     sessionmaker: SessionMaker,
-    at_once: SessionMaker,
+    autocommit: SessionMaker,
     provider: PaymentProvider,
     reserved: Sequence[tuple[Envelope, StockReserved]],
 ) -> None:
     """Charge orders whose stock is reserved: each once, and never after its cancellation.
 
     The provider is the pivot: the money it moves does not roll back with this transaction. So
-    the charges are first recorded as attempts in a transaction of their own (``at_once``
+    the charges are first recorded as attempts in a transaction of their own (``autocommit``
     sessions commit each statement), then asked for; the payment recorded here deletes its
     attempt. If this transaction is lost after the provider captured (a crash, a failed
     commit), the attempt stays, and whichever comes first settles it from the provider by its
@@ -129,18 +131,22 @@ async def charge_order(
                 assert order.token is not None  # the plan charges only the buyer's own method
                 to_charge.append((envelope, event, order.token))
         if to_charge:
-            async with at_once() as autonomous:
+            async with autocommit() as committed_at_once:
                 await _BEGIN_ATTEMPTS.execute(
-                    autonomous, _attempt_columns([(e, event) for e, event, _ in to_charge])
+                    committed_at_once, _attempt_columns([(e, event) for e, event, _ in to_charge])
                 )
             # Asked all at once: each order is another key, and a provider's answer takes a
             # round trip (the simulator's, a commit to its ledger).
             answers = await asyncio.gather(
                 *(
-                    provider.charge(
-                        idempotency_key=domain.charge_key(event.order_id),
-                        amount=event.total_price,
-                        token=token,
+                    _asked(
+                        partial(
+                            provider.charge,
+                            idempotency_key=domain.charge_key(event.order_id),
+                            amount=event.total_price,
+                            token=token,
+                        ),
+                        f"charge of order {event.order_id}",
                     )
                     for _, event, token in to_charge
                 ),
@@ -153,21 +159,56 @@ async def charge_order(
         await records.write()
 
 
+PROVIDER_TRIES = 3
+"""A provider call that fails (or outlasts ``PROVIDER_TIMEOUT_S``) is made again at once, this
+often in all, before its use case fails: the same key moves no money twice, and a passing error
+then costs a retry, not the whole batch applied again one message at a time."""
+PROVIDER_TIMEOUT_S = 10.0
+
+
+async def _asked(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``call()`` (a provider call by its key) within its time limit, made again when it fails;
+    ProviderError once it failed ``PROVIDER_TRIES`` times."""
+    for attempt in range(1, PROVIDER_TRIES + 1):
+        try:
+            async with asyncio.timeout(PROVIDER_TIMEOUT_S):
+                return await call()
+        except (ProviderError, TimeoutError) as exc:
+            failure = str(exc) or f"no answer within {PROVIDER_TIMEOUT_S:g} s"
+            if attempt == PROVIDER_TRIES:
+                raise ProviderError(f"{what}: {failure}") from exc
+            log.warning("asking the provider again (%s): %s", what, failure)
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def refund_order(
     sessionmaker: SessionMaker,
+    autocommit: SessionMaker,
     provider: PaymentProvider,
     cancelled: Sequence[tuple[Envelope, OrderCancelled]],
 ) -> None:
     """Refund each cancelled order's payment once; void a charge begun and not recorded (and
-    refund it if it was captured); remember the cancellation in any case, so that a
-    reservation arriving after it is not charged."""
+    refund it if it was captured).
+
+    The cancellation is remembered first, committed at once (``autocommit``), whatever happens
+    next: a reservation arriving after it is not charged, and if the provider fails here until
+    this message is dead-lettered, the sweep (:func:`settle_stale_charges`) still refunds."""
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, cancelled)
         if not fresh:
             return
         order_ids = [event.order_id for _, event in fresh]
+        async with autocommit() as committed_at_once:
+            await _REMEMBER_CANCELLED.execute(
+                committed_at_once,
+                {
+                    "order_id": order_ids,
+                    "correlation_id": [envelope.correlation_id for envelope, _ in fresh],
+                    "causation_id": [envelope.id for envelope, _ in fresh],
+                },
+            )
         await _lock_orders(session, order_ids)
-        await _REMEMBER_CANCELLED.execute(session, {"order_id": order_ids})
         payments = {
             payment.order_id: payment
             for payment in await _LOCK_PAYMENTS.rows(session, {"orders": order_ids})
@@ -213,27 +254,46 @@ async def refund_order(
 async def settle_stale_charges(
     sessionmaker: SessionMaker, provider: PaymentProvider, *, older_than_s: float
 ) -> int:
-    """Settle the charges begun more than ``older_than_s`` ago whose outcome no delivery has
-    recorded (their StockReserved was dead-lettered, or is not coming back soon): void each at
-    the provider, then record what it answers. A captured charge is recorded Paid (refunded, if
-    the order was cancelled meanwhile); one never captured is recorded Failed, which cancels the
-    order. Returns how many it settled."""
+    """Settle, from the provider, what no delivery has settled for ``older_than_s``:
+
+    - a charge begun and not recorded (its StockReserved was dead-lettered, or is not coming
+      back soon) is voided at the provider, then recorded as it answers: Paid if captured
+      (and refunded at once if the order was cancelled meanwhile), else Failed, which cancels
+      the order;
+    - a Paid payment of a cancelled order (its OrderCancelled was dead-lettered after the
+      provider failed to refund) is refunded.
+
+    Orders another transaction holds are left for the next round, and one the provider fails
+    on does not hold back the others. Returns how many orders it settled."""
     async with sessionmaker.begin() as session:
-        stale = await _STALE_ATTEMPTS.scalars(
-            session, {"age": older_than_s, "limit": _SETTLE_AT_MOST}
-        )
-        if not stale:
+        due = await _DUE.scalars(session, {"age": older_than_s, "limit": _SETTLE_AT_MOST})
+        if not due:
             return 0
-        await _lock_orders(session, list(stale))
+        free = await _TRY_LOCK_ORDERS.scalars(session, {"id": sorted(due)})
         records = _Records(session)
-        for attempt in await _LOCK_ATTEMPTS.rows(session, {"orders": list(stale)}):
+        settled = 0
+        for attempt in await _LOCK_ATTEMPTS.rows(session, {"orders": free}):
             if attempt.has_payment:  # recorded meanwhile, by a delivery
                 records.settled.append(attempt.order_id)
                 continue
             cause = _Cause(attempt.correlation_id, attempt.causation_id)
-            await _settle(records, provider, attempt, cancelled=attempt.cancelled, cause=cause)
+            try:
+                await _settle(records, provider, attempt, cancelled=attempt.cancelled, cause=cause)
+            except (ProviderError, RefundRefusedError) as exc:
+                log.warning("order %s's charge not settled yet: %s", attempt.order_id, exc)
+                continue
+            settled += 1
+        for paid in await _PAID_BUT_CANCELLED.rows(session, {"orders": free}):
+            cause = _Cause(paid.correlation_id, paid.causation_id)
+            charge = _Charge(paid.order_id, paid.user_id, paid.amount)
+            try:
+                await _refund(records, provider, charge, paid.id, paid.gateway_id, cause)
+            except (ProviderError, RefundRefusedError) as exc:
+                log.warning("cancelled order %s not refunded yet: %s", paid.order_id, exc)
+                continue
+            settled += 1
         await records.write()
-        return len(records.settled)
+        return settled
 
 
 _SETTLE_AT_MOST = 100
@@ -263,20 +323,25 @@ async def _settle(
     records: "_Records", provider: PaymentProvider, attempt: Any, *, cancelled: bool, cause: _Cause
 ) -> None:
     """Settle a charge begun and not recorded, from the provider: void it (no capture can
-    follow), then record what it was. Captured and the order cancelled: refunded at once."""
-    result = await provider.void(attempt.idempotency_key)
+    follow), then record what it was; captured and the order cancelled: refunded at once.
+    Records nothing unless every provider call succeeded."""
+    result = await _asked(
+        partial(provider.void, attempt.idempotency_key), f"void of order {attempt.order_id}"
+    )
     charge = _Charge(attempt.order_id, attempt.user_id, attempt.amount)
+    refund = None
+    if cancelled and result.approved:
+        refund = await _refund_at_provider(provider, charge, result.reference)
     log.warning(
         "settling order %s's charge from the provider: %s%s",
         attempt.order_id,
         "captured" if result.approved else result.decline_reason,
-        ", order cancelled" if cancelled else "",
+        ", order cancelled: refunded" if refund else ", order cancelled" if cancelled else "",
     )
-    if not cancelled:
-        records.charged(charge, cause, result)
-    elif result.approved:
+    if not cancelled or result.approved:
         payment_id = records.charged(charge, cause, result)
-        await _refund(records, provider, charge, payment_id, result.reference, cause)
+        if refund is not None:
+            records.refunded(charge, payment_id, refund, cause)
     else:
         records.settled.append(attempt.order_id)  # nothing was taken, nothing to record
 
@@ -289,14 +354,25 @@ async def _refund(
     reference: str,
     cause: _Cause,
 ) -> None:
-    result = await provider.refund(
-        reference=reference,
-        amount=charge.amount,
-        idempotency_key=domain.refund_key(charge.order_id),
+    result = await _refund_at_provider(provider, charge, reference)
+    records.refunded(charge, payment_id, result, cause)
+
+
+async def _refund_at_provider(
+    provider: PaymentProvider, charge: _Charge, reference: str
+) -> RefundResult:
+    result = await _asked(
+        partial(
+            provider.refund,
+            reference=reference,
+            amount=charge.amount,
+            idempotency_key=domain.refund_key(charge.order_id),
+        ),
+        f"refund of order {charge.order_id}",
     )
     if not result.succeeded:
         raise RefundRefusedError(f"refund of order {charge.order_id} refused: {result.reason}")
-    records.refunded(charge, payment_id, result, cause)
+    return result
 
 
 class _Records:
@@ -440,14 +516,24 @@ _BEGIN_ATTEMPTS = Direct(
 )
 """Record charges about to be asked for; one begun before (a redelivery) keeps its row."""
 _SETTLE_ATTEMPTS = Direct(delete(_ATTEMPTS).where(any_of(_ATTEMPTS.c.order_id, "orders")))
-_STALE_ATTEMPTS = Direct(
-    select(_ATTEMPTS.c.order_id)
-    .where(
-        _ATTEMPTS.c.started_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("age"))
+_CANCELLED = table_of(CancelledOrder)
+
+
+def _build_due() -> Select[tuple[UUID]]:
+    since = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("age"))
+    stale_attempts = select(_ATTEMPTS.c.order_id).where(_ATTEMPTS.c.started_at < since)
+    unrefunded = (
+        select(_PAYMENTS.c.order_id)
+        .join(_CANCELLED, _CANCELLED.c.order_id == _PAYMENTS.c.order_id)
+        .where(_PAYMENTS.c.status == domain.PAID, _CANCELLED.c.at < since)
     )
-    .order_by(_ATTEMPTS.c.started_at)
-    .limit(bindparam("limit"))
-)
+    due = stale_attempts.union(unrefunded).subquery()
+    return select(due.c.order_id).limit(bindparam("limit"))
+
+
+_DUE = Direct(_build_due())
+"""The orders the sweep settles: a charge begun longer than ``age`` seconds ago and not
+recorded, or a Paid payment of an order cancelled longer ago than that."""
 
 
 def _build_lock_attempts() -> Select[Any]:
@@ -471,10 +557,10 @@ def _build_lock_attempts() -> Select[Any]:
 _LOCK_ATTEMPTS = Direct(_build_lock_attempts())
 """The orders' charge attempts, locked, with whether a payment or a cancellation is recorded."""
 _REMEMBER_CANCELLED = Direct(
-    insert(table_of(CancelledOrder))
+    insert(_CANCELLED)
     .from_select(
-        ["order_id"],
-        select(array_rows({"order_id": Uuid}).c.order_id),
+        ["order_id", "correlation_id", "causation_id"],
+        select(*array_rows({"order_id": Uuid, "correlation_id": Uuid, "causation_id": Uuid}).c),
     )
     .on_conflict_do_nothing()
 )
@@ -497,6 +583,28 @@ _PAID_CHARGES = Direct(
     )
 )
 _SET_PAYMENT_STATUS = UpdateRows(_PAYMENTS, match="id")
+_PAID_BUT_CANCELLED = Direct(
+    select(
+        _PAYMENTS.c.id,
+        _PAYMENTS.c.order_id,
+        _PAYMENTS.c.user_id,
+        _PAYMENTS.c.amount,
+        _TRANSACTIONS.c.gateway_id,
+        _CANCELLED.c.correlation_id,
+        _CANCELLED.c.causation_id,
+    )
+    .join(_CANCELLED, _CANCELLED.c.order_id == _PAYMENTS.c.order_id)
+    .join(
+        _TRANSACTIONS,
+        (_TRANSACTIONS.c.payment_id == _PAYMENTS.c.id)
+        & (_TRANSACTIONS.c.kind == domain.CHARGE)
+        & (_TRANSACTIONS.c.status == domain.PAID),
+    )
+    .where(any_of(_PAYMENTS.c.order_id, "orders"), _PAYMENTS.c.status == domain.PAID)
+    .with_for_update(of=_PAYMENTS)
+)
+"""The orders' Paid payments, locked, where the order is cancelled: what a cancellation whose
+refund failed left to refund."""
 
 
 def _build_charge_facts() -> Select[tuple[UUID, bool, bool, UUID | None, str | None]]:
@@ -537,3 +645,14 @@ def _build_lock_orders() -> Select[tuple[Any]]:
 
 
 _LOCK_ORDERS = Direct(_build_lock_orders())
+
+
+def _build_try_lock_orders() -> Select[tuple[UUID]]:
+    orders = array_rows({"id": Uuid})
+    lock = func.pg_try_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
+    return select(orders.c.id).select_from(orders).where(lock)
+
+
+_TRY_LOCK_ORDERS = Direct(_build_try_lock_orders())
+"""The orders whose lock is free, locked now; those another transaction holds are left out (the
+sweep never waits on, or deadlocks with, a batch)."""

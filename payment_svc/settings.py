@@ -23,6 +23,7 @@ class Settings(ServiceSettings):
     """A charge attempt still without a recorded outcome this long after it began is settled
     from the provider by its key (the sweep), unless a delivery settles it first."""
     charge_sweep_interval_s: float = Field(default=5.0, gt=0)
+    """How often the sweep looks for such charges."""
 
     @field_validator("payment_provider_faults")
     @classmethod
@@ -36,10 +37,11 @@ class Settings(ServiceSettings):
         return ledger_url_beside(self.database_url)
 
 
+LEDGER_DATABASE = "payment_provider"
+
+
 def ledger_url_beside(database_url: str) -> str:
     """The simulated provider's ledger on the server of ``database_url``."""
     return (
-        make_url(database_url)
-        .set(database="payment_provider")
-        .render_as_string(hide_password=False)
+        make_url(database_url).set(database=LEDGER_DATABASE).render_as_string(hide_password=False)
     )

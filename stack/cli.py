@@ -8,6 +8,7 @@ import sys
 from aiokafka.errors import KafkaError
 
 from payment_svc.adapters import Faults, set_faults
+from payment_svc.app import create_provider
 from payment_svc.reconcile import reconcile as compare_ledgers
 from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
@@ -167,24 +168,32 @@ def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
 def reconcile(config: StackConfig) -> int:
     """Compare the payment provider's ledger with payment_svc's payments; 1 if they differ."""
     settings = _payment_settings(config)
-    found = asyncio.run(
-        compare_ledgers(settings.service_database_url(), settings.provider_ledger_url())
-    )
+    found = asyncio.run(_reconcile(settings))
     for line in found:
         print(line)
     print(f"{len(found)} difference(s) between the provider's ledger and payment_svc")
     return 1 if found else 0
 
 
-def provider_faults(config: StackConfig, spec: str) -> int:
-    """Switch the simulated provider's faults (every payment_svc reads them within a second)."""
+async def _reconcile(settings: PaymentSettings) -> list[str]:
+    provider = create_provider(settings)
+    await provider.open()
     try:
-        faults = Faults.parse(spec)
+        return await compare_ledgers(settings.service_database_url(), provider)
+    finally:
+        await provider.close()
+
+
+def provider_faults(config: StackConfig, spec: str) -> int:
+    """Switch the simulated provider's faults (every payment_svc reads them within a second);
+    ``reset`` gives them back to each process's PAYMENT_PROVIDER_FAULTS."""
+    try:
+        faults = None if spec == "reset" else Faults.parse(spec)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
     asyncio.run(set_faults(_payment_settings(config).provider_ledger_url(), faults))
-    print(f"provider faults: {faults.spec()}")
+    print(f"provider faults: {'as PAYMENT_PROVIDER_FAULTS' if faults is None else faults.spec()}")
     return 0
 
 
@@ -245,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     faults_parser.add_argument(
         "spec",
         help="e.g. error_after_capture=0.2,timeout_after_capture=0.1,unavailable=1,slow_ms=50"
-        " (shares of calls), or off",
+        " (shares of calls); off: none; reset: as each process's PAYMENT_PROVIDER_FAULTS",
     )
     revision_parser = commands.add_parser("revision", help="autogenerate a service's migration")
     revision_parser.add_argument("service")

@@ -1,4 +1,4 @@
-"""charge_attempts: charges begun and not yet recorded
+"""charge_attempts: charges begun and not yet recorded; what caused each cancellation
 
 Revision ID: 0004
 Revises: 0003
@@ -34,8 +34,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("order_id"),
     )
     op.create_index("ix_charge_attempts_started_at", "charge_attempts", ["started_at"])
+    op.add_column("cancelled_orders", sa.Column("correlation_id", sa.Uuid(), nullable=True))
+    op.add_column("cancelled_orders", sa.Column("causation_id", sa.Uuid(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("cancelled_orders", "causation_id")
+    op.drop_column("cancelled_orders", "correlation_id")
     op.drop_index("ix_charge_attempts_started_at", table_name="charge_attempts")
     op.drop_table("charge_attempts")

@@ -10,7 +10,9 @@ from typing import Any
 import psycopg
 from aiokafka.errors import KafkaError
 
+from payment_svc.adapters import SimulatedProvider
 from payment_svc.reconcile import reconcile
+from payment_svc.settings import LEDGER_DATABASE
 from stack import kafka
 
 SERVICE_DATABASES = (
@@ -150,7 +152,16 @@ class Databases:
         return int(self.value("payment_svc", "SELECT count(*) FROM charge_attempts"))
 
     def reconciliation(self) -> list[str]:
-        return asyncio.run(reconcile(self.url("payment_svc"), self.url("payment_provider")))
+        """Where the simulated provider's ledger and payment_svc disagree, order by order."""
+        return asyncio.run(self._reconcile())
+
+    async def _reconcile(self) -> list[str]:
+        provider = SimulatedProvider(self.url(LEDGER_DATABASE))
+        await provider.open()
+        try:
+            return await reconcile(self.url("payment_svc"), provider)
+        finally:
+            await provider.close()
 
     def held_for_cancelled(self) -> list[str]:
         cancelled = [

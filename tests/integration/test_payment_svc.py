@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from common.broker import Handlers
 from common.db import batch_transaction, libpq_url
 from common.runtime import Runtime
-from payment_svc import domain, handlers
+from payment_svc import domain, handlers, services
 from payment_svc.adapters import Faults, SimulatedProvider, simulated_reference
 from payment_svc.app import create_app, create_provider
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
@@ -40,17 +40,17 @@ class SpyProvider(SimulatedProvider):
     def __init__(self, ledger_url: str) -> None:
         super().__init__(ledger_url)
         self.ledger_url = ledger_url
-        self.charges: list[str] = []
-        self.refunds: list[str] = []
+        self.asked_charges: list[str] = []
+        self.asked_refunds: list[str] = []
 
     async def charge(self, *, idempotency_key: str, amount: Decimal, token: str) -> ChargeResult:
-        self.charges.append(idempotency_key)
+        self.asked_charges.append(idempotency_key)
         return await super().charge(idempotency_key=idempotency_key, amount=amount, token=token)
 
     async def refund(
         self, *, reference: str, amount: Decimal, idempotency_key: str
     ) -> RefundResult:
-        self.refunds.append(idempotency_key)
+        self.asked_refunds.append(idempotency_key)
         return await super().refund(
             reference=reference, amount=amount, idempotency_key=idempotency_key
         )
@@ -72,8 +72,7 @@ async def payments(infra: Infra) -> AsyncIterator[PaymentService]:
         database_name=unique("payment_svc"),
         consumer_group=unique("payment_svc"),
         retry_backoff_s=0.01,
-        charge_settle_after_s=1.0,
-        charge_sweep_interval_s=0.3,
+        charge_settle_after_s=3600,  # the tests run the sweep themselves (sweep())
     )
     ledger = make_url(infra.database_url).set(database=unique("payment_provider"))
     provider = SpyProvider(ledger.render_as_string(hide_password=False))
@@ -227,7 +226,7 @@ async def test_stock_reserved_records_failed_payment_when_the_card_is_declined(
 
     # Nothing was taken, so a cancellation refunds nothing.
     await processed(payments, await send(producer, cancelled(event, "payment failed")))
-    assert domain.refund_key(event.order_id) not in payments.provider.refunds
+    assert domain.refund_key(event.order_id) not in payments.provider.asked_refunds
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Failed"
     assert [e.type for e in await published(payments, infra, event.order_id)] == ["PaymentFailed"]
@@ -246,7 +245,7 @@ async def test_stock_reserved_charges_once_when_delivered_twice(
     # applied, so is the duplicate.
     await processed(payments, await send(producer, event))
 
-    assert payments.provider.charges.count(domain.charge_key(event.order_id)) == 1
+    assert payments.provider.asked_charges.count(domain.charge_key(event.order_id)) == 1
     assert len(await transactions_of(payments, event.order_id)) == 1
     events = await published(payments, infra, event.order_id)
     assert [e.type for e in events] == ["PaymentSucceeded"]
@@ -269,7 +268,7 @@ async def test_order_cancelled_refunds_once_and_emits_payment_refunded_when_paid
 
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Refunded"
-    assert payments.provider.refunds.count(domain.refund_key(event.order_id)) == 1
+    assert payments.provider.asked_refunds.count(domain.refund_key(event.order_id)) == 1
     charge, refund = await transactions_of(payments, event.order_id)
     assert (charge.kind, refund.kind) == ("Charge", "Refund")
     assert (refund.status, refund.amount) == ("Refunded", Decimal("25.00"))
@@ -302,7 +301,7 @@ async def test_stock_reserved_charges_nothing_when_the_order_was_cancelled_first
     await processed(payments, await send(producer, event))
 
     assert await payment_of(payments, event.order_id) is None
-    assert domain.charge_key(event.order_id) not in payments.provider.charges
+    assert domain.charge_key(event.order_id) not in payments.provider.asked_charges
     async with payments.runtime.sessionmaker() as session:
         assert await session.get(CancelledOrder, event.order_id) is not None
     assert await published(payments, infra, event.order_id) == []
@@ -324,7 +323,7 @@ async def test_stock_reserved_emits_payment_failed_when_the_method_is_another_us
         payment = await payment_of(payments, event.order_id)
         assert payment is not None and payment.status == "Failed"
         assert await transactions_of(payments, event.order_id) == []
-        assert domain.charge_key(event.order_id) not in payments.provider.charges
+        assert domain.charge_key(event.order_id) not in payments.provider.asked_charges
         [failed] = await published(payments, infra, event.order_id)
         assert failed.type == "PaymentFailed"
         assert failed.data["reason"] == "unknown payment method"
@@ -367,7 +366,7 @@ async def test_a_run_of_reservations_is_charged_declined_refused_or_skipped_each
         1,
         0,  # refused without asking the provider
     ]
-    assert payments.provider.charges.count(domain.charge_key(ok.order_id)) == 1
+    assert payments.provider.asked_charges.count(domain.charge_key(ok.order_id)) == 1
     outcomes = [
         [(e.type, e.data.get("reason")) for e in await published(payments, infra, event.order_id)]
         for event in (ok, declined, late)
@@ -413,7 +412,7 @@ async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
     ]
     assert await payment_of(payments, unseen.order_id) is None
     refunds = [domain.refund_key(e.order_id) for e in (paid_one, paid_two, declined)]
-    assert [payments.provider.refunds.count(key) for key in refunds] == [1, 1, 0]
+    assert [payments.provider.asked_refunds.count(key) for key in refunds] == [1, 1, 0]
     kinds = [
         [t.kind for t in await transactions_of(payments, e.order_id)] for e in (paid_one, paid_two)
     ]
@@ -496,9 +495,7 @@ class LostCommitError(RuntimeError):
 
 async def differences_of(payments: PaymentService, order_id: UUID) -> list[str]:
     """What reconciliation finds wrong with this order between the provider and payment_svc."""
-    found = await reconcile(
-        payments.runtime.settings.service_database_url(), payments.provider.ledger_url
-    )
+    found = await reconcile(payments.runtime.settings.service_database_url(), payments.provider)
     return [line for line in found if str(order_id) in line]
 
 
@@ -515,6 +512,31 @@ async def refunded_at_provider(payments: PaymentService, reference: str) -> list
 async def dead_lettered(infra: Infra, order_id: UUID) -> bool:
     records = await read_to_end(infra, dead_letter_topic("payment_svc"))
     return any(record.key == str(order_id).encode() for record in records)
+
+
+async def dead_lettered_while(
+    payments: PaymentService,
+    infra: Infra,
+    producer: AIOKafkaProducer,
+    faults: Faults,
+    event: StockReserved,
+) -> None:
+    """Deliver ``event`` while the provider misbehaves so, until payment_svc dead-letters it
+    after its tries (its charge attempt stays open); then the provider behaves again."""
+    payments.provider.faults = faults
+    try:
+        await send(producer, event)
+        await eventually(lambda: dead_lettered(infra, event.order_id))
+    finally:
+        payments.provider.faults = Faults()
+
+
+async def sweep(payments: PaymentService) -> int:
+    """What the background sweep does, now, to charges of any age."""
+    assert payments.runtime.sessionmaker is not None
+    return await services.settle_stale_charges(
+        payments.runtime.sessionmaker, payments.provider, older_than_s=0
+    )
 
 
 async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cancelled_next(
@@ -550,7 +572,7 @@ async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cance
     assert await refunded_at_provider(payments, captured.reference) == [Decimal("31.00")]
     # The reservation delivered again takes nothing more.
     await processed(payments, await send(producer, event, envelope=envelope))
-    assert payments.provider.charges.count(domain.charge_key(event.order_id)) == 1
+    assert payments.provider.asked_charges.count(domain.charge_key(event.order_id)) == 1
     assert await refunded_at_provider(payments, captured.reference) == [Decimal("31.00")]
     events = await published(payments, infra, event.order_id)
     assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
@@ -563,18 +585,10 @@ async def test_a_capture_the_provider_failed_to_answer_is_settled_paid_after_its
     buyer = uuid4()
     method_id = await payment_method(payments, producer, buyer)
     event = reserved(buyer, method_id, "12.50")
+    await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
+    assert await payment_of(payments, event.order_id) is None
 
-    payments.provider.faults = Faults(error_after_capture=1.0)
-    try:
-        await send(producer, event)
-        await eventually(lambda: dead_lettered(infra, event.order_id))
-    finally:
-        payments.provider.faults = Faults()
-
-    async def recorded() -> bool:
-        return await payment_of(payments, event.order_id) is not None
-
-    await eventually(recorded)  # by the sweep, from the provider's ledger
+    assert await sweep(payments) >= 1  # from the provider's ledger
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Paid"
     [charge] = await transactions_of(payments, event.order_id)
@@ -591,20 +605,16 @@ async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_orde
     buyer = uuid4()
     method_id = await payment_method(payments, producer, buyer)
     event = reserved(buyer, method_id, "8.20")
+    await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
 
-    payments.provider.faults = Faults(error_after_capture=1.0)
-    try:
-        await send(producer, event)
-        await eventually(lambda: dead_lettered(infra, event.order_id))
-    finally:
-        payments.provider.faults = Faults()
     await processed(payments, await send(producer, cancelled(event)))
 
-    async def refunded() -> bool:
-        payment = await payment_of(payments, event.order_id)
-        return payment is not None and payment.status == "Refunded"
-
-    await eventually(refunded)  # by the cancellation, or by the sweep and then the cancellation
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    assert [e.type for e in await published(payments, infra, event.order_id)] == [
+        "PaymentSucceeded",
+        "PaymentRefunded",
+    ]
     reference = simulated_reference(domain.charge_key(event.order_id))
     assert await refunded_at_provider(payments, reference) == [Decimal("8.20")]
     assert await differences_of(payments, event.order_id) == []
@@ -616,18 +626,9 @@ async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_swee
     buyer = uuid4()
     method_id = await payment_method(payments, producer, buyer)
     event = reserved(buyer, method_id, "5.00")
+    await dead_lettered_while(payments, infra, producer, Faults(unavailable=1.0), event)
 
-    payments.provider.faults = Faults(unavailable=1.0)
-    try:
-        await send(producer, event)
-        await eventually(lambda: dead_lettered(infra, event.order_id))
-    finally:
-        payments.provider.faults = Faults()
-
-    async def recorded() -> bool:
-        return await payment_of(payments, event.order_id) is not None
-
-    await eventually(recorded)
+    assert await sweep(payments) >= 1
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Failed"
     [failed] = await published(payments, infra, event.order_id)
@@ -639,4 +640,37 @@ async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_swee
         token="tok_visa",
     )
     assert not again.approved
+    assert await differences_of(payments, event.order_id) == []
+
+
+async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_sweep(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer)
+    event = reserved(buyer, method_id, "14.00")
+    await processed(payments, await send(producer, event))
+    cancellation = cancelled(event)
+
+    payments.provider.faults = Faults(unavailable=1.0)
+    try:
+        sent = await send(producer, cancellation)
+        await eventually(lambda: dead_lettered(infra, event.order_id))
+    finally:
+        payments.provider.faults = Faults()
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Paid"
+    assert [line.split(": ", 1)[1] for line in await differences_of(payments, event.order_id)] == [
+        "cancelled, and its payment is still Paid"
+    ]
+
+    assert await sweep(payments) >= 1
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    reference = simulated_reference(domain.charge_key(event.order_id))
+    assert await refunded_at_provider(payments, reference) == [Decimal("14.00")]
+    events = await published(payments, infra, event.order_id)
+    assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
+    assert (events[-1].correlation_id, events[-1].causation_id) == (sent.correlation_id, sent.id)
     assert await differences_of(payments, event.order_id) == []

@@ -45,7 +45,9 @@ def test_provider_faults_are_read_from_their_spec() -> None:
     [
         ("explode=1", "unknown provider fault 'explode'"),
         ("unavailable=lots", "needs a number"),
-        ("unavailable=2", "out of range"),
+        ("unavailable=2", "must be within 0 and 1"),
+        ("unavailable=nan", "must be within 0 and 1"),
+        ("slow_ms=99999999", "must be within 0 and 30000"),
     ],
 )
 def test_provider_faults_refuse_a_spec_they_cannot_read(spec: str, complaint: str) -> None:
