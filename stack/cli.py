@@ -1,4 +1,7 @@
-"""``python -m stack up|down|status|logs SERVICE``: the local stack, behind the Make targets."""
+"""``python -m stack up|down|status|logs SERVICE|...``: the local stack, behind the Make targets;
+also one process stopped or restarted, dead letters listed and re-driven, the payment provider's
+faults switched (``provider-faults``) and its ledger reconciled with payment_svc
+(``reconcile``)."""
 
 import argparse
 import asyncio
@@ -30,6 +33,9 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
         step("postgres", f"ready on 127.0.0.1:{config.pg_port}")
     if not with_services:
         return
+    # Faults switched on a run before (provider-faults) do not outlive it: the simulated
+    # provider starts with PAYMENT_PROVIDER_FAULTS.
+    asyncio.run(set_faults(_payment_settings(config).provider_ledger_url(), None))
     started = [service for service in services.SERVICES if services.start(config, service)]
     for service in services.SERVICES:
         if service not in started:

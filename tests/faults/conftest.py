@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from stack.config import ROOT
+from tests.faults.figures import shown
 from tests.faults.shop import FaultShop, ShopDidNotStartError, running_fault_shop
 
 SHORT_CASES = "kill_payment_svc,kill_product_svc,sigterm_order_svc,redeliver,poison,provider_errors"
@@ -75,7 +76,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fault injection figures")
     write(_line(COLUMNS))
     for row in FIGURES:
-        write(_line([_shown(row[c]) for c in COLUMNS]))
+        write(_line([shown(row[c]) for c in COLUMNS]))
     total = {c: sum(int(row[c]) for row in FIGURES) for c in SUMMED}  # type: ignore[call-overload]
     write(_line(["all cases", *(str(total[c]) for c in SUMMED)]))
     write(f"(written to {FIGURES_FILE})")
@@ -83,9 +84,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 def _line(cells: Iterator[str] | tuple[str, ...] | list[str]) -> str:
     return "  ".join(f"{c:>13}" if i else f"{c:<22}" for i, c in enumerate(cells))
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)

@@ -46,3 +46,10 @@ def fault_figures(
         "p99_s": percentile(latencies, 99) if latencies else None,
         "backlog_s": max(0.0, max(caught_done) - fault.ended) if caught_done else None,
     }
+
+
+def shown(value: object) -> str:
+    """A figure as the tables print it: seconds to a tenth, nothing as ``-``."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)

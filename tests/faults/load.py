@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
+CANCEL_SHARE = 0.03
+"""The share of orders their customer cancels right after acceptance, in the fault suite and
+the soak."""
+
 
 @dataclass
 class Buyer:

@@ -1,6 +1,7 @@
 """A whole shop for fault injection, with a catalog and buyers ready for a stream of orders, and
 the faults it can be dealt: shared by the fault suite (``fault_shop``) and the soak."""
 
+import asyncio
 import os
 import time
 import uuid
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from stack import dlq
 from tests.e2e.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -52,6 +54,27 @@ class FaultShop:
     def provider_faults(self, spec: str) -> None:
         """Make the simulated payment provider misbehave (``off`` to stop)."""
         self.stack("provider-faults", spec)
+
+    def provider_window(self, spec: str, seconds: float) -> None:
+        """The provider misbehaving as ``spec`` says for ``seconds``, then behaving again."""
+        self.provider_faults(spec)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.provider_faults("off")
+
+    def new_dead_letters(
+        self, service: str, before: set[int], within_s: float = 30
+    ) -> list[dlq.DeadLetter]:
+        """The letters on ``service``'s dead-letter topic at offsets not in ``before``, once
+        there are some (or none, after ``within_s``)."""
+        deadline = time.monotonic() + within_s
+        while True:
+            letters = asyncio.run(dlq.read(self.bootstrap, service))
+            new = [letter for letter in letters if letter.offset not in before]
+            if new or time.monotonic() > deadline:
+                return new
+            time.sleep(1)
 
     def restart_broker(self) -> None:
         self.stack("stop", "kafka")

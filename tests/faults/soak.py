@@ -7,7 +7,7 @@ orders are cancelled by their customer right after acceptance. Every SHOP_SOAK_C
 orders and at the end the stream pauses, the shop settles, and the fault suite's invariants and
 the provider's reconciliation are checked. Figures are printed and written to
 ``.cache/soak/<timestamp>.json`` (the shop's logs stay in ``.cache/soak/run``); the exit status
-is 1 if an order was lost or an effect doubled.
+is 1 if an order was lost, an effect doubled, or a check or the reconciliation found anything.
 
 SHOP_SOAK_ORDERS (100,000) orders at SHOP_SOAK_RATE (60) per second; ports as the fault suite's
 (SHOP_FAULTS_KAFKA_PORT, SHOP_FAULTS_PG_PORT, SHOP_FAULTS_HTTP_PORT_OFFSET).
@@ -28,8 +28,8 @@ from typing import Any
 from stack import dlq
 from stack.config import ROOT
 from tests.e2e.conftest import launcher
-from tests.faults.figures import FaultWindow, fault_figures
-from tests.faults.load import OrderStream, Tally
+from tests.faults.figures import FaultWindow, fault_figures, shown
+from tests.faults.load import CANCEL_SHARE, OrderStream, Tally
 from tests.faults.shop import SERVICES, FaultShop, running_fault_shop
 
 KILL_EVERY_S = (30.0, 90.0)
@@ -40,7 +40,6 @@ PROVIDER_ERRORS = "error_after_capture=0.2,timeout_after_capture=0.05"
 PROVIDER_ERRORS_S = 15.0
 PROVIDER_DOWN_S = 5.0
 """Long enough for payment_svc to dead-letter a few StockReserved after its tries."""
-CANCEL_SHARE = 0.03
 
 
 @dataclass(frozen=True)
@@ -174,11 +173,7 @@ class Soak:
         )
 
     def _provider_window(self, spec: str, seconds: float) -> str:
-        self._fs.provider_faults(spec)
-        try:
-            time.sleep(seconds)
-        finally:
-            self._fs.provider_faults("off")
+        self._fs.provider_window(spec, seconds)
         return f"{spec} for {seconds:.0f} s"
 
     def _dead_letter_redriven(self) -> str:
@@ -186,14 +181,11 @@ class Soak:
         once it is back, one of them re-driven (the rest at the next check)."""
         before = {letter.offset for letter in self._letters("payment_svc")}
         note = self._provider_window("unavailable=1", PROVIDER_DOWN_S)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            new = [x for x in self._letters("payment_svc") if x.offset not in before]
-            if new:
-                self._redrive("payment_svc", [new[0].offset])
-                return f"{note}; {len(new)} dead-lettered, offset {new[0].offset} re-driven"
-            time.sleep(1)
-        return f"{note}; nothing dead-lettered (retried instead)"
+        new = self._fs.new_dead_letters("payment_svc", before)
+        if not new:
+            return f"{note}; nothing dead-lettered (retried instead)"
+        self._redrive("payment_svc", [new[0].offset])
+        return f"{note}; {len(new)} dead-lettered, offset {new[0].offset} re-driven"
 
     def _redrive_dead_letters(self) -> None:
         """Every dead letter not re-driven yet, as an operator would once the cause is mended:
@@ -256,16 +248,10 @@ def summary(report: SoakReport) -> str:
         widths = (8, 9, 15, 8, 8)
         lines.append(
             f"  {fault['kind']:<20}{fault.get('service') or '-':<18}"
-            + "".join(f"{_shown(v):>{w}}" for v, w in zip(cells, widths, strict=True))
-            + f"{_shown(fault.get('backlog_s')):>12}  {fault.get('note', '')}"
+            + "".join(f"{shown(v):>{w}}" for v, w in zip(cells, widths, strict=True))
+            + f"{shown(fault.get('backlog_s')):>12}  {fault.get('note', '')}"
         )
     return "\n".join(lines)
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
 def write(report: SoakReport) -> Path:

@@ -21,7 +21,7 @@ from stack import dlq
 from stack.config import ROOT
 from tests.faults.conftest import FIGURES, SOAK, chosen_cases, faults_rate, faults_seconds
 from tests.faults.figures import FaultWindow, fault_figures
-from tests.faults.load import OrderStream
+from tests.faults.load import CANCEL_SHARE, OrderStream
 from tests.faults.shop import SERVICES, FaultShop
 
 pytestmark = pytest.mark.faults
@@ -30,8 +30,6 @@ CONSUMERS = CONSUMED_TOPICS
 ACCEPTED: dict[str, str] = {}
 POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
 """What each service's dead-letter topic must hold, and nothing else."""
-CANCEL_SHARE = 0.03
-"""Orders their customer cancels right after acceptance, while the fault strikes."""
 
 
 def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
@@ -204,11 +202,9 @@ def stalled_consumer(fs: FaultShop) -> None:
 def provider_errors(fs: FaultShop) -> None:
     """For a few seconds the provider fails a third of its charges after capturing the money,
     some of them by timing out: each such charge is settled by its key, never lost or doubled."""
-    fs.provider_faults("error_after_capture=0.3,timeout_after_capture=0.05")
-    try:
-        time.sleep(max(2.0, faults_seconds() / 3))
-    finally:
-        fs.provider_faults("off")
+    fs.provider_window(
+        "error_after_capture=0.3,timeout_after_capture=0.05", max(2.0, faults_seconds() / 3)
+    )
 
 
 def provider_down_redrive(fs: FaultShop) -> None:
@@ -216,17 +212,8 @@ def provider_down_redrive(fs: FaultShop) -> None:
     its tries; once it is back, an operator re-drives them. Their orders end once, whether the
     sweep settled them first or the re-drive did."""
     before = {letter.offset for letter in asyncio.run(dlq.read(fs.bootstrap, "payment_svc"))}
-    fs.provider_faults("unavailable=1")
-    try:
-        time.sleep(4)
-    finally:
-        fs.provider_faults("off")
-    deadline = time.monotonic() + 30
-    new: list[dlq.DeadLetter] = []
-    while not new and time.monotonic() < deadline:
-        time.sleep(1)
-        letters = asyncio.run(dlq.read(fs.bootstrap, "payment_svc"))
-        new = [letter for letter in letters if letter.offset not in before]
+    fs.provider_window("unavailable=1", 4)
+    new = fs.new_dead_letters("payment_svc", before)
     assert new, "the provider was down 4 s and payment_svc dead-lettered nothing"
     POISON["payment_svc"].update(letter.value for letter in new)  # expected there, not poison
     fs.stack("dlq", "redrive", "payment_svc", *(str(letter.offset) for letter in new))
