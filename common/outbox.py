@@ -29,8 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common.broker import KafkaProducerHolder, kafka_headers
 from common.db import PSYCOPG, defer_insert, libpq_url, table_of
+from common.producer import KafkaProducerHolder, kafka_headers
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.broker import (
-    BatchConsumer,
-    Handlers,
-    KafkaProducerHolder,
-    create_broker,
-    subscribe,
-)
+from common.broker import BatchConsumer, Handlers, create_broker, subscribe
 from common.db import (
     ReadPool,
     SessionMaker,
@@ -33,6 +27,7 @@ from common.db import (
 )
 from common.inbox import InboxMixin, forget_old
 from common.outbox import OutboxMixin, OutboxRelay
+from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
 from schemas.topics import REDELIVERY_HOURS, Topic
 
