@@ -29,9 +29,11 @@ And:
   dead-letter topic at once, with the reason and origin in headers.
 - A handler error is retried ``handler_attempts`` times; if it persists the record goes to the
   dead-letter topic and the consumer moves on.
-- An infrastructure error (database or broker unreachable) is never dead-lettered: the batch is
-  nacked, FastStream seeks back, and the records come again once the fault clears. The ones
-  already applied are absorbed by the inbox.
+- An infrastructure error (the database or the broker away or busy: a lost connection, a
+  deadlock, a serialization failure, an admin shutdown; :func:`is_infrastructure_error`) is never
+  dead-lettered, however often it comes: after a pause that doubles with each failure in a row
+  (:class:`Backoff`), the batch is nacked, FastStream seeks back, and the records come again. The
+  ones already applied are absorbed by the inbox.
 """
 
 import asyncio
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
@@ -94,15 +97,33 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     KafkaError,
     asyncio.TimeoutError,
 )
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58", "55006", "55P03")
+"""SQLSTATEs (classes, or codes) of the database's passing failures: connection exceptions,
+transaction rollbacks (serialization failure, deadlock), insufficient resources, operator
+intervention (admin shutdown, crash shutdown, cancel), system errors, and an object or lock in
+use. The rest of psycopg's ``OperationalError`` family fails the same way on every try: a
+program limit (an index row too large), an error in a routine."""
 
 
 class PoisonMessageError(ValueError):
     """A record that no retry can fix: it goes to the dead-letter topic with this reason."""
 
 
-def _is_infrastructure_error(exc: BaseException) -> bool:
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database or the broker being away or busy, not from the
+    message or the handler: such a batch is delivered again, and never dead-lettered.
+
+    psycopg's own errors (the statements of :mod:`common.db` run on psycopg itself) and
+    SQLAlchemy's wrapping of them are told apart by their SQLSTATE (:data:`TRANSIENT_SQLSTATES`);
+    a psycopg error without one was raised by the client: the connection is lost or none came.
+    """
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    source = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(source, psycopg.Error):
+        if source.sqlstate is None:
+            return isinstance(source, psycopg.OperationalError)
+        return source.sqlstate.startswith(TRANSIENT_SQLSTATES)
     return isinstance(exc, INFRASTRUCTURE_ERRORS)
 
 
@@ -144,6 +165,26 @@ class ConsumerStats:
     otherwise (a batch's fixed cost is paid once; each call pays its statements)."""
 
 
+class Backoff:
+    """A pause that starts at ``first_s``, doubles with each failure in a row up to ``max_s``,
+    and starts again from ``first_s`` after a success."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self.failures = 0
+        """Failures in a row."""
+
+    def failed(self) -> float:
+        """Count a failure; the pause before the next try."""
+        pause: float = min(self._max_s, self._first_s * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return pause
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
 class BatchConsumer:
     """Applies batches of records to a service's handlers; see the module docstring."""
 
@@ -168,10 +209,29 @@ class BatchConsumer:
         self._dead_letters = dead_letter_topic(settings.service_name)
         self.stats = ConsumerStats()
         self.offsets = OffsetCommitter(settings.consumer_commit_interval_ms)
+        self.backoff = Backoff(settings.retry_backoff_s, settings.redelivery_backoff_max_s)
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply every record of a batch; see the module docstring for the two paths."""
+        """Apply every record of a batch; see the module docstring for the two paths. What
+        escapes (an infrastructure error) is raised after a pause that grows with each failure
+        in a row: FastStream then rewinds the batch's partitions, and it comes again."""
         self.stats.batches += 1
+        try:
+            await self._apply(records)
+        except Exception as exc:
+            pause = self.backoff.failed()
+            log.warning(
+                "a batch of %d records failed (%s: %s); it comes again in %.1fs",
+                len(records),
+                type(exc).__name__,
+                exc,
+                pause,
+            )
+            await asyncio.sleep(pause)
+            raise
+        self.backoff.succeeded()
+
+    async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         routed: list[Routed] = []
         for record in records:
             try:
@@ -225,9 +285,7 @@ class BatchConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _is_infrastructure_error(exc):
-                log.warning("infrastructure error in a batch; will redeliver: %s", exc)
-                await asyncio.sleep(self._settings.retry_backoff_s * 5)
+            if is_infrastructure_error(exc):
                 raise
             self.stats.one_at_a_time += 1
             log.warning(
@@ -289,11 +347,7 @@ class BatchConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_infrastructure_error(exc):
-                    log.warning(
-                        "infrastructure error on %s; will redeliver: %s", envelope.type, exc
-                    )
-                    await asyncio.sleep(self._settings.retry_backoff_s * 5)
+                if is_infrastructure_error(exc):
                     raise
                 if attempt == attempts:
                     log.exception("%s %s failed %d times", envelope.type, envelope.id, attempts)

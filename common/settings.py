@@ -53,6 +53,12 @@ class ServiceSettings(BaseSettings):
     handler_attempts: int = Field(default=3, ge=1)
     """Tries of one message before it goes to the dead-letter topic."""
     retry_backoff_s: float = 0.2
+    """The pause before a failed message's next try, times the tries so far; and the first
+    pause before a batch that failed on the database or the broker comes again."""
+    redelivery_backoff_max_s: float = Field(default=2.0, gt=0)
+    """A batch that failed on the database or the broker (never dead-lettered) comes again after
+    a pause that doubles with each failure in a row up to this, and starts again at
+    ``retry_backoff_s`` once a batch applies."""
 
     read_pool_size: int = Field(default=4, ge=1)
     """Connections at most for the hottest HTTP reads (common.db.ReadPool), opened on demand."""
