@@ -26,9 +26,12 @@ few hundred milliseconds. A failure rewinds the batch's partitions instead
 And:
 
 - Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
-  dead-letter topic at once, with the reason and origin in headers.
+  dead-letter topic, with the reason and origin in headers.
 - A handler error is retried ``handler_attempts`` times; if it persists the record goes to the
   dead-letter topic and the consumer moves on.
+- A dead letter is staged in the service's outbox in the batch's transaction, once per origin
+  offset (see :mod:`common.dead_letters`): a batch rolled back or delivered again writes none
+  twice.
 - An infrastructure error (the database or the broker away or busy: a lost connection, a
   deadlock, a serialization failure, an admin shutdown; :func:`is_infrastructure_error`) is never
   dead-lettered, however often it comes: after a pause that doubles with each failure in a row
@@ -42,7 +45,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 import psycopg
@@ -56,8 +58,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from common.db import SessionMaker, batch_transaction
+from common.dead_letters import DEAD_LETTER, DeadLetter, DeadLetters
 from common.inbox import InboxMixin, claim
 from common.logs import correlation_id
+from common.outbox import OutboxMixin
 from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
 from schemas.envelope import (
@@ -67,7 +71,7 @@ from schemas.envelope import (
     contract_for,
     is_known_type,
 )
-from schemas.topics import Topic, dead_letter_topic
+from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,7 @@ class BatchConsumer:
         producer: KafkaProducerHolder,
         sessionmaker: SessionMaker | None = None,
         inbox: type[InboxMixin] | None = None,
+        outbox: type[OutboxMixin] | None = None,
     ) -> None:
         self._settings = settings
         self._sessionmaker = sessionmaker
@@ -205,8 +210,7 @@ class BatchConsumer:
             for cls, handler in handlers.items()
             if isinstance(handler, SetBased)
         }
-        self._producer = producer
-        self._dead_letters = dead_letter_topic(settings.service_name)
+        self._dead_letters = DeadLetters(settings.service_name, producer, outbox, inbox)
         self.stats = ConsumerStats()
         self.offsets = OffsetCommitter(settings.consumer_commit_interval_ms)
         self.backoff = Backoff(settings.retry_backoff_s, settings.redelivery_backoff_max_s)
@@ -233,40 +237,60 @@ class BatchConsumer:
 
     async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         routed: list[Routed] = []
+        unreadable: list[DeadLetter] = []
         for record in records:
             try:
                 found = self._route(record)
             except PoisonMessageError as exc:
-                await self._dead_letter(record, str(exc), attempts=0)
+                unreadable.append(DeadLetter(record, str(exc), attempts=0))
                 continue
             if found is None:
                 self.stats.skipped += 1
             else:
                 routed.append(found)
-        if not routed:
-            return
         if self._sessionmaker is None:
+            for letter in unreadable:
+                self.stats.dead_lettered += await self._dead_letters.write(letter)
             for item in routed:
-                await self._apply_with_retries(item)
+                if failed := await self._apply_with_retries(item):
+                    self.stats.dead_lettered += await self._dead_letters.write(failed)
             return
-        if await self._apply_together(self._sessionmaker, routed):
+        if not routed and not unreadable:
             return
+        if await self._apply_together(self._sessionmaker, routed, unreadable):
+            return
+        written = 0
         async with batch_transaction(self._sessionmaker) as session:
+            for letter in unreadable:
+                written += await self._dead_letters.write(letter, session)
             for item in routed:
-                await self._apply_with_retries(item)
+                if failed := await self._apply_with_retries(item):
+                    written += await self._dead_letters.write(failed, session)
                 session.expunge_all()  # applied and flushed: keep the identity map small
+        self.stats.dead_lettered += written
 
-    async def _apply_together(self, sessionmaker: SessionMaker, routed: list[Routed]) -> bool:
-        """The fast path: every message in one transaction, no savepoints. False when a handler
-        failed: the transaction is rolled back, for the caller to apply one message at a time."""
+    async def _apply_together(
+        self, sessionmaker: SessionMaker, routed: list[Routed], unreadable: list[DeadLetter]
+    ) -> bool:
+        """The fast path: every message in one transaction, no savepoints, with the dead letters
+        of the records that could not be read. False when a handler failed: the transaction is
+        rolled back, for the caller to apply one message at a time."""
         try:
             async with batch_transaction(sessionmaker, savepoints=False) as session:
                 if self._inbox is not None:
                     await claim(
                         session,
                         self._inbox,
-                        [(item.envelope.id, item.envelope.type) for item in routed],
+                        [(item.envelope.id, item.envelope.type) for item in routed]
+                        + [
+                            (letter.id, DEAD_LETTER)
+                            for letter in unreadable
+                            if self._dead_letters.staged
+                        ],
                     )
+                written = 0
+                for letter in unreadable:
+                    written += await self._dead_letters.write(letter, session)
                 for run in runs_of_one_type(routed):
                     set_based = self._set_based.get(run[0].envelope.type)
                     if set_based is not None and len(run) > 1:
@@ -296,6 +320,7 @@ class BatchConsumer:
             )
             return False
         self.stats.applied += len(routed)
+        self.stats.dead_lettered += written
         return True
 
     def _route(self, record: ConsumerRecord[bytes, bytes]) -> Routed | None:
@@ -331,14 +356,15 @@ class BatchConsumer:
             raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
         return Routed(record, envelope, message, handler)
 
-    async def _apply_with_retries(self, item: Routed) -> None:
+    async def _apply_with_retries(self, item: Routed) -> DeadLetter | None:
+        """Apply one message, retried; its dead letter if it kept failing."""
         token = correlation_id.set(str(item.envelope.correlation_id))
         try:
-            await self._retry(item)
+            return await self._retry(item)
         finally:
             correlation_id.reset(token)
 
-    async def _retry(self, item: Routed) -> None:
+    async def _retry(self, item: Routed) -> DeadLetter | None:
         record, envelope, message, handler = item
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
@@ -351,40 +377,13 @@ class BatchConsumer:
                     raise
                 if attempt == attempts:
                     log.exception("%s %s failed %d times", envelope.type, envelope.id, attempts)
-                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts)
-                    return
+                    return DeadLetter(record, f"{type(exc).__name__}: {exc}", attempts)
                 self.stats.retried += 1
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)
             else:
                 self.stats.applied += 1
-                return
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int
-    ) -> None:
-        log.error(
-            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
-        )
-        headers = [
-            *(record.headers or ()),
-            ("dlq.reason", reason[:2000].encode()),
-            ("dlq.service", self._settings.service_name.encode()),
-            ("dlq.topic", record.topic.encode()),
-            ("dlq.partition", str(record.partition).encode()),
-            ("dlq.offset", str(record.offset).encode()),
-            ("dlq.attempts", str(attempts).encode()),
-            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
-            ("dlq.written_at", str(record.timestamp).encode()),
-        ]
-        producer = await self._producer.get()
-        try:
-            await producer.send_and_wait(
-                self._dead_letters.name, value=record.value, key=record.key, headers=headers
-            )
-        except KafkaError:
-            await self._producer.reset()
-            raise
-        self.stats.dead_lettered += 1
+                return None
+        raise AssertionError("unreachable: handler_attempts is at least 1")
 
 
 def runs_of_one_type(routed: Sequence[Routed]) -> list[list[Routed]]:

@@ -50,6 +50,7 @@ class Runtime:
         self._metadata = metadata
         self._migrations = migrations
         self._inbox = inbox
+        self._outbox = outbox
         self.producer = KafkaProducerHolder(settings.kafka_bootstrap_servers, settings.service_name)
         self.broker: KafkaBroker = create_broker(settings)
         self.engine: AsyncEngine | None = None
@@ -97,7 +98,7 @@ class Runtime:
             log.info("%s handles no messages yet; not consuming", self.settings.service_name)
             return None
         consumer = BatchConsumer(
-            self.settings, handlers, self.producer, self.sessionmaker, self._inbox
+            self.settings, handlers, self.producer, self.sessionmaker, self._inbox, self._outbox
         )
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
