@@ -591,6 +591,7 @@ def subscribe(
     @broker.subscriber(
         *(topic.name for topic in topics),
         group_id=settings.consumer_group,
+        group_instance_id=settings.consumer_instance_id,
         batch=True,
         max_records=settings.consumer_max_records,
         auto_offset_reset="earliest",
@@ -626,6 +627,20 @@ def subscribe(
         await offsets.applied(kafka, batch)
 
     return on_batch
+
+
+def leave_groups_when_stopped(broker: KafkaBroker) -> None:
+    """Have the broker's consumers leave their groups as they stop, as a dynamic member does.
+
+    A static member (``group_instance_id``) does not leave when it stops (KIP-345; aiokafka
+    sends no LeaveGroup for one): its partitions would wait for its session to expire before
+    another replica got them, and the group could not be reset (``python -m stack rewind``).
+    A crash still leaves them waiting for the same id to come back, at once, or for the
+    session's expiry."""
+    for subscriber in broker.subscribers:
+        coordinator = getattr(getattr(subscriber, "consumer", None), "_coordinator", None)
+        if coordinator is not None:
+            coordinator._group_instance_id = None  # aiokafka leaves as a dynamic member
 
 
 def _fetch_wait(wait_ms: int) -> tuple[int, int]:

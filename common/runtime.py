@@ -16,7 +16,13 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.broker import BatchConsumer, Handlers, create_broker, subscribe
+from common.broker import (
+    BatchConsumer,
+    Handlers,
+    create_broker,
+    leave_groups_when_stopped,
+    subscribe,
+)
 from common.db import (
     ReadPool,
     SessionMaker,
@@ -171,6 +177,7 @@ class Runtime:
         self.ready = False
         for consumer in self.consumers:
             await consumer.offsets.close()  # what is applied so far is not delivered again
+        leave_groups_when_stopped(self.broker)
         await self.broker.stop()
         for task in self._tasks:
             task.cancel()

@@ -35,6 +35,16 @@ class ServiceSettings(BaseSettings):
 
     consumer_group: str = ""
     """Defaults to the service name; tests give each run its own."""
+    consumer_replica: int = Field(default=1, ge=1)
+    """This process's slot among the replicas of its service (1, 2, ...): each replica running at
+    the same time needs its own. It names the consumer's static membership of its group."""
+    consumer_instance_id: str = ""
+    """The consumer's static member id in its group (Kafka's ``group.instance.id``); defaults to
+    ``<consumer_group>-<consumer_replica>``. A process restarted with the same id gets its
+    partitions back at once, instead of after the dead process's session timeout; a process
+    that stops gracefully leaves the group, and one that dies and stays away is dropped after
+    its session timeout. Two live processes with one id take the partitions from each other at
+    every heartbeat."""
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_session_timeout_ms: int = 30_000
     consumer_commit_interval_ms: int = Field(default=200, ge=0)
@@ -79,6 +89,8 @@ class ServiceSettings(BaseSettings):
             self.http_port = self.default_http_port
         if not self.consumer_group:
             self.consumer_group = self.service_name
+        if not self.consumer_instance_id:
+            self.consumer_instance_id = f"{self.consumer_group}-{self.consumer_replica}"
         if not self.database_name:
             self.database_name = self.service_name
 
