@@ -62,8 +62,8 @@ class OutboxMixin:
     correlation_id: Mapped[UUID]
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    headers: Mapped[list[list[str]] | None] = mapped_column(JSONB)
-    """A raw record's own Kafka headers, ``[name, base64 of the value]`` pairs (see
+    headers: Mapped[list[list[str | None]] | None] = mapped_column(JSONB)
+    """A raw record's own Kafka headers, ``[name, base64 of the value or null]`` pairs (see
     :func:`stage_record`); none for a message, whose headers the relay makes from its type and
     correlation id."""
 
@@ -112,7 +112,7 @@ def stage_record(
     topic: str,
     key: bytes | None,
     value: bytes | None,
-    headers: Sequence[tuple[str, bytes]],
+    headers: Sequence[tuple[str, bytes | None]],
 ) -> None:
     """Add a record to the outbox to be published as it is, with its own key, value and headers
     (a dead letter: another record's, with the reason added), in ``session``'s transaction.
@@ -128,7 +128,12 @@ def stage_record(
             "message_type": record_type,
             "correlation_id": record_id,
             "payload": value,
-            "headers": Jsonb([[name, b64encode(value).decode()] for name, value in headers]),
+            "headers": Jsonb(
+                [
+                    [name, None if data is None else b64encode(data).decode()]
+                    for name, data in headers
+                ]
+            ),
         },
     )
 
@@ -138,8 +143,8 @@ def _defer(session: AsyncSession, outbox: type[OutboxMixin], row: dict[str, Any]
     session.info[_STAGED] = True
 
 
-def _kafka_headers_of(stored: list[list[str]]) -> list[tuple[str, bytes]]:
-    return [(name, b64decode(value)) for name, value in stored]
+def _kafka_headers_of(stored: list[list[str | None]]) -> list[tuple[str, bytes | None]]:
+    return [(str(name), None if data is None else b64decode(data)) for name, data in stored]
 
 
 _STAGED = "outbox_staged"

@@ -42,7 +42,7 @@ def consumer_record(
     partition: int = 0,
     offset: int = 0,
     key: bytes | None = b"k",
-    headers: tuple[tuple[str, bytes], ...] = (),
+    headers: tuple[tuple[str, bytes | None], ...] = (),
 ) -> ConsumerRecord[bytes, bytes]:
     """A record as aiokafka hands it to a consumer, for tests that hand a consumer records."""
     return ConsumerRecord(

@@ -110,3 +110,31 @@ async def test_the_redrive_command_names_the_refused_offsets_and_exits_1(
     assert code == 1, output
     assert "re-drove 0 message(s)" in output
     assert f"refused offsets {offset}:" in output and "--force" in output
+
+
+async def test_a_letter_with_a_header_without_a_value_is_listed_and_redriven_with_it(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    event = UserRegistered(user_id=uuid4(), name="Nil", email="nil@example.com", role="Customer")
+    value = encode(event.envelope())
+    sent = await producer.send_and_wait(
+        dead_letter_topic("notification_svc").name,
+        value,
+        key=event.key(),
+        headers=[
+            ("type", b"UserRegistered"),
+            ("blank", None),
+            ("dlq.topic", USERS_EVENTS.name.encode()),
+            ("dlq.reason", b"a header without a value"),
+        ],
+    )
+
+    letters = await dlq.read(infra.kafka_bootstrap, "notification_svc")
+    [letter] = [letter for letter in letters if letter.offset == sent.offset]
+    assert letter.headers["dlq.reason"] == "a header without a value"
+    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {sent.offset}) == (1, [])
+    records = await read_topic(
+        infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
+    )
+    [again] = [r for r in records if r.value == value]
+    assert ("blank", None) in again.headers and ("type", b"UserRegistered") in again.headers
