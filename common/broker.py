@@ -44,7 +44,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
 import psycopg
@@ -600,6 +600,7 @@ def subscribe(
         fetch_min_bytes=fetch_min_bytes,
         fetch_max_wait_ms=fetch_max_wait_ms,
         heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
+        parser=_parsed,
         decoder=_message,
     )
     async def on_batch(message: KafkaMessage) -> None:
@@ -650,6 +651,29 @@ def _fetch_wait(wait_ms: int) -> tuple[int, int]:
     if wait_ms == 0:
         return 1, 500
     return 1 << 20, wait_ms
+
+
+async def _parsed(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[KafkaMessage]],
+) -> KafkaMessage:
+    """FastStream's parsing of a batch, which decodes every header value as UTF-8 text. A
+    header without a value, or with bytes that are no text (Kafka allows both), would fail the
+    batch before the consumer sees it, at every delivery: such a batch is parsed from copies
+    whose header values are made text, and the consumer gets the records as they came."""
+    try:
+        return await parse(records)
+    except (AttributeError, UnicodeDecodeError):
+        message = await parse(tuple(_with_text_headers(record) for record in records))
+        message.raw_message = records
+        return message
+
+
+def _with_text_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = [
+        (name, (value or b"").decode(errors="replace").encode()) for name, value in record.headers
+    ]
+    return replace(record, headers=headers)
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:

@@ -93,6 +93,34 @@ async def test_a_deadlock_in_a_direct_statement_is_retried_until_it_clears_not_d
     assert [letter for letter in letters if letter.key == event.key()] == []
 
 
+async def test_a_record_whose_headers_are_not_text_is_applied_and_the_consumer_goes_on(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer
+) -> None:
+    odd, plain = registered(), registered()
+    applied: list[UserRegistered] = []
+
+    def handlers(runtime: Runtime) -> Handlers:
+        async def remember(envelope: Envelope, message: UserRegistered) -> None:
+            applied.append(message)
+
+        return {UserRegistered: remember}
+
+    async with service(settings_for(Settings), handlers) as runtime:
+        envelope = odd.envelope()
+        headers = [("type", b"UserRegistered"), ("blank", None), ("binary", b"\xff\xfe")]
+        await producer.send_and_wait(
+            USERS_EVENTS.name, encode(envelope), key=odd.key(), headers=headers
+        )
+        after = plain.envelope()
+        await producer.send_and_wait(USERS_EVENTS.name, encode(after), key=odd.key())
+        await in_inbox(runtime, Inbox, after)
+
+    assert [m.user_id for m in applied if m.user_id in (odd.user_id, plain.user_id)] == [
+        odd.user_id,
+        plain.user_id,
+    ]
+
+
 def record_of(
     event: UserRegistered, offset: int, marker: tuple[str, bytes], value: bytes | None = None
 ) -> Any:
