@@ -26,12 +26,17 @@ few hundred milliseconds. A failure rewinds the batch's partitions instead
 And:
 
 - Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
-  dead-letter topic at once, with the reason and origin in headers.
+  dead-letter topic, with the reason and origin in headers.
 - A handler error is retried ``handler_attempts`` times; if it persists the record goes to the
   dead-letter topic and the consumer moves on.
-- An infrastructure error (database or broker unreachable) is never dead-lettered: the batch is
-  nacked, FastStream seeks back, and the records come again once the fault clears. The ones
-  already applied are absorbed by the inbox.
+- A dead letter is staged in the service's outbox in the batch's transaction, once per origin
+  offset (see :mod:`common.dead_letters`): a batch rolled back or delivered again writes none
+  twice.
+- An infrastructure error (the database or the broker away or busy: a lost connection, a
+  deadlock, a serialization failure, an admin shutdown; :func:`is_infrastructure_error`) is never
+  dead-lettered, however often it comes: after a pause that doubles with each failure in a row
+  (:class:`Backoff`), the batch is nacked, FastStream seeks back, and the records come again. The
+  ones already applied are absorbed by the inbox.
 """
 
 import asyncio
@@ -39,12 +44,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
-from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+import psycopg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -54,18 +58,20 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from common.db import SessionMaker, batch_transaction
+from common.dead_letters import DEAD_LETTER, DeadLetter, DeadLetters
 from common.inbox import InboxMixin, claim
 from common.logs import correlation_id
+from common.outbox import OutboxMixin
+from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
 from schemas.envelope import (
     Envelope,
     Message,
     UnknownMessageError,
     contract_for,
-    encode,
     is_known_type,
 )
-from schemas.topics import Topic, dead_letter_topic
+from schemas.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -95,81 +101,33 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     KafkaError,
     asyncio.TimeoutError,
 )
-
-
-class KafkaProducerHolder:
-    """One idempotent producer per process, rebuilt after a failure (aiokafka#1017)."""
-
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
-        self._client_id = client_id
-        self._producer: AIOKafkaProducer | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> AIOKafkaProducer:
-        async with self._lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap_servers,
-                    client_id=self._client_id,
-                    enable_idempotence=True,
-                    acks="all",
-                    linger_ms=2,
-                    request_timeout_ms=15_000,
-                )
-                await producer.start()
-                self._producer = producer
-            return self._producer
-
-    async def reset(self) -> None:
-        async with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await producer.stop()
-            except Exception:  # a broken producer may fail to stop; it is dropped either way
-                log.warning("producer did not stop cleanly", exc_info=True)
-
-    async def close(self) -> None:
-        await self.reset()
-
-
-def kafka_headers(message_type: str, correlation: UUID) -> list[tuple[str, bytes]]:
-    """Headers that repeat the envelope's type and correlation id, for tools that read headers."""
-    return [("type", message_type.encode()), ("correlation_id", str(correlation).encode())]
-
-
-async def publish(
-    producer: KafkaProducerHolder, message: Message, envelope: Envelope | None = None
-) -> Envelope:
-    """Publish ``message`` (in ``envelope``, else a new one) now and wait for Kafka's
-    acknowledgement.
-
-    For a process without a database (the gateway): the caller answers its client only once the
-    command is durable. Services with a database stage messages in their outbox instead.
-    """
-    envelope = envelope or message.envelope()
-    kafka = await producer.get()
-    try:
-        await kafka.send_and_wait(
-            message.TOPIC.name,
-            encode(envelope),
-            key=message.key(),
-            headers=kafka_headers(envelope.type, envelope.correlation_id),
-        )
-    except KafkaError:
-        await producer.reset()
-        raise
-    return envelope
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58", "55006", "55P03")
+"""SQLSTATEs (classes, or codes) of the database's passing failures: connection exceptions,
+transaction rollbacks (serialization failure, deadlock), insufficient resources, operator
+intervention (admin shutdown, crash shutdown, cancel), system errors, and an object or lock in
+use. The rest of psycopg's ``OperationalError`` family fails the same way on every try: a
+program limit (an index row too large), an error in a routine."""
 
 
 class PoisonMessageError(ValueError):
     """A record that no retry can fix: it goes to the dead-letter topic with this reason."""
 
 
-def _is_infrastructure_error(exc: BaseException) -> bool:
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database or the broker being away or busy, not from the
+    message or the handler: such a batch is delivered again, and never dead-lettered.
+
+    psycopg's own errors (the statements of :mod:`common.db` run on psycopg itself) and
+    SQLAlchemy's wrapping of them are told apart by their SQLSTATE (:data:`TRANSIENT_SQLSTATES`);
+    a psycopg error without one was raised by the client: the connection is lost or none came.
+    """
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    source = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(source, psycopg.Error):
+        if source.sqlstate is None:
+            return isinstance(source, psycopg.OperationalError)
+        return source.sqlstate.startswith(TRANSIENT_SQLSTATES)
     return isinstance(exc, INFRASTRUCTURE_ERRORS)
 
 
@@ -211,6 +169,26 @@ class ConsumerStats:
     otherwise (a batch's fixed cost is paid once; each call pays its statements)."""
 
 
+class Backoff:
+    """A pause that starts at ``first_s``, doubles with each failure in a row up to ``max_s``,
+    and starts again from ``first_s`` after a success."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self.failures = 0
+        """Failures in a row."""
+
+    def failed(self) -> float:
+        """Count a failure; the pause before the next try."""
+        pause: float = min(self._max_s, self._first_s * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return pause
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
 class BatchConsumer:
     """Applies batches of records to a service's handlers; see the module docstring."""
 
@@ -221,6 +199,7 @@ class BatchConsumer:
         producer: KafkaProducerHolder,
         sessionmaker: SessionMaker | None = None,
         inbox: type[InboxMixin] | None = None,
+        outbox: type[OutboxMixin] | None = None,
     ) -> None:
         self._settings = settings
         self._sessionmaker = sessionmaker
@@ -231,49 +210,87 @@ class BatchConsumer:
             for cls, handler in handlers.items()
             if isinstance(handler, SetBased)
         }
-        self._producer = producer
-        self._dead_letters = dead_letter_topic(settings.service_name)
+        self._dead_letters = DeadLetters(settings.service_name, producer, outbox, inbox)
         self.stats = ConsumerStats()
         self.offsets = OffsetCommitter(settings.consumer_commit_interval_ms)
+        self.backoff = Backoff(settings.retry_backoff_s, settings.redelivery_backoff_max_s)
 
     async def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Apply every record of a batch; see the module docstring for the two paths."""
+        """Apply every record of a batch; see the module docstring for the two paths. What
+        escapes (an infrastructure error) is raised after a pause that grows with each failure
+        in a row: FastStream then rewinds the batch's partitions, and it comes again."""
         self.stats.batches += 1
+        try:
+            await self._apply(records)
+        except Exception as exc:
+            pause = self.backoff.failed()
+            log.warning(
+                "a batch of %d records failed (%s: %s); it comes again in %.1fs",
+                len(records),
+                type(exc).__name__,
+                exc,
+                pause,
+            )
+            await asyncio.sleep(pause)
+            raise
+        self.backoff.succeeded()
+
+    async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         routed: list[Routed] = []
+        unreadable: list[DeadLetter] = []
         for record in records:
             try:
                 found = self._route(record)
             except PoisonMessageError as exc:
-                await self._dead_letter(record, str(exc), attempts=0)
+                unreadable.append(DeadLetter(record, str(exc), attempts=0))
                 continue
             if found is None:
                 self.stats.skipped += 1
             else:
                 routed.append(found)
-        if not routed:
-            return
         if self._sessionmaker is None:
+            for letter in unreadable:
+                self.stats.dead_lettered += await self._dead_letters.write(letter)
             for item in routed:
-                await self._apply_with_retries(item)
+                if failed := await self._apply_with_retries(item):
+                    self.stats.dead_lettered += await self._dead_letters.write(failed)
             return
-        if await self._apply_together(self._sessionmaker, routed):
+        if not routed and not unreadable:
             return
+        if await self._apply_together(self._sessionmaker, routed, unreadable):
+            return
+        written = 0
         async with batch_transaction(self._sessionmaker) as session:
+            for letter in unreadable:
+                written += await self._dead_letters.write(letter, session)
             for item in routed:
-                await self._apply_with_retries(item)
+                if failed := await self._apply_with_retries(item):
+                    written += await self._dead_letters.write(failed, session)
                 session.expunge_all()  # applied and flushed: keep the identity map small
+        self.stats.dead_lettered += written
 
-    async def _apply_together(self, sessionmaker: SessionMaker, routed: list[Routed]) -> bool:
-        """The fast path: every message in one transaction, no savepoints. False when a handler
-        failed: the transaction is rolled back, for the caller to apply one message at a time."""
+    async def _apply_together(
+        self, sessionmaker: SessionMaker, routed: list[Routed], unreadable: list[DeadLetter]
+    ) -> bool:
+        """The fast path: every message in one transaction, no savepoints, with the dead letters
+        of the records that could not be read. False when a handler failed: the transaction is
+        rolled back, for the caller to apply one message at a time."""
         try:
             async with batch_transaction(sessionmaker, savepoints=False) as session:
                 if self._inbox is not None:
                     await claim(
                         session,
                         self._inbox,
-                        [(item.envelope.id, item.envelope.type) for item in routed],
+                        [(item.envelope.id, item.envelope.type) for item in routed]
+                        + [
+                            (letter.id, DEAD_LETTER)
+                            for letter in unreadable
+                            if self._dead_letters.staged
+                        ],
                     )
+                written = 0
+                for letter in unreadable:
+                    written += await self._dead_letters.write(letter, session)
                 for run in runs_of_one_type(routed):
                     set_based = self._set_based.get(run[0].envelope.type)
                     if set_based is not None and len(run) > 1:
@@ -292,9 +309,7 @@ class BatchConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _is_infrastructure_error(exc):
-                log.warning("infrastructure error in a batch; will redeliver: %s", exc)
-                await asyncio.sleep(self._settings.retry_backoff_s * 5)
+            if is_infrastructure_error(exc):
                 raise
             self.stats.one_at_a_time += 1
             log.warning(
@@ -305,6 +320,7 @@ class BatchConsumer:
             )
             return False
         self.stats.applied += len(routed)
+        self.stats.dead_lettered += written
         return True
 
     def _route(self, record: ConsumerRecord[bytes, bytes]) -> Routed | None:
@@ -340,14 +356,15 @@ class BatchConsumer:
             raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
         return Routed(record, envelope, message, handler)
 
-    async def _apply_with_retries(self, item: Routed) -> None:
+    async def _apply_with_retries(self, item: Routed) -> DeadLetter | None:
+        """Apply one message, retried; its dead letter if it kept failing."""
         token = correlation_id.set(str(item.envelope.correlation_id))
         try:
-            await self._retry(item)
+            return await self._retry(item)
         finally:
             correlation_id.reset(token)
 
-    async def _retry(self, item: Routed) -> None:
+    async def _retry(self, item: Routed) -> DeadLetter | None:
         record, envelope, message, handler = item
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
@@ -356,48 +373,17 @@ class BatchConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_infrastructure_error(exc):
-                    log.warning(
-                        "infrastructure error on %s; will redeliver: %s", envelope.type, exc
-                    )
-                    await asyncio.sleep(self._settings.retry_backoff_s * 5)
+                if is_infrastructure_error(exc):
                     raise
                 if attempt == attempts:
                     log.exception("%s %s failed %d times", envelope.type, envelope.id, attempts)
-                    await self._dead_letter(record, f"{type(exc).__name__}: {exc}", attempts)
-                    return
+                    return DeadLetter(record, f"{type(exc).__name__}: {exc}", attempts)
                 self.stats.retried += 1
                 await asyncio.sleep(self._settings.retry_backoff_s * attempt)
             else:
                 self.stats.applied += 1
-                return
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int
-    ) -> None:
-        log.error(
-            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
-        )
-        headers = [
-            *(record.headers or ()),
-            ("dlq.reason", reason[:2000].encode()),
-            ("dlq.service", self._settings.service_name.encode()),
-            ("dlq.topic", record.topic.encode()),
-            ("dlq.partition", str(record.partition).encode()),
-            ("dlq.offset", str(record.offset).encode()),
-            ("dlq.attempts", str(attempts).encode()),
-            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
-            ("dlq.written_at", str(record.timestamp).encode()),
-        ]
-        producer = await self._producer.get()
-        try:
-            await producer.send_and_wait(
-                self._dead_letters.name, value=record.value, key=record.key, headers=headers
-            )
-        except KafkaError:
-            await self._producer.reset()
-            raise
-        self.stats.dead_lettered += 1
+                return None
+        raise AssertionError("unreachable: handler_attempts is at least 1")
 
 
 def runs_of_one_type(routed: Sequence[Routed]) -> list[list[Routed]]:
@@ -605,6 +591,7 @@ def subscribe(
     @broker.subscriber(
         *(topic.name for topic in topics),
         group_id=settings.consumer_group,
+        group_instance_id=settings.consumer_instance_id,
         batch=True,
         max_records=settings.consumer_max_records,
         auto_offset_reset="earliest",
@@ -613,6 +600,7 @@ def subscribe(
         fetch_min_bytes=fetch_min_bytes,
         fetch_max_wait_ms=fetch_max_wait_ms,
         heartbeat_interval_ms=settings.consumer_session_timeout_ms // 10,
+        parser=_parsed,
         decoder=_message,
     )
     async def on_batch(message: KafkaMessage) -> None:
@@ -642,6 +630,20 @@ def subscribe(
     return on_batch
 
 
+def leave_groups_when_stopped(broker: KafkaBroker) -> None:
+    """Have the broker's consumers leave their groups as they stop, as a dynamic member does.
+
+    A static member (``group_instance_id``) does not leave when it stops (KIP-345; aiokafka
+    sends no LeaveGroup for one): its partitions would wait for its session to expire before
+    another replica got them, and the group could not be reset (``python -m stack rewind``).
+    A crash still leaves them waiting for the same id to come back, at once, or for the
+    session's expiry."""
+    for subscriber in broker.subscribers:
+        coordinator = getattr(getattr(subscriber, "consumer", None), "_coordinator", None)
+        if coordinator is not None:
+            coordinator._group_instance_id = None  # aiokafka leaves as a dynamic member
+
+
 def _fetch_wait(wait_ms: int) -> tuple[int, int]:
     """``fetch_min_bytes`` and ``fetch_max_wait_ms`` for a fetch the broker answers once
     ``wait_ms`` have passed (or a megabyte is there), or, for 0, as soon as one record is there
@@ -649,6 +651,29 @@ def _fetch_wait(wait_ms: int) -> tuple[int, int]:
     if wait_ms == 0:
         return 1, 500
     return 1 << 20, wait_ms
+
+
+async def _parsed(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[KafkaMessage]],
+) -> KafkaMessage:
+    """FastStream's parsing of a batch, which decodes every header value as UTF-8 text. A
+    header without a value, or with bytes that are no text (Kafka allows both), would fail the
+    batch before the consumer sees it, at every delivery: such a batch is parsed from copies
+    whose header values are made text, and the consumer gets the records as they came."""
+    try:
+        return await parse(records)
+    except (AttributeError, UnicodeDecodeError):
+        message = await parse(tuple(_with_text_headers(record) for record in records))
+        message.raw_message = records
+        return message
+
+
+def _with_text_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = [
+        (name, (value or b"").decode(errors="replace").encode()) for name, value in record.headers
+    ]
+    return replace(record, headers=headers)
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:

@@ -3,17 +3,20 @@
 A use case stages its outgoing messages in the ``outbox`` table inside its own transaction, so the
 state change and the messages commit or vanish together. The relay publishes committed rows with
 an idempotent producer, in commit order, and deletes them only after Kafka acknowledged them: a
-crash in between publishes them again, which the consumers' inboxes absorb.
+crash in between publishes them again, which the consumers' inboxes absorb. A row may also hold a
+raw record to publish as it is, with headers of its own (a dead letter, :func:`stage_record`).
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -26,11 +29,12 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from common.broker import KafkaProducerHolder, kafka_headers
 from common.db import PSYCOPG, defer_insert, libpq_url, table_of
+from common.producer import KafkaProducerHolder, kafka_headers
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -53,11 +57,15 @@ class OutboxMixin:
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     message_id: Mapped[UUID] = mapped_column(unique=True)
     topic: Mapped[str] = mapped_column(String(255))
-    key: Mapped[bytes] = mapped_column(LargeBinary)
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
     message_type: Mapped[str] = mapped_column(String(100))
     correlation_id: Mapped[UUID]
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    headers: Mapped[list[list[str | None]] | None] = mapped_column(JSONB)
+    """A raw record's own Kafka headers, ``[name, base64 of the value or null]`` pairs (see
+    :func:`stage_record`); none for a message, whose headers the relay makes from its type and
+    correlation id."""
 
 
 def stage(
@@ -80,9 +88,9 @@ def stage(
     if cause is not None:
         correlation_id, causation_id = cause.correlation_id, cause.id
     envelope = message.envelope(correlation_id=correlation_id, causation_id=causation_id)
-    defer_insert(
+    _defer(
         session,
-        table_of(outbox),
+        outbox,
         {
             "message_id": envelope.id,
             "topic": message.TOPIC.name,
@@ -92,8 +100,51 @@ def stage(
             "payload": encode(envelope),
         },
     )
-    session.info[_STAGED] = True
     return envelope
+
+
+def stage_record(
+    session: AsyncSession,
+    outbox: type[OutboxMixin],
+    *,
+    record_id: UUID,
+    record_type: str,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+) -> None:
+    """Add a record to the outbox to be published as it is, with its own key, value and headers
+    (a dead letter: another record's, with the reason added), in ``session``'s transaction.
+    ``record_id`` names the row, and stands for its correlation id too (its headers carry the
+    record's own, if it had one)."""
+    _defer(
+        session,
+        outbox,
+        {
+            "message_id": record_id,
+            "topic": topic,
+            "key": key,
+            "message_type": record_type,
+            "correlation_id": record_id,
+            "payload": value,
+            "headers": Jsonb(
+                [
+                    [name, None if data is None else b64encode(data).decode()]
+                    for name, data in headers
+                ]
+            ),
+        },
+    )
+
+
+def _defer(session: AsyncSession, outbox: type[OutboxMixin], row: dict[str, Any]) -> None:
+    defer_insert(session, table_of(outbox), row)
+    session.info[_STAGED] = True
+
+
+def _kafka_headers_of(stored: list[list[str | None]]) -> list[tuple[str, bytes | None]]:
+    return [(str(name), None if data is None else b64decode(data)) for name, data in stored]
 
 
 _STAGED = "outbox_staged"
@@ -154,6 +205,7 @@ class OutboxRelay:
                 table.c.payload,
                 table.c.message_type,
                 table.c.correlation_id,
+                table.c.headers,
             )
         )
         # Run on a connection of the relay's own, straight through psycopg: a round is two round
@@ -192,8 +244,12 @@ class OutboxRelay:
             if rows:  # none: nothing to publish, or another replica is publishing this outbox
                 producer = await self._producer.get()
                 acks: list[asyncio.Future[Any]] = []
-                for _, topic, key, payload, message_type, correlation in rows:
-                    headers = kafka_headers(message_type, correlation)
+                for _, topic, key, payload, message_type, correlation, own in rows:
+                    headers = (
+                        kafka_headers(message_type, correlation)
+                        if own is None
+                        else _kafka_headers_of(own)
+                    )
                     acks.append(await producer.send(topic, value=payload, key=key, headers=headers))
                 await asyncio.gather(*acks)
             await connection.execute("COMMIT")

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.broker import (
     BatchConsumer,
     Handlers,
-    KafkaProducerHolder,
     create_broker,
+    leave_groups_when_stopped,
     subscribe,
 )
 from common.db import (
@@ -33,6 +33,7 @@ from common.db import (
 )
 from common.inbox import InboxMixin, forget_old
 from common.outbox import OutboxMixin, OutboxRelay
+from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
 from schemas.topics import REDELIVERY_HOURS, Topic
 
@@ -55,6 +56,7 @@ class Runtime:
         self._metadata = metadata
         self._migrations = migrations
         self._inbox = inbox
+        self._outbox = outbox
         self.producer = KafkaProducerHolder(settings.kafka_bootstrap_servers, settings.service_name)
         self.broker: KafkaBroker = create_broker(settings)
         self.engine: AsyncEngine | None = None
@@ -103,7 +105,7 @@ class Runtime:
             log.info("%s handles no messages yet; not consuming", self.settings.service_name)
             return None
         consumer = BatchConsumer(
-            self.settings, handlers, self.producer, self.sessionmaker, self._inbox
+            self.settings, handlers, self.producer, self.sessionmaker, self._inbox, self._outbox
         )
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
@@ -176,6 +178,7 @@ class Runtime:
         self.ready = False
         for consumer in self.consumers:
             await consumer.offsets.close()  # what is applied so far is not delivered again
+        leave_groups_when_stopped(self.broker)
         await self.broker.stop()
         for task in self._tasks:
             task.cancel()

@@ -35,6 +35,16 @@ class ServiceSettings(BaseSettings):
 
     consumer_group: str = ""
     """Defaults to the service name; tests give each run its own."""
+    consumer_replica: int = Field(default=1, ge=1)
+    """This process's slot among the replicas of its service (1, 2, ...): each replica running at
+    the same time needs its own. It names the consumer's static membership of its group."""
+    consumer_instance_id: str = ""
+    """The consumer's static member id in its group (Kafka's ``group.instance.id``); defaults to
+    ``<consumer_group>-<consumer_replica>``. A process restarted with the same id gets its
+    partitions back at once, instead of after the dead process's session timeout; a process
+    that stops gracefully leaves the group, and one that dies and stays away is dropped after
+    its session timeout. Two live processes with one id take the partitions from each other at
+    every heartbeat."""
     consumer_max_records: int = Field(default=500, ge=1)
     consumer_session_timeout_ms: int = 30_000
     consumer_commit_interval_ms: int = Field(default=200, ge=0)
@@ -53,6 +63,12 @@ class ServiceSettings(BaseSettings):
     handler_attempts: int = Field(default=3, ge=1)
     """Tries of one message before it goes to the dead-letter topic."""
     retry_backoff_s: float = 0.2
+    """The pause before a failed message's next try, times the tries so far; and the first
+    pause before a batch that failed on the database or the broker comes again."""
+    redelivery_backoff_max_s: float = Field(default=2.0, gt=0)
+    """A batch that failed on the database or the broker (never dead-lettered) comes again after
+    a pause that doubles with each failure in a row up to this, and starts again at
+    ``retry_backoff_s`` once a batch applies."""
 
     read_pool_size: int = Field(default=4, ge=1)
     """Connections at most for the hottest HTTP reads (common.db.ReadPool), opened on demand."""
@@ -73,6 +89,8 @@ class ServiceSettings(BaseSettings):
             self.http_port = self.default_http_port
         if not self.consumer_group:
             self.consumer_group = self.service_name
+        if not self.consumer_instance_id:
+            self.consumer_instance_id = f"{self.consumer_group}-{self.consumer_replica}"
         if not self.database_name:
             self.database_name = self.service_name
 

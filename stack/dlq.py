@@ -34,6 +34,9 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
+    """Its headers as text, to read (one without a value is left out)."""
+    record_headers: tuple[tuple[str, bytes | None], ...]
+    """Its headers as they are, to re-drive."""
     written_at: datetime
     """When its message was first written to its topic (the dead letter's own time for a
     letter from before ``dlq.written_at`` was recorded)."""
@@ -70,7 +73,9 @@ async def read(bootstrap: str, service: str) -> list[DeadLetter]:
 
 
 def _letter(service: str, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
-    headers = {name: value.decode(errors="replace") for name, value in record.headers}
+    headers = {
+        name: value.decode(errors="replace") for name, value in record.headers if value is not None
+    }
     written_ms = int(headers.get("dlq.written_at") or record.timestamp)
     return DeadLetter(
         service=service,
@@ -78,6 +83,7 @@ def _letter(service: str, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         key=record.key,
         value=record.value,
         headers=headers,
+        record_headers=tuple(record.headers),
         written_at=datetime.fromtimestamp(written_ms / 1000, UTC),
     )
 
@@ -111,8 +117,8 @@ async def redrive(
             if not origin:
                 continue
             headers = [
-                (name, value.encode())
-                for name, value in letter.headers.items()
+                (name, value)
+                for name, value in letter.record_headers
                 if not name.startswith("dlq.")
             ]
             headers.append(("dlq.redriven_from", f"{service}.dlq@{letter.offset}".encode()))

@@ -41,8 +41,8 @@ def consumer_record(
     *,
     partition: int = 0,
     offset: int = 0,
-    key: bytes = b"k",
-    headers: tuple[tuple[str, bytes], ...] = (),
+    key: bytes | None = b"k",
+    headers: tuple[tuple[str, bytes | None], ...] = (),
 ) -> ConsumerRecord[bytes, bytes]:
     """A record as aiokafka hands it to a consumer, for tests that hand a consumer records."""
     return ConsumerRecord(
@@ -54,7 +54,7 @@ def consumer_record(
         key=key,
         value=value,
         checksum=None,
-        serialized_key_size=len(key),
+        serialized_key_size=len(key or b""),
         serialized_value_size=len(value or b""),
         headers=headers,
     )

@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from common.broker import KafkaProducerHolder, publish
+from common.producer import KafkaProducerHolder, publish
 from gateway_svc.clients import Upstreams, unavailable
 from gateway_svc.facts import Facts
 from gateway_svc.settings import Settings

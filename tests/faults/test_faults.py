@@ -171,6 +171,7 @@ def stalled_consumer(fs: FaultShop) -> None:
         "KAFKA_BOOTSTRAP_SERVERS": fs.bootstrap,
         "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{fs.shop.env['SHOP_PG_PORT']}/postgres",
         "HTTP_PORT": str(8002 + int(fs.shop.env["SHOP_HTTP_PORT_OFFSET"]) + 50),
+        "CONSUMER_REPLICA": "2",
     }
     replica = subprocess.Popen(
         [sys.executable, "-m", "order_svc"],

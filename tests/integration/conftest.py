@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
-from common.broker import BatchConsumer, Handlers, kafka_headers
+from common.broker import BatchConsumer, Handlers
 from common.inbox import InboxMixin
+from common.producer import kafka_headers
 from common.runtime import Runtime
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, Message, encode

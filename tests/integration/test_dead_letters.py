@@ -57,12 +57,13 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
     assert not any(name == "dlq.reason" for name, _ in again.headers)
 
 
-async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
-    """A dead letter whose message was written longer ago than the inboxes keep ids: its
-    offset and value."""
+async def _letter(
+    producer: AIOKafkaProducer, reason: bytes, *headers: tuple[str, bytes | None]
+) -> tuple[int, bytes]:
+    """A dead letter of a new ``UserRegistered`` from ``users.events``, written straight to
+    notification_svc's dead-letter topic with ``headers`` besides: its offset and value."""
     event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
     value = encode(event.envelope())
-    written = datetime.now(UTC) - dlq.inbox_keep("notification_svc") - timedelta(hours=1)
     sent = await producer.send_and_wait(
         dead_letter_topic("notification_svc").name,
         value,
@@ -70,11 +71,22 @@ async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
         headers=[
             ("type", b"UserRegistered"),
             ("dlq.topic", USERS_EVENTS.name.encode()),
-            ("dlq.reason", b"a cause mended too late"),
-            ("dlq.written_at", str(int(written.timestamp() * 1000)).encode()),
+            ("dlq.reason", reason),
+            *headers,
         ],
     )
     return sent.offset, value
+
+
+async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
+    """A dead letter whose message was written longer ago than the inboxes keep ids: its
+    offset and value."""
+    written = datetime.now(UTC) - dlq.inbox_keep("notification_svc") - timedelta(hours=1)
+    return await _letter(
+        producer,
+        b"a cause mended too late",
+        ("dlq.written_at", str(int(written.timestamp() * 1000)).encode()),
+    )
 
 
 async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_forced(
@@ -110,3 +122,19 @@ async def test_the_redrive_command_names_the_refused_offsets_and_exits_1(
     assert code == 1, output
     assert "re-drove 0 message(s)" in output
     assert f"refused offsets {offset}:" in output and "--force" in output
+
+
+async def test_a_letter_with_a_header_without_a_value_is_listed_and_redriven_with_it(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    offset, value = await _letter(producer, b"a header without a value", ("blank", None))
+
+    letters = await dlq.read(infra.kafka_bootstrap, "notification_svc")
+    [letter] = [letter for letter in letters if letter.offset == offset]
+    assert letter.headers["dlq.reason"] == "a header without a value"
+    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset}) == (1, [])
+    records = await read_topic(
+        infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
+    )
+    [again] = [r for r in records if r.value == value]
+    assert ("blank", None) in again.headers and ("type", b"UserRegistered") in again.headers

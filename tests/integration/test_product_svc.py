@@ -573,7 +573,8 @@ async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     settings = settings_for(Settings, consumer_session_timeout_ms=6000)
-    async with running(create_app(settings)) as one, running(create_app(settings)) as two:
+    other = settings.model_copy(update={"consumer_instance_id": f"{settings.consumer_group}-2"})
+    async with running(create_app(settings)) as one, running(create_app(other)) as two:
         consumers = [runtime.broker.subscribers[0].consumer for runtime in (one, two)]
 
         def orders_partitions() -> list[set[int]]:

@@ -3,11 +3,13 @@
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 from aiokafka import ConsumerRecord
-from sqlalchemy.exc import OperationalError
+from psycopg import errors
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from common.broker import BatchConsumer, Routed, runs_of_one_type
+from common.broker import Backoff, BatchConsumer, Routed, is_infrastructure_error, runs_of_one_type
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.users import UserRegistered, UserUpdated
@@ -97,6 +99,72 @@ async def test_infrastructure_error_is_raised_for_redelivery_not_dead_lettered()
     with pytest.raises(OperationalError):
         await subject.apply_batch([record(registered())])
     assert producer.sent == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.DeadlockDetected("deadlock detected"),
+        errors.SerializationFailure("could not serialize access"),
+        errors.AdminShutdown("terminating connection due to administrator command"),
+        errors.CannotConnectNow("the database system is starting up"),
+        errors.TooManyConnections("too many clients"),
+        errors.LockNotAvailable("could not obtain lock"),
+        psycopg.OperationalError("connection failed: Connection refused"),
+        DBAPIError("SELECT 1", {}, errors.DeadlockDetected("deadlock detected")),
+        OperationalError("SELECT 1", {}, errors.AdminShutdown("terminating connection")),
+        ConnectionResetError(),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_passing_failure_of_the_database_is_infrastructure_as_raised_or_wrapped(
+    error: BaseException,
+) -> None:
+    assert is_infrastructure_error(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.ProgramLimitExceeded("index row size exceeds btree maximum"),
+        errors.UniqueViolation("duplicate key value"),
+        OperationalError("INSERT", {}, errors.ProgramLimitExceeded("index row size")),
+        RuntimeError("boom"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_an_error_that_fails_every_try_alike_is_not_infrastructure(error: BaseException) -> None:
+    assert not is_infrastructure_error(error)
+
+
+def test_the_pause_before_a_redelivery_doubles_to_its_cap_and_starts_over_after_success() -> None:
+    backoff = Backoff(0.2, 2.0)
+    pauses = [backoff.failed() for _ in range(6)]
+    backoff.succeeded()
+    assert pauses == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    assert backoff.failed() == 0.2
+
+
+async def test_infrastructure_errors_in_a_row_grow_the_pause_and_a_batch_applied_resets_it() -> (
+    None
+):
+    failures = 3
+
+    async def deadlocked_three_times(envelope: Envelope, event: UserRegistered) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise errors.DeadlockDetected("deadlock detected")
+
+    subject, producer = consumer(deadlocked_three_times)
+    batch = [record(registered())]
+    for _ in range(3):
+        with pytest.raises(errors.DeadlockDetected):
+            await subject.apply_batch(batch)
+    assert subject.backoff.failures == 3
+    await subject.apply_batch(batch)
+    assert subject.backoff.failures == 0
+    assert producer.sent == [] and subject.stats.applied == 1
 
 
 async def test_poison_goes_to_dead_letters_and_batch_goes_on() -> None:

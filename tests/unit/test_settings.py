@@ -34,6 +34,19 @@ def test_defaults_match_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.http_port == 8002
     assert settings.consumer_group == "order_svc"
+    assert settings.consumer_instance_id == "order_svc-1"
+
+
+def test_each_replica_is_a_static_member_of_its_group_by_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("CONSUMER_GROUP", "CONSUMER_REPLICA", "CONSUMER_INSTANCE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CONSUMER_REPLICA", "2")
+    assert Settings().consumer_instance_id == "order_svc-2"
+    assert Settings(consumer_group="orders-b").consumer_instance_id == "orders-b-2"
+    monkeypatch.setenv("CONSUMER_INSTANCE_ID", "orders-east-1")
+    assert Settings().consumer_instance_id == "orders-east-1"
 
 
 def refusal(monkeypatch: pytest.MonkeyPatch, **environment: str) -> str:

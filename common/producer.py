@@ -1,0 +1,78 @@
+"""Producing: one idempotent producer per process, and publishing a message at once."""
+
+import asyncio
+import logging
+from uuid import UUID
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from schemas.envelope import Envelope, Message, encode
+
+log = logging.getLogger(__name__)
+
+
+class KafkaProducerHolder:
+    """One idempotent producer per process, rebuilt after a failure (aiokafka#1017)."""
+
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap_servers,
+                    client_id=self._client_id,
+                    enable_idempotence=True,
+                    acks="all",
+                    linger_ms=2,
+                    request_timeout_ms=15_000,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
+
+    async def reset(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:  # a broken producer may fail to stop; it is dropped either way
+                log.warning("producer did not stop cleanly", exc_info=True)
+
+    async def close(self) -> None:
+        await self.reset()
+
+
+def kafka_headers(message_type: str, correlation: UUID) -> list[tuple[str, bytes]]:
+    """Headers that repeat the envelope's type and correlation id, for tools that read headers."""
+    return [("type", message_type.encode()), ("correlation_id", str(correlation).encode())]
+
+
+async def publish(
+    producer: KafkaProducerHolder, message: Message, envelope: Envelope | None = None
+) -> Envelope:
+    """Publish ``message`` (in ``envelope``, else a new one) now and wait for Kafka's
+    acknowledgement.
+
+    For a process without a database (the gateway): the caller answers its client only once the
+    command is durable. Services with a database stage messages in their outbox instead.
+    """
+    envelope = envelope or message.envelope()
+    kafka = await producer.get()
+    try:
+        await kafka.send_and_wait(
+            message.TOPIC.name,
+            encode(envelope),
+            key=message.key(),
+            headers=kafka_headers(envelope.type, envelope.correlation_id),
+        )
+    except KafkaError:
+        await producer.reset()
+        raise
+    return envelope
