@@ -93,7 +93,14 @@ class Runtime:
         self._on_stop: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.ready = False
         if inbox is not None and self.sessionmaker is not None:
-            self.run_in_background("inbox-forget", self._forget_old_ids)
+            if settings.inbox_keep_hours < REDELIVERY_HOURS:
+                log.warning(
+                    "INBOX_KEEP_HOURS is %g: Kafka may deliver a message again up to %d hours"
+                    " after it was written, and one whose id is forgotten by then is applied twice",
+                    settings.inbox_keep_hours,
+                    REDELIVERY_HOURS,
+                )
+            self.every("inbox-forget", settings.inbox_forget_interval_s, self._forget_old_ids)
 
     def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer | None:
         """Join the service's consumer group on ``topics`` and apply ``handlers``.
@@ -122,29 +129,33 @@ class Runtime:
         runs; it starts after migrations and is cancelled on stop, before the connections close."""
         self._background.append((name, loop))
 
+    def every(
+        self, name: str, interval_s: float, step: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run ``step()`` now and then every ``interval_s`` while the service runs (see
+        :meth:`run_in_background`). A step that fails is logged and the next round tries again:
+        the database, or a system outside, may be away for a while."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await step()
+                except Exception:
+                    log.warning("%s failed; again in %g s", name, interval_s, exc_info=True)
+                await asyncio.sleep(interval_s)
+
+        self.run_in_background(name, loop)
+
     async def _forget_old_ids(self) -> None:
         assert self.sessionmaker is not None and self._inbox is not None
         keep = timedelta(hours=self.settings.inbox_keep_hours)
-        if self.settings.inbox_keep_hours < REDELIVERY_HOURS:
-            log.warning(
-                "INBOX_KEEP_HOURS is %g: Kafka may deliver a message again up to %d hours after"
-                " it was written, and one whose id is forgotten by then is applied twice",
+        forgotten = await forget_old(self.sessionmaker, self._inbox, keep)
+        if forgotten:
+            log.info(
+                "forgot %d inbox ids older than %g hours",
+                forgotten,
                 self.settings.inbox_keep_hours,
-                REDELIVERY_HOURS,
             )
-        while True:
-            try:
-                forgotten = await forget_old(self.sessionmaker, self._inbox, keep)
-            except Exception:  # the database may be away for a while; the next round retries
-                log.warning("could not forget the inbox's old ids", exc_info=True)
-            else:
-                if forgotten:
-                    log.info(
-                        "forgot %d inbox ids older than %g hours",
-                        forgotten,
-                        self.settings.inbox_keep_hours,
-                    )
-            await asyncio.sleep(self.settings.inbox_forget_interval_s)
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Call ``close()`` when the service stops, after its loops ended."""

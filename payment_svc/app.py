@@ -1,6 +1,5 @@
 """payment_svc's composition root."""
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -46,19 +45,13 @@ def create_app(
 
     async def sweep() -> None:
         """Settle the charges left without an outcome (see services.settle_stale_charges)."""
-        while True:
-            await asyncio.sleep(settings.charge_sweep_interval_s)
-            try:
-                settled = await services.settle_stale_charges(
-                    sessionmaker, provider, older_than_s=settings.charge_settle_after_s
-                )
-            except Exception:  # the database or the provider away: the next round retries
-                log.warning("could not settle stale charges", exc_info=True)
-            else:
-                if settled:
-                    log.warning("settled %d charge(s) from the provider", settled)
+        settled = await services.settle_stale_charges(
+            sessionmaker, provider, older_than_s=settings.charge_settle_after_s
+        )
+        if settled:
+            log.warning("settled %d charge(s) from the provider", settled)
 
-    runtime.run_in_background("charge-sweep", sweep)
+    runtime.every("charge-sweep", settings.charge_sweep_interval_s, sweep)
     table = handlers.handlers(sessionmaker, runtime.reads, provider)
     runtime.consume(handlers.TOPICS, table)
     commands = command_router(table, handlers.APPLIED_AT_ONCE)
