@@ -49,7 +49,7 @@ from schemas.products import StockReserved
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_ORDER_LOCKS = 0x5E0B_0003
+ORDER_LOCKS = 0x5E0B_0003
 """First key of the two-key advisory locks that serialise the messages of one order."""
 
 
@@ -139,7 +139,7 @@ async def charge_order(
             # round trip (the simulator's, a commit to its ledger).
             answers = await asyncio.gather(
                 *(
-                    _asked(
+                    ask_provider(
                         partial(
                             provider.charge,
                             idempotency_key=domain.charge_key(event.order_id),
@@ -166,7 +166,7 @@ then costs a retry, not the whole batch applied again one message at a time."""
 PROVIDER_TIMEOUT_S = 10.0
 
 
-async def _asked(call: Callable[[], Awaitable[T]], what: str) -> T:
+async def ask_provider(call: Callable[[], Awaitable[T]], what: str) -> T:
     """``call()`` (a provider call by its key) within its time limit, made again when it fails;
     ProviderError once it failed ``PROVIDER_TRIES`` times."""
     for attempt in range(1, PROVIDER_TRIES + 1):
@@ -325,7 +325,7 @@ async def _settle(
     """Settle a charge begun and not recorded, from the provider: void it (no capture can
     follow), then record what it was; captured and the order cancelled: refunded at once.
     Records nothing unless every provider call succeeded."""
-    result = await _asked(
+    result = await ask_provider(
         partial(provider.void, attempt.idempotency_key), f"void of order {attempt.order_id}"
     )
     charge = _Charge(attempt.order_id, attempt.user_id, attempt.amount)
@@ -361,7 +361,7 @@ async def _refund(
 async def _refund_at_provider(
     provider: PaymentProvider, charge: _Charge, reference: str
 ) -> RefundResult:
-    result = await _asked(
+    result = await ask_provider(
         partial(
             provider.refund,
             reference=reference,
@@ -640,7 +640,7 @@ async def _lock_orders(session: AsyncSession, order_ids: list[UUID]) -> None:
 
 def _build_lock_orders() -> Select[tuple[Any]]:
     orders = array_rows({"id": Uuid})
-    lock = func.pg_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
+    lock = func.pg_advisory_xact_lock(ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
     return select(lock).select_from(orders)
 
 
@@ -649,7 +649,7 @@ _LOCK_ORDERS = Direct(_build_lock_orders())
 
 def _build_try_lock_orders() -> Select[tuple[UUID]]:
     orders = array_rows({"id": Uuid})
-    lock = func.pg_try_advisory_xact_lock(_ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
+    lock = func.pg_try_advisory_xact_lock(ORDER_LOCKS, func.hashtext(cast(orders.c.id, Text)))
     return select(orders.c.id).select_from(orders).where(lock)
 
 

@@ -120,3 +120,24 @@ async def test_faults_switched_in_the_ledger_reach_a_running_provider_within_a_s
     await eventually(unavailable, timeout_s=3)
     await set_faults(provider._url, Faults.parse("off"))
     await eventually(answers, timeout_s=3)
+
+
+async def test_faults_reset_in_the_ledger_give_a_running_provider_back_its_own(
+    infra: Infra,
+) -> None:
+    url = make_url(infra.database_url).set(database=unique("payment_provider"))
+    own = Faults(slow_ms=1)
+    provider = SimulatedProvider(url.render_as_string(hide_password=False), own)
+    await provider.open()
+    try:
+        await set_faults(provider._url, Faults.parse("off"))
+
+        async def switched_to(faults: Faults) -> bool:
+            await provider.retrieve(key())
+            return provider.faults == faults
+
+        await eventually(lambda: switched_to(Faults()), timeout_s=3)
+        await set_faults(provider._url, None)
+        await eventually(lambda: switched_to(own), timeout_s=3)
+    finally:
+        await provider.close()

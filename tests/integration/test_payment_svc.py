@@ -129,6 +129,14 @@ def reserved(user_id: UUID, method_id: UUID, total: str = "39.80") -> StockReser
     )
 
 
+async def reservation(
+    payments: PaymentService, producer: AIOKafkaProducer, total: str
+) -> StockReserved:
+    """Stock reserved for an order of a new buyer, paid with a card of the buyer's own."""
+    buyer = uuid4()
+    return reserved(buyer, await payment_method(payments, producer, buyer), total)
+
+
 def cancelled(event: StockReserved, reason: str = "Cancelled by customer") -> OrderCancelled:
     return OrderCancelled(
         order_id=event.order_id, user_id=event.user_id, reason=reason, items=event.items
@@ -542,9 +550,7 @@ async def sweep(payments: PaymentService) -> int:
 async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cancelled_next(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    buyer = uuid4()
-    method_id = await payment_method(payments, producer, buyer)
-    event = reserved(buyer, method_id, "31.00")
+    event = await reservation(payments, producer, "31.00")
     envelope = event.envelope(correlation_id=uuid4())
     table, _ = own(payments)
     assert payments.runtime.sessionmaker is not None
@@ -582,9 +588,7 @@ async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cance
 async def test_a_capture_the_provider_failed_to_answer_is_settled_paid_after_its_dead_letter(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    buyer = uuid4()
-    method_id = await payment_method(payments, producer, buyer)
-    event = reserved(buyer, method_id, "12.50")
+    event = await reservation(payments, producer, "12.50")
     await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
     assert await payment_of(payments, event.order_id) is None
 
@@ -602,9 +606,7 @@ async def test_a_capture_the_provider_failed_to_answer_is_settled_paid_after_its
 async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_order_is_cancelled(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    buyer = uuid4()
-    method_id = await payment_method(payments, producer, buyer)
-    event = reserved(buyer, method_id, "8.20")
+    event = await reservation(payments, producer, "8.20")
     await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
 
     await processed(payments, await send(producer, cancelled(event)))
@@ -623,9 +625,7 @@ async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_orde
 async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_sweep(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    buyer = uuid4()
-    method_id = await payment_method(payments, producer, buyer)
-    event = reserved(buyer, method_id, "5.00")
+    event = await reservation(payments, producer, "5.00")
     await dead_lettered_while(payments, infra, producer, Faults(unavailable=1.0), event)
 
     assert await sweep(payments) >= 1
@@ -646,9 +646,7 @@ async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_swee
 async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_sweep(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    buyer = uuid4()
-    method_id = await payment_method(payments, producer, buyer)
-    event = reserved(buyer, method_id, "14.00")
+    event = await reservation(payments, producer, "14.00")
     await processed(payments, await send(producer, event))
     cancellation = cancelled(event)
 
@@ -674,3 +672,23 @@ async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_s
     assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
     assert (events[-1].correlation_id, events[-1].causation_id) == (sent.correlation_id, sent.id)
     assert await differences_of(payments, event.order_id) == []
+
+
+async def test_the_sweep_leaves_an_order_another_transaction_holds_for_its_next_round(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    event = await reservation(payments, producer, "6.00")
+    await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
+    url = libpq_url(payments.runtime.settings.service_database_url())
+
+    async with await psycopg.AsyncConnection.connect(url) as holder:
+        await holder.execute(  # the order's lock, as a batch applying its messages holds it
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+            (services.ORDER_LOCKS, str(event.order_id)),
+        )
+        await sweep(payments)
+        assert await payment_of(payments, event.order_id) is None
+    await sweep(payments)
+
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Paid"

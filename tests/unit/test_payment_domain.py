@@ -1,12 +1,14 @@
 """payment_svc's rules, the simulated provider's decisions and its faults, without a database."""
 
+import asyncio
 import re
 from uuid import uuid4
 
 import pytest
 
-from payment_svc import domain
+from payment_svc import domain, services
 from payment_svc.adapters import Faults, simulated_decline_reason, simulated_reference
+from payment_svc.ports import ProviderError
 
 
 @pytest.mark.parametrize(
@@ -98,3 +100,40 @@ def test_plan_refuses_when_the_payment_method_belongs_to_another_user() -> None:
 )
 def test_refund_only_when_the_payment_is_paid(status: str | None, expected: bool) -> None:
     assert domain.refundable(status) is expected
+
+
+class Flaky:
+    """A provider call that fails ``failures`` times (or hangs ``hang_s``), then answers."""
+
+    def __init__(self, failures: int = 0, hang_s: float = 0.0) -> None:
+        self.failures, self.hang_s, self.calls = failures, hang_s, 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        await asyncio.sleep(self.hang_s)
+        if self.calls <= self.failures:
+            raise ProviderError("unavailable")
+        return "answer"
+
+
+async def test_a_provider_call_is_made_again_by_its_key_until_it_answers() -> None:
+    call = Flaky(failures=services.PROVIDER_TRIES - 1)
+    assert await services.ask_provider(call, "charge of order o") == "answer"
+    assert call.calls == services.PROVIDER_TRIES
+
+
+async def test_a_provider_call_that_keeps_failing_raises_provider_error_naming_it() -> None:
+    call = Flaky(failures=services.PROVIDER_TRIES)
+    with pytest.raises(ProviderError, match="charge of order o: unavailable"):
+        await services.ask_provider(call, "charge of order o")
+    assert call.calls == services.PROVIDER_TRIES
+
+
+async def test_a_provider_call_past_its_time_limit_counts_as_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "PROVIDER_TIMEOUT_S", 0.01)
+    call = Flaky(hang_s=1.0)
+    with pytest.raises(ProviderError, match=r"no answer within 0\.01 s"):
+        await services.ask_provider(call, "void of order o")
+    assert call.calls == services.PROVIDER_TRIES
