@@ -25,8 +25,9 @@ few hundred milliseconds. A failure rewinds the batch's partitions instead
 
 And:
 
-- Malformed records (not JSON, no valid envelope, unknown type, invalid data) go to the service's
-  dead-letter topic, with the reason and origin in headers.
+- Malformed records (not JSON, no valid envelope, unknown type or version, invalid data) go to
+  the service's dead-letter topic, with the reason and origin in headers. Every registered
+  version of a handled type is read, upcast to the newest (:func:`schemas.envelope.read`).
 - A handler error is retried ``handler_attempts`` times; if it persists the record goes to the
   dead-letter topic and the consumer moves on.
 - A dead letter is staged in the service's outbox in the batch's transaction, once per origin
@@ -68,8 +69,9 @@ from schemas.envelope import (
     Envelope,
     Message,
     UnknownMessageError,
-    contract_for,
     is_known_type,
+    latest,
+    read,
 )
 from schemas.topics import Topic
 
@@ -204,6 +206,12 @@ class BatchConsumer:
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._inbox = inbox
+        for cls in handlers:
+            if latest(cls.TYPE) is not cls:
+                raise ValueError(
+                    f"a handler of {cls.TYPE} v{cls.VERSION}: handlers take the newest version "
+                    f"(v{latest(cls.TYPE).VERSION}), older ones are upcast to it"
+                )
         self._handlers = {cls.TYPE: (cls, handler) for cls, handler in handlers.items()}
         self._set_based = {
             cls.TYPE: handler.apply
@@ -340,20 +348,23 @@ class BatchConsumer:
         except ValidationError as exc:
             raise PoisonMessageError(f"not a valid envelope: {_brief(exc)}") from exc
         if envelope.type not in self._handlers:
-            try:
-                contract_for(envelope)
-            except UnknownMessageError as exc:
-                raise PoisonMessageError(str(exc)) from exc
-            return None  # a known message that this service has no interest in
-        cls, handler = self._handlers[envelope.type]
-        if envelope.version != cls.VERSION:
-            raise PoisonMessageError(
-                f"{envelope.type} version {envelope.version} is not handled (expects {cls.VERSION})"
-            )
+            if not is_known_type(envelope.type):
+                raise PoisonMessageError(f"no contract for type {envelope.type!r}")
+            return None  # a known message (of any version) that this service has no interest in
+        _, handler = self._handlers[envelope.type]
         try:
-            message = cls.from_envelope(envelope)
+            message = read(envelope)
+        except UnknownMessageError as exc:
+            raise PoisonMessageError(str(exc)) from exc
         except ValidationError as exc:
-            raise PoisonMessageError(f"invalid {envelope.type} data: {_brief(exc)}") from exc
+            raise PoisonMessageError(
+                f"invalid {envelope.type} v{envelope.version} data: {_brief(exc)}"
+            ) from exc
+        except Exception as exc:  # an upcaster's failure: dead-lettered, to re-drive once fixed
+            raise PoisonMessageError(
+                f"{envelope.type} v{envelope.version} could not be upcast: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return Routed(record, envelope, message, handler)
 
     async def _apply_with_retries(self, item: Routed) -> DeadLetter | None:

@@ -6,7 +6,9 @@ On the wire a message is UTF-8 JSON that ``kcat -J`` shows readably::
      "correlation_id": "...", "causation_id": "...", "data": {...}}
 
 Money is a decimal string ("19.99"), never a float. A breaking change to a message is a new
-``VERSION`` of it, registered beside the old one, never a silent edit.
+``VERSION`` of it, registered beside the old one with an upcaster (:meth:`Message.upcast`), never
+a silent edit: producers emit the newest version, and :func:`decode` reads every registered one
+as the newest. ``make contracts`` holds the released versions to their snapshots.
 """
 
 from datetime import UTC, datetime
@@ -86,13 +88,23 @@ class Message(BaseModel):
     def from_envelope(cls, envelope: Envelope) -> Self:
         return cls.model_validate(envelope.data)
 
+    def upcast(self) -> "Message":
+        """This message as the next version of its type says it. Every version but the newest
+        defines it; :func:`upcast` chains the steps up to the newest."""
+        raise NotImplementedError(f"{self.TYPE} v{self.VERSION} is the newest version")
+
 
 class Command(Message):
     """An instruction to one service, named in the imperative (``PlaceOrder``)."""
 
 
 class Event(Message):
-    """A fact that happened, named in the past tense (``OrderPlaced``)."""
+    """A fact that happened, named in the past tense (``OrderPlaced``).
+
+    Read tolerantly: a field this version does not know is ignored, so that a producer may add
+    an optional field before every consumer knows it. A command's unknown field is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class UnknownMessageError(ValueError):
@@ -100,37 +112,77 @@ class UnknownMessageError(ValueError):
 
 
 _REGISTRY: dict[tuple[str, int], type[Message]] = {}
-_TYPES: set[str] = set()
+_LATEST: dict[str, type[Message]] = {}
 M = TypeVar("M", bound=type[Message])
 
 
 def register(message_class: M) -> M:
-    """Class decorator: make a contract known to :func:`decode`."""
+    """Class decorator: make a contract (one version of one type) known to :func:`decode`."""
     key = (message_class.TYPE, message_class.VERSION)
     if key in _REGISTRY and _REGISTRY[key] is not message_class:
         raise ValueError(f"two contracts claim {key}")
     _REGISTRY[key] = message_class
-    _TYPES.add(message_class.TYPE)
+    newest = _LATEST.get(message_class.TYPE)
+    if newest is None or newest.VERSION < message_class.VERSION:
+        _LATEST[message_class.TYPE] = message_class
     return message_class
 
 
 def contracts() -> list[type[Message]]:
-    """Every registered contract (importing :mod:`schemas` registers them all)."""
+    """Every registered contract, every version (importing :mod:`schemas` registers them all)."""
     return list(_REGISTRY.values())
+
+
+def versions_of(message_type: str) -> list[type[Message]]:
+    """The registered versions of one type, oldest first."""
+    return sorted(
+        (cls for (name, _), cls in _REGISTRY.items() if name == message_type),
+        key=lambda cls: cls.VERSION,
+    )
+
+
+def latest(message_type: str) -> type[Message]:
+    """The newest version of a type: the one producers emit and handlers are written for."""
+    try:
+        return _LATEST[message_type]
+    except KeyError:
+        raise UnknownMessageError(f"no contract for type {message_type!r}") from None
 
 
 def is_known_type(message_type: str) -> bool:
     """Whether some contract (of any version) has this type name."""
-    return message_type in _TYPES
+    return message_type in _LATEST
 
 
 def contract_for(envelope: Envelope) -> type[Message]:
+    """The contract of the envelope's type and version."""
     try:
         return _REGISTRY[(envelope.type, envelope.version)]
     except KeyError:
+        known = [cls.VERSION for cls in versions_of(envelope.type)]
         raise UnknownMessageError(
             f"no contract for type {envelope.type!r} version {envelope.version}"
+            + (f" (known versions: {', '.join(map(str, known))})" if known else "")
         ) from None
+
+
+def upcast(message: Message) -> Message:
+    """``message`` as the newest version of its type says it, one upcaster after another."""
+    newest = latest(message.TYPE).VERSION
+    while newest > message.VERSION:
+        step = message.upcast()
+        if (step.TYPE, step.VERSION) != (message.TYPE, message.VERSION + 1):
+            raise TypeError(
+                f"{message.TYPE} v{message.VERSION}'s upcaster gave {step.TYPE} v{step.VERSION}"
+            )
+        message = step
+    return message
+
+
+def read(envelope: Envelope) -> Message:
+    """The envelope's data as the newest version of its type; raises
+    :class:`UnknownMessageError` or ``ValidationError`` (naming the fields) for anything else."""
+    return upcast(contract_for(envelope).from_envelope(envelope))
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -138,14 +190,15 @@ def encode(envelope: Envelope) -> bytes:
 
 
 def decode(raw: bytes | None) -> tuple[Envelope, Message]:
-    """Parse bytes from Kafka into the envelope and its typed message.
+    """Parse bytes from Kafka into the envelope and its typed message, of the newest version
+    whatever version the envelope carries (the envelope is kept as it came).
 
     Raises ``ValidationError`` or :class:`UnknownMessageError` for anything malformed.
     """
     if raw is None:
         raise UnknownMessageError("empty message (tombstone)")
     envelope = Envelope.model_validate_json(raw)
-    return envelope, contract_for(envelope).from_envelope(envelope)
+    return envelope, read(envelope)
 
 
 __all__ = [
@@ -161,6 +214,10 @@ __all__ = [
     "decode",
     "encode",
     "is_known_type",
+    "latest",
+    "read",
     "register",
+    "upcast",
     "utcnow",
+    "versions_of",
 ]

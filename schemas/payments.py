@@ -55,9 +55,35 @@ class PaymentFailed(_PaymentEvent):
 
 @register
 class PaymentRefunded(_PaymentEvent):
+    """Version 2 adds ``reason``: why the payment was refunded (its order's cancellation
+    reason), which the customer's notification tells."""
+
     TYPE = "PaymentRefunded"
+    VERSION = 2
     payment_id: UUID
     order_id: UUID
     user_id: UUID
     amount: Money
     gateway_id: str
+    reason: str = Field(min_length=1, max_length=255)
+
+
+REFUNDED_BEFORE_V2 = "Order cancelled"
+"""The reason a version 1 refund is read with: every refund then was of a cancelled order."""
+
+
+@register
+class PaymentRefundedV1(_PaymentEvent):
+    """Version 1, still read (a v1 on the topic or re-driven): upcast with
+    :data:`REFUNDED_BEFORE_V2` as its reason."""
+
+    TYPE = "PaymentRefunded"
+    VERSION = 1
+    payment_id: UUID
+    order_id: UUID
+    user_id: UUID
+    amount: Money
+    gateway_id: str
+
+    def upcast(self) -> PaymentRefunded:
+        return PaymentRefunded(**self.model_dump(), reason=REFUNDED_BEFORE_V2)

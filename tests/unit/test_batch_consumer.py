@@ -1,5 +1,6 @@
 """The consumer's retry and dead-letter rules, with a stand-in producer (no broker needed)."""
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from common.broker import Backoff, BatchConsumer, Routed, is_infrastructure_error, runs_of_one_type
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
+from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded, PaymentRefundedV1
 from schemas.users import UserRegistered, UserUpdated
 from tests.conftest import consumer_record
 
@@ -246,3 +248,32 @@ def test_runs_end_where_the_type_changes_or_an_aggregate_comes_again() -> None:
     runs = runs_of_one_type(batch)
 
     assert [[batch.index(item) for item in run] for run in runs] == [[0, 1], [2], [3], [4]]
+
+
+async def test_an_older_version_is_applied_as_its_upcaster_makes_it() -> None:
+    seen: list[Any] = []
+
+    async def remember(envelope: Envelope, event: Any) -> None:
+        seen.append((envelope.version, event))
+
+    producer = FakeProducer()
+    settings = Settings(handler_attempts=1, retry_backoff_s=0)
+    subject = BatchConsumer(settings, {PaymentRefunded: remember}, producer)  # type: ignore[arg-type]
+    old = PaymentRefundedV1(
+        payment_id=uuid4(), order_id=uuid4(), user_id=uuid4(), amount=Decimal(5), gateway_id="g"
+    )
+    unknown = encode(old.envelope()).replace(b'"version":1', b'"version":9')
+    await subject.apply_batch([record(encode(old.envelope())), record(unknown, offset=8)])
+    assert [(version, type(event), event.reason) for version, event in seen] == [
+        (1, PaymentRefunded, REFUNDED_BEFORE_V2)
+    ]
+    reason = dict(producer.sent[0][2])["dlq.reason"]
+    assert reason == b"no contract for type 'PaymentRefunded' version 9 (known versions: 1, 2)"
+
+
+def test_a_handler_written_for_an_older_version_is_refused() -> None:
+    async def old_handler(envelope: Envelope, event: PaymentRefundedV1) -> None:
+        raise AssertionError
+
+    with pytest.raises(ValueError, match="newest version"):
+        BatchConsumer(Settings(), {PaymentRefundedV1: old_handler}, FakeProducer())  # type: ignore[arg-type]

@@ -8,8 +8,18 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from schemas.envelope import Message, UnknownMessageError, contracts, decode, encode
+from schemas.envelope import (
+    Message,
+    UnknownMessageError,
+    contracts,
+    decode,
+    encode,
+    latest,
+    upcast,
+    versions_of,
+)
 from schemas.orders import OrderPlaced, PricedItem
+from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded, PaymentRefundedV1
 from schemas.products import STOCK_MAX, CreateProduct, RestockProduct, StockChanged
 from schemas.topics import ALL_TOPICS, DOMAIN_TOPICS
 
@@ -140,3 +150,71 @@ def test_every_event_of_the_architecture_has_a_contract() -> None:
 def test_topic_names_are_unique() -> None:
     names = [topic.name for topic in ALL_TOPICS]
     assert len(names) == len(set(names))
+
+
+def refunded_v1() -> PaymentRefundedV1:
+    return PaymentRefundedV1(
+        payment_id=uuid4(),
+        order_id=uuid4(),
+        user_id=uuid4(),
+        amount=Decimal("39.80"),
+        gateway_id="ch_1",
+    )
+
+
+def test_an_older_version_is_read_as_the_newest_its_upcaster_makes() -> None:
+    old = refunded_v1()
+    envelope, decoded = decode(encode(old.envelope()))
+    assert envelope.version == 1
+    assert type(decoded) is PaymentRefunded and decoded.VERSION == 2
+    assert decoded.reason == REFUNDED_BEFORE_V2
+    assert decoded.model_dump(exclude={"reason"}) == old.model_dump()
+
+
+def test_producers_emit_the_newest_version() -> None:
+    newest = PaymentRefunded(**refunded_v1().model_dump(), reason="Changed my mind")
+    assert json.loads(encode(newest.envelope()))["version"] == 2
+    assert latest("PaymentRefunded") is PaymentRefunded
+    assert [cls.VERSION for cls in versions_of("PaymentRefunded")] == [1, 2]
+
+
+def test_an_unknown_version_names_the_versions_known() -> None:
+    wire = json.loads(encode(refunded_v1().envelope()))
+    wire["version"] = 7
+    with pytest.raises(UnknownMessageError, match=r"version 7 \(known versions: 1, 2\)"):
+        decode(json.dumps(wire).encode())
+
+
+def test_a_v1_is_held_to_the_v1_contract_not_the_newest() -> None:
+    wire = json.loads(encode(refunded_v1().envelope()))
+    del wire["data"]["gateway_id"]
+    with pytest.raises(ValidationError, match="gateway_id"):
+        decode(json.dumps(wire).encode())
+
+
+@pytest.mark.parametrize("message_type", sorted({c.TYPE for c in contracts()}))
+def test_every_version_but_the_newest_upcasts_to_the_next(message_type: str) -> None:
+    versions = versions_of(message_type)
+    assert [cls.VERSION for cls in versions] == list(range(1, len(versions) + 1))
+    for older in versions[:-1]:
+        assert "upcast" in vars(older), f"{message_type} v{older.VERSION} has no upcaster"
+    assert "upcast" not in vars(versions[-1])
+
+
+def test_an_upcaster_that_skips_a_version_is_refused() -> None:
+    class Skipping(PaymentRefundedV1):
+        def upcast(self) -> PaymentRefundedV1:
+            return PaymentRefundedV1(**self.model_dump())
+
+    with pytest.raises(TypeError, match="upcaster gave PaymentRefunded v1"):
+        upcast(Skipping(**refunded_v1().model_dump()))
+
+
+def test_events_ignore_a_field_they_do_not_know_and_commands_refuse_it() -> None:
+    wire = json.loads(encode(refunded_v1().envelope()))
+    wire["data"]["added_later"] = "x"
+    assert decode(json.dumps(wire).encode())[1].TYPE == "PaymentRefunded"
+    command = json.loads(encode(RestockProduct(product_id=uuid4(), change=1).envelope()))
+    command["data"]["chnage"] = 2
+    with pytest.raises(ValidationError, match="chnage"):
+        decode(json.dumps(command).encode())
