@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint format clean demo dlq bench faults soak
+.PHONY: install up down status logs test lint contracts contracts-refresh format clean demo dlq bench faults soak
 
 install: $(READY)
 
@@ -31,15 +31,22 @@ logs: $(READY)  ## follow one log: make logs SERVICE=order_svc (or kafka, postgr
 test: $(READY)  ## every test, against a real Kafka and a real PostgreSQL
 	@$(PY) -m pytest
 
-lint: $(READY)  ## ruff, mypy, import contracts, and compose.yaml's syntax
+lint: $(READY)  ## ruff, mypy, import contracts, the event contracts' gate, and compose.yaml's syntax
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 	$(VENV)/bin/lint-imports
+	$(PY) -m stack.contracts
 	@# compose.yaml requires these three from the environment; dummies suffice to check its syntax
 	JWT_SECRET="$${JWT_SECRET:-syntax-check}" SHOP_ADMIN_EMAIL="$${SHOP_ADMIN_EMAIL:-a@example.com}" \
 	  SHOP_ADMIN_PASSWORD="$${SHOP_ADMIN_PASSWORD:-syntax-check}" \
 	  docker-compose -f compose.yaml config --quiet
+
+contracts: $(READY)  ## released messages unchanged for their consumers; docs/asyncapi.json up to date
+	@$(PY) -m stack.contracts
+
+contracts-refresh: $(READY)  ## after a compatible change: rewrite schemas/snapshots/ and docs/asyncapi.json
+	@$(PY) -m stack.contracts --refresh
 
 format: $(READY)
 	$(PY) -m ruff format .

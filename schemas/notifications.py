@@ -14,6 +14,8 @@ class _NotificationEvent(Event):
 
 @register
 class NotificationSent(_NotificationEvent):
+    """A notification was delivered to its user."""
+
     TYPE = "NotificationSent"
     notification_id: UUID
     user_id: UUID
@@ -22,6 +24,8 @@ class NotificationSent(_NotificationEvent):
 
 @register
 class NotificationFailed(_NotificationEvent):
+    """A notification could not be delivered; it is tried again later."""
+
     TYPE = "NotificationFailed"
     notification_id: UUID
     user_id: UUID

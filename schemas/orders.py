@@ -24,7 +24,7 @@ class _OrderEvent(Event):
 
 
 class PricedItem(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
     product_id: UUID
     quantity: int = Field(gt=0)
     unit_price: Money
@@ -32,6 +32,8 @@ class PricedItem(BaseModel):
 
 @register
 class PlaceOrder(_OrderCommand):
+    """Place an order of some products, to be paid with one of the user's payment methods."""
+
     TYPE = "PlaceOrder"
     order_id: UUID
     user_id: UUID
@@ -42,6 +44,8 @@ class PlaceOrder(_OrderCommand):
 
 @register
 class CancelOrder(_OrderCommand):
+    """Cancel an order that has not shipped."""
+
     TYPE = "CancelOrder"
     order_id: UUID
     reason: str = Field(default="Cancelled by customer", max_length=255)
@@ -49,12 +53,16 @@ class CancelOrder(_OrderCommand):
 
 @register
 class ShipOrder(_OrderCommand):
+    """Ship a paid order."""
+
     TYPE = "ShipOrder"
     order_id: UUID
 
 
 @register
 class OrderPlaced(_OrderEvent):
+    """An order was accepted, its prices fixed: its stock is to be reserved."""
+
     TYPE = "OrderPlaced"
     order_id: UUID
     user_id: UUID
@@ -66,6 +74,8 @@ class OrderPlaced(_OrderEvent):
 
 @register
 class OrderRejected(_OrderEvent):
+    """An order was refused as it came: an unknown product, or a quantity or total too large."""
+
     TYPE = "OrderRejected"
     order_id: UUID
     user_id: UUID
@@ -74,6 +84,8 @@ class OrderRejected(_OrderEvent):
 
 @register
 class OrderPaid(_OrderEvent):
+    """An order's payment went through."""
+
     TYPE = "OrderPaid"
     order_id: UUID
     user_id: UUID
@@ -95,6 +107,8 @@ class OrderCancelled(_OrderEvent):
 
 @register
 class OrderShipped(_OrderEvent):
+    """An order shipped."""
+
     TYPE = "OrderShipped"
     order_id: UUID
     user_id: UUID

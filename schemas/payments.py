@@ -11,6 +11,8 @@ from schemas.topics import PAYMENTS_COMMANDS, PAYMENTS_EVENTS
 
 @register
 class AddPaymentMethod(Command):
+    """Add a payment method (a provider's token) to a user."""
+
     TYPE = "AddPaymentMethod"
     TOPIC = PAYMENTS_COMMANDS
     KEY_FIELD: ClassVar[str] = "user_id"
@@ -27,6 +29,8 @@ class _PaymentEvent(Event):
 
 @register
 class PaymentMethodAdded(_PaymentEvent):
+    """A user added a payment method."""
+
     TYPE = "PaymentMethodAdded"
     KEY_FIELD = "user_id"
     payment_method_id: UUID
@@ -36,6 +40,8 @@ class PaymentMethodAdded(_PaymentEvent):
 
 @register
 class PaymentSucceeded(_PaymentEvent):
+    """An order's charge was captured by the payment provider."""
+
     TYPE = "PaymentSucceeded"
     payment_id: UUID
     order_id: UUID
@@ -46,6 +52,8 @@ class PaymentSucceeded(_PaymentEvent):
 
 @register
 class PaymentFailed(_PaymentEvent):
+    """An order could not be charged: declined, or refused before asking."""
+
     TYPE = "PaymentFailed"
     order_id: UUID
     user_id: UUID
@@ -55,8 +63,10 @@ class PaymentFailed(_PaymentEvent):
 
 @register
 class PaymentRefunded(_PaymentEvent):
-    """Version 2 adds ``reason``: why the payment was refunded (its order's cancellation
-    reason), which the customer's notification tells."""
+    """An order's payment was refunded, and why.
+
+    Version 2 adds ``reason`` (the order's cancellation reason), which the customer's
+    notification tells."""
 
     TYPE = "PaymentRefunded"
     VERSION = 2
@@ -74,7 +84,9 @@ REFUNDED_BEFORE_V2 = "Order cancelled"
 
 @register
 class PaymentRefundedV1(_PaymentEvent):
-    """Version 1, still read (a v1 on the topic or re-driven): upcast with
+    """An order's payment was refunded.
+
+    Version 1, still read (a v1 on the topic or re-driven): upcast with
     :data:`REFUNDED_BEFORE_V2` as its reason."""
 
     TYPE = "PaymentRefunded"

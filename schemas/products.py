@@ -29,6 +29,8 @@ class _StockEvent(Event):
 
 @register
 class CreateCategory(_ProductCommand):
+    """Create a category of the catalog."""
+
     TYPE = "CreateCategory"
     KEY_FIELD = "category_id"
     category_id: UUID
@@ -37,6 +39,8 @@ class CreateCategory(_ProductCommand):
 
 @register
 class CreateProduct(_ProductCommand):
+    """Create a product, with its price and first stock."""
+
     TYPE = "CreateProduct"
     product_id: UUID
     name: str = Field(min_length=1, max_length=255)
@@ -48,6 +52,8 @@ class CreateProduct(_ProductCommand):
 
 @register
 class UpdateProduct(_ProductCommand):
+    """Change a product's name, description, price or category; a field left out stays."""
+
     TYPE = "UpdateProduct"
     product_id: UUID
     name: str | None = Field(default=None, min_length=1, max_length=255)
@@ -58,6 +64,8 @@ class UpdateProduct(_ProductCommand):
 
 @register
 class AddProductImage(_ProductCommand):
+    """Add an image to a product."""
+
     TYPE = "AddProductImage"
     image_id: UUID
     product_id: UUID
@@ -66,6 +74,8 @@ class AddProductImage(_ProductCommand):
 
 @register
 class RestockProduct(_ProductCommand):
+    """Add units to a product's stock, or take them with a negative change."""
+
     TYPE = "RestockProduct"
     product_id: UUID
     change: int = Field(ge=-STOCK_MAX, le=STOCK_MAX)
@@ -76,6 +86,8 @@ class RestockProduct(_ProductCommand):
 
 @register
 class CategoryCreated(_CatalogEvent):
+    """A category was created."""
+
     TYPE = "CategoryCreated"
     KEY_FIELD = "category_id"
     category_id: UUID
@@ -84,6 +96,8 @@ class CategoryCreated(_CatalogEvent):
 
 @register
 class ProductCreated(_CatalogEvent):
+    """A product was created."""
+
     TYPE = "ProductCreated"
     product_id: UUID
     name: str
@@ -94,6 +108,8 @@ class ProductCreated(_CatalogEvent):
 
 @register
 class ProductUpdated(_CatalogEvent):
+    """A product changed; the message carries all of it as it is now."""
+
     TYPE = "ProductUpdated"
     product_id: UUID
     name: str
@@ -104,6 +120,8 @@ class ProductUpdated(_CatalogEvent):
 
 @register
 class ProductImageAdded(_CatalogEvent):
+    """An image was added to a product."""
+
     TYPE = "ProductImageAdded"
     image_id: UUID
     product_id: UUID
@@ -111,13 +129,13 @@ class ProductImageAdded(_CatalogEvent):
 
 
 class ItemQuantity(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
     product_id: UUID
     quantity: int = Field(gt=0)
 
 
 class Shortage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
     product_id: UUID
     requested: int
     available: int
@@ -138,6 +156,8 @@ class StockChanged(_StockEvent):
 
 @register
 class StockReserved(_StockEvent):
+    """Every item of an order was reserved: the order is to be charged."""
+
     TYPE = "StockReserved"
     order_id: UUID
     user_id: UUID
@@ -148,6 +168,8 @@ class StockReserved(_StockEvent):
 
 @register
 class StockReservationFailed(_StockEvent):
+    """An order could not be reserved: the shortages say which items were short."""
+
     TYPE = "StockReservationFailed"
     order_id: UUID
     user_id: UUID
@@ -156,6 +178,8 @@ class StockReservationFailed(_StockEvent):
 
 @register
 class StockReleased(_StockEvent):
+    """An order's reserved units went back to stock (the order was cancelled)."""
+
     TYPE = "StockReleased"
     order_id: UUID
     user_id: UUID

@@ -23,6 +23,8 @@ class _UserEvent(Event):
 
 @register
 class UpdateUser(_UserCommand):
+    """Change a user's name."""
+
     TYPE = "UpdateUser"
     user_id: UUID
     name: str = Field(min_length=1, max_length=255)
@@ -30,6 +32,8 @@ class UpdateUser(_UserCommand):
 
 @register
 class AddAddress(_UserCommand):
+    """Add a shipping address to a user."""
+
     TYPE = "AddAddress"
     address_id: UUID
     user_id: UUID
@@ -41,6 +45,8 @@ class AddAddress(_UserCommand):
 
 @register
 class UserRegistered(_UserEvent):
+    """A user registered (as a customer, or the first admin)."""
+
     TYPE = "UserRegistered"
     user_id: UUID
     name: str
@@ -50,6 +56,8 @@ class UserRegistered(_UserEvent):
 
 @register
 class UserUpdated(_UserEvent):
+    """A user's name changed."""
+
     TYPE = "UserUpdated"
     user_id: UUID
     name: str
@@ -58,6 +66,8 @@ class UserUpdated(_UserEvent):
 
 @register
 class AddressAdded(_UserEvent):
+    """A user added a shipping address."""
+
     TYPE = "AddressAdded"
     address_id: UUID
     user_id: UUID
