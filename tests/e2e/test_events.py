@@ -146,15 +146,8 @@ def _what_the_demo_leaves_out(shop: Shop) -> None:
     product changed and pictured; an order of a product that does not exist."""
     admin = shop.admin()
     customer = shop.customer("Events")
-    update_user = {
-        "id": str(uuid.uuid4()),
-        "type": "UpdateUser",
-        "version": 1,
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "correlation_id": str(uuid.uuid4()),
-        "data": {"user_id": customer.id, "name": "Events Renamed"},
-    }
-    kcat(shop, "users.commands", customer.id, update_user, "UpdateUser")
+    renamed = envelope("UpdateUser", {"user_id": customer.id, "name": "Events Renamed"})
+    kcat(shop, "users.commands", customer.id, renamed, "UpdateUser")
     address = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zip_code": "62701"}
     assert customer.post("/me/addresses", json=address).status_code < 300
     product = new_product(admin, price="5.00", stock=3)
@@ -198,6 +191,18 @@ def _check(
     return str(wire["type"])
 
 
+def envelope(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 envelope, as another team's service would write it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": message_type,
+        "version": 1,
+        "occurred_at": "2026-12-03T10:00:00Z",
+        "correlation_id": str(uuid.uuid4()),
+        "data": data,
+    }
+
+
 def kcat(shop: Shop, topic: str, key: str, value: dict[str, Any], message_type: str) -> None:
     subprocess.run(
         ["kcat", "-P", "-b", bootstrap(shop), "-t", topic, "-k", key, "-H", f"type={message_type}"],
@@ -229,14 +234,7 @@ def test_a_command_from_kcat_with_an_unknown_version_or_a_bad_envelope_is_dead_l
 ) -> None:
     admin = shop.admin()
     product = new_product(admin, price="5.00", stock=1)
-    restock = {
-        "id": str(uuid.uuid4()),
-        "type": "RestockProduct",
-        "version": 1,
-        "occurred_at": "2026-12-03T10:00:00Z",
-        "correlation_id": str(uuid.uuid4()),
-        "data": {"product_id": product, "change": 4, "reason": "Restock"},
-    }
+    restock = envelope("RestockProduct", {"product_id": product, "change": 4, "reason": "Restock"})
     cases = {
         "version 9": ({**restock, "version": 9}, "version 9 (known versions: 1)"),
         "no occurred_at": (

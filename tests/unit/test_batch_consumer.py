@@ -277,3 +277,34 @@ def test_a_handler_written_for_an_older_version_is_refused() -> None:
 
     with pytest.raises(ValueError, match="newest version"):
         BatchConsumer(Settings(), {PaymentRefundedV1: old_handler}, FakeProducer())  # type: ignore[arg-type]
+
+
+async def test_an_upcaster_that_fails_dead_letters_its_record_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: PaymentRefundedV1) -> PaymentRefunded:
+        raise KeyError("reason")
+
+    monkeypatch.setattr(PaymentRefundedV1, "upcast", broken)
+    seen: list[Any] = []
+
+    async def remember(envelope: Envelope, event: Any) -> None:
+        seen.append(event)
+
+    producer = FakeProducer()
+    settings = Settings(handler_attempts=1, retry_backoff_s=0)
+    subject = BatchConsumer(settings, {PaymentRefunded: remember}, producer)  # type: ignore[arg-type]
+    fields = {
+        "payment_id": uuid4(),
+        "order_id": uuid4(),
+        "user_id": uuid4(),
+        "amount": Decimal(5),
+        "gateway_id": "g",
+    }
+    old, new = PaymentRefundedV1(**fields), PaymentRefunded(**fields, reason="Changed my mind")
+    await subject.apply_batch(
+        [record(encode(old.envelope())), record(encode(new.envelope()), offset=8)]
+    )
+    assert [event.reason for event in seen] == ["Changed my mind"]
+    reason = dict(producer.sent[0][2])["dlq.reason"]
+    assert reason == b"PaymentRefunded v1 could not be upcast: KeyError: 'reason'"
