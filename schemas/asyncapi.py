@@ -157,14 +157,14 @@ def _channel(topic: Topic) -> dict[str, Any]:
     if topic in DEAD_LETTER_TOPICS:
         service = topic.name.removesuffix(".dlq")
         description = (
-            f"{service}'s dead letters: records it could not apply, as they came, with why and "
-            "where from in `dlq.*` headers. `make dlq` lists and re-drives them."
+            f"{service}'s dead letters: records it could not apply, as they came (key, value "
+            "and headers), with why and where from in `dlq.*` headers. `make dlq` lists and "
+            "re-drives them."
         )
         messages = {DEAD_LETTER: {"$ref": f"#/components/messages/{DEAD_LETTER}"}}
     else:
         kind = "Commands to" if topic.name.endswith(".commands") else "Events of"
-        owner = _owner(topic)
-        description = f"{kind} {owner}."
+        description = f"{kind} {_owner(topic)}. Key: {_keys(topic)}."
         messages = {
             message_key(cls): {"$ref": f"#/components/messages/{message_key(cls)}"}
             for cls in catalog.messages_on(topic)
@@ -181,6 +181,20 @@ def _channel(topic: Topic) -> dict[str, Any]:
             }
         },
     }
+
+
+def _keys(topic: Topic) -> str:
+    """Which field of its messages' data each record's key is."""
+    fields: dict[str, list[str]] = {}
+    for cls in catalog.messages_on(topic):
+        names = fields.setdefault(cls.KEY_FIELD, [])
+        if cls.TYPE not in names:
+            names.append(cls.TYPE)
+    if len(fields) == 1:
+        return f"`{next(iter(fields))}`"
+    main = max(fields, key=lambda field: len(fields[field]))
+    others = [f"`{field}` for {', '.join(fields[field])}" for field in fields if field != main]
+    return f"`{main}`; " + "; ".join(others)
 
 
 def _owner(topic: Topic) -> str:
