@@ -89,6 +89,10 @@ def _compare(old: dict[str, Any], new: dict[str, Any], path: str) -> Iterator[tu
             )
         elif old.get(keyword) is not None and new.get(keyword) is None:
             yield f"type widened at {where}: {keyword} {old[keyword]!r} dropped", False
+    if new.get("additionalProperties") is False and old.get("additionalProperties") is not False:
+        yield f"type narrowed at {where}: unknown fields now refused", True
+    elif old.get("additionalProperties") is False and new.get("additionalProperties") is not False:
+        yield f"type widened at {where}: unknown fields now accepted", False
     if "items" in old and "items" in new:
         yield from differences(old["items"], new["items"], f"{path}[]")
     old_fields, new_fields = old.get("properties", {}), new.get("properties", {})

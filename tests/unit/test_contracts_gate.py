@@ -59,6 +59,11 @@ def obj(required: tuple[str, ...] = ("a",), **fields: dict) -> dict:
             "enum value removed at a: 'Admin'",
         ),
         (
+            obj(a=obj(q=UUID)),
+            obj(a={**obj(q=UUID), "additionalProperties": False}),
+            "type narrowed at a: unknown fields now refused",
+        ),
+        (
             obj(a={"type": "array", "items": obj(q={"type": "integer"}, p=UUID)}),
             obj(a={"type": "array", "items": obj(q={"type": "integer"})}),
             "field removed (or renamed): a[].p",
