@@ -109,17 +109,6 @@ async def published(payments: PaymentService, infra: Infra, key: UUID) -> list[E
     return [Envelope.model_validate_json(r.value) for r in records if r.key == str(key).encode()]
 
 
-async def refunds_published(
-    payments: PaymentService, infra: Infra, order_id: UUID
-) -> list[tuple[int, str | None]]:
-    """The version and reason of each PaymentRefunded payment_svc published for the order."""
-    return [
-        (e.version, e.data.get("reason"))
-        for e in await published(payments, infra, order_id)
-        if e.type == "PaymentRefunded"
-    ]
-
-
 async def payment_method(
     payments: PaymentService, producer: AIOKafkaProducer, user_id: UUID, token: str = "tok_visa"
 ) -> UUID:
@@ -441,14 +430,8 @@ async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
         [t.kind for t in await transactions_of(payments, e.order_id)] for e in (paid_one, paid_two)
     ]
     assert kinds == [["Charge", "Refund"], ["Charge", "Refund"]]
-    assert [e.type for e in await published(payments, infra, paid_two.order_id)] == [
-        "PaymentSucceeded",
-        "PaymentRefunded",
-    ]
-    assert [await refunds_published(payments, infra, e.order_id) for e in (paid_one, paid_two)] == [
-        [(2, "reason 0")],
-        [(2, "reason 1")],
-    ]
+    await assert_refunded_once(payments, infra, paid_one, "reason 0")
+    await assert_refunded_once(payments, infra, paid_two, "reason 1")
     async with payments.runtime.sessionmaker() as session:
         remembered = await session.scalar(
             select(func.count())
@@ -535,6 +518,24 @@ async def refunded_at_provider(payments: PaymentService, reference: str) -> list
             "SELECT amount FROM refunds WHERE charge_reference = %s", (reference,)
         )
         return [row[0] for row in await cursor.fetchall()]
+
+
+async def assert_refunded_once(
+    payments: PaymentService, infra: Infra, event: StockReserved, reason: str
+) -> list[Envelope]:
+    """The order's capture is refunded in full, once, and reconciled; payment_svc announced it
+    with PaymentRefunded v2 giving ``reason``. Returns what it published for the order."""
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    reference = simulated_reference(domain.charge_key(event.order_id))
+    assert await refunded_at_provider(payments, reference) == [event.total_price]
+    events = await published(payments, infra, event.order_id)
+    assert [(e.type, e.version, e.data.get("reason")) for e in events] == [
+        ("PaymentSucceeded", 1, None),
+        ("PaymentRefunded", 2, reason),
+    ]
+    assert await differences_of(payments, event.order_id) == []
+    return events
 
 
 async def dead_lettered(infra: Infra, sent: Envelope) -> bool:
@@ -634,18 +635,7 @@ async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_orde
 
     await processed(payments, await send(producer, cancelled(event, "Cancelled by the customer")))
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    assert [e.type for e in await published(payments, infra, event.order_id)] == [
-        "PaymentSucceeded",
-        "PaymentRefunded",
-    ]
-    assert await refunds_published(payments, infra, event.order_id) == [
-        (2, "Cancelled by the customer")
-    ]
-    reference = simulated_reference(domain.charge_key(event.order_id))
-    assert await refunded_at_provider(payments, reference) == [Decimal("8.20")]
-    assert await differences_of(payments, event.order_id) == []
+    await assert_refunded_once(payments, infra, event, "Cancelled by the customer")
 
 
 async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_sweep(
@@ -687,17 +677,8 @@ async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_s
 
     assert await sweep(payments) >= 1
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    reference = simulated_reference(domain.charge_key(event.order_id))
-    assert await refunded_at_provider(payments, reference) == [Decimal("14.00")]
-    events = await published(payments, infra, event.order_id)
-    assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
+    events = await assert_refunded_once(payments, infra, event, "Cancelled by an admin")
     assert (events[-1].correlation_id, events[-1].causation_id) == (sent.correlation_id, sent.id)
-    assert await refunds_published(payments, infra, event.order_id) == [
-        (2, "Cancelled by an admin")
-    ]
-    assert await differences_of(payments, event.order_id) == []
 
 
 async def test_a_capture_left_by_a_failed_cancellation_is_refunded_by_the_sweep_with_its_reason(
@@ -711,18 +692,7 @@ async def test_a_capture_left_by_a_failed_cancellation_is_refunded_by_the_sweep_
 
     assert await sweep(payments) >= 1  # voids the charge, records the capture, refunds it
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    reference = simulated_reference(domain.charge_key(event.order_id))
-    assert await refunded_at_provider(payments, reference) == [Decimal("9.90")]
-    assert [e.type for e in await published(payments, infra, event.order_id)] == [
-        "PaymentSucceeded",
-        "PaymentRefunded",
-    ]
-    assert await refunds_published(payments, infra, event.order_id) == [
-        (2, "Cancelled by the customer")
-    ]
-    assert await differences_of(payments, event.order_id) == []
+    await assert_refunded_once(payments, infra, event, "Cancelled by the customer")
 
 
 async def test_the_sweep_refunds_with_the_v1_reason_when_no_reason_was_remembered(
@@ -738,9 +708,7 @@ async def test_the_sweep_refunds_with_the_v1_reason_when_no_reason_was_remembere
 
     assert await sweep(payments) >= 1
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    assert await refunds_published(payments, infra, event.order_id) == [(2, REFUNDED_BEFORE_V2)]
+    await assert_refunded_once(payments, infra, event, REFUNDED_BEFORE_V2)
 
 
 async def test_the_sweep_leaves_an_order_another_transaction_holds_for_its_next_round(
