@@ -64,7 +64,8 @@ def describe(event: NotifiedEvent) -> Draft:
             )
         case PaymentRefunded():
             text = (
-                f"Your payment of {_money(event.amount)} for order {event.order_id} was refunded."
+                f"Your payment of {_money(event.amount)} for order {event.order_id} was refunded: "
+                f"{event.reason}."
             )
     return Draft(event.TYPE, text)
 

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from uuid import UUID
 
+from schemas.payments import REFUNDED_BEFORE_V2
+
 PAID, FAILED, REFUNDED = "Paid", "Failed", "Refunded"
 """Payment statuses."""
 CHARGE, REFUND = "Charge", "Refund"
@@ -48,6 +50,17 @@ def plan_charge(
 def refundable(status: str | None) -> bool:
     """A cancellation refunds a payment that was taken and not refunded yet."""
     return status == PAID
+
+
+REASON_LENGTH = 255
+"""The longest refund reason: PaymentRefunded's ``reason`` and ``cancelled_orders.reason``."""
+
+
+def refund_reason(cancellation_reason: str) -> str:
+    """Why a cancelled order's payment is refunded: the cancellation's reason, cut to the
+    length the contract takes (an empty one says only that the order was cancelled). Never one
+    PaymentRefunded refuses: the money has moved by the time the event is built."""
+    return cancellation_reason[:REASON_LENGTH] or REFUNDED_BEFORE_V2
 
 
 CHARGE_KEY_PREFIX = "charge:"

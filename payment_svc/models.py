@@ -58,6 +58,9 @@ class CancelledOrder(Base):
     correlation_id: Mapped[UUID | None]
     causation_id: Mapped[UUID | None]
     """The OrderCancelled: what a refund the sweep makes for it is caused by."""
+    reason: Mapped[str | None] = mapped_column(String(255))
+    """Why it was cancelled: the reason of a refund the sweep makes for it (None: remembered
+    before reasons were, read as ``schemas.payments.REFUNDED_BEFORE_V2``)."""
 
 
 class ChargeAttempt(Base):

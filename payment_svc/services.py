@@ -38,6 +38,7 @@ from schemas.envelope import Envelope, Message
 from schemas.ids import new_id
 from schemas.orders import OrderCancelled
 from schemas.payments import (
+    REFUNDED_BEFORE_V2,
     AddPaymentMethod,
     PaymentFailed,
     PaymentMethodAdded,
@@ -188,17 +189,19 @@ async def refund_order(
     provider: PaymentProvider,
     cancelled: Sequence[tuple[Envelope, OrderCancelled]],
 ) -> None:
-    """Refund each cancelled order's payment once; void a charge begun and not recorded (and
-    refund it if it was captured).
+    """Refund each cancelled order's payment once, with the cancellation's reason; void a
+    charge begun and not recorded (and refund it if it was captured).
 
-    The cancellation is remembered first, committed at once (``autocommit``), whatever happens
-    next: a reservation arriving after it is not charged, and if the provider fails here until
-    this message is dead-lettered, the sweep (:func:`settle_stale_charges`) still refunds."""
+    The cancellation is remembered first, with its reason, committed at once (``autocommit``),
+    whatever happens next: a reservation arriving after it is not charged, and if the provider
+    fails here until this message is dead-lettered, the sweep (:func:`settle_stale_charges`)
+    still refunds, with the same reason."""
     async with sessionmaker.begin() as session:
         fresh = await first_deliveries(session, Inbox, cancelled)
         if not fresh:
             return
         order_ids = [event.order_id for _, event in fresh]
+        reasons = [domain.refund_reason(event.reason) for _, event in fresh]
         async with autocommit() as committed_at_once:
             await _REMEMBER_CANCELLED.execute(
                 committed_at_once,
@@ -206,6 +209,7 @@ async def refund_order(
                     "order_id": order_ids,
                     "correlation_id": [envelope.correlation_id for envelope, _ in fresh],
                     "causation_id": [envelope.id for envelope, _ in fresh],
+                    "reason": reasons,
                 },
             )
         await _lock_orders(session, order_ids)
@@ -227,10 +231,12 @@ async def refund_order(
             )
         }
         records = _Records(session)
-        for envelope, event in fresh:
+        for (envelope, event), reason in zip(fresh, reasons, strict=True):
             attempt = attempts.get(event.order_id)
             if attempt is not None and not attempt.has_payment:
-                await _settle(records, provider, attempt, cancelled=True, cause=_cause(envelope))
+                await _settle(
+                    records, provider, attempt, cancellation=reason, cause=_cause(envelope)
+                )
                 continue
             if attempt is not None:
                 records.settled.append(event.order_id)
@@ -247,6 +253,7 @@ async def refund_order(
                 payment.id,
                 charge.gateway_id,
                 _cause(envelope),
+                reason=reason,
             )
         await records.write()
 
@@ -263,6 +270,8 @@ async def settle_stale_charges(
     - a Paid payment of a cancelled order (its OrderCancelled was dead-lettered after the
       provider failed to refund) is refunded.
 
+    A refund tells the cancellation's reason that :func:`refund_order` remembered.
+
     Orders another transaction holds are left for the next round, and one the provider fails
     on does not hold back the others. Returns how many orders it settled."""
     async with sessionmaker.begin() as session:
@@ -278,7 +287,9 @@ async def settle_stale_charges(
                 continue
             cause = _Cause(attempt.correlation_id, attempt.causation_id)
             try:
-                await _settle(records, provider, attempt, cancelled=attempt.cancelled, cause=cause)
+                await _settle(
+                    records, provider, attempt, cancellation=attempt.cancellation, cause=cause
+                )
             except (ProviderError, RefundRefusedError) as exc:
                 log.warning("order %s's charge not settled yet: %s", attempt.order_id, exc)
                 continue
@@ -287,7 +298,9 @@ async def settle_stale_charges(
             cause = _Cause(paid.correlation_id, paid.causation_id)
             charge = _Charge(paid.order_id, paid.user_id, paid.amount)
             try:
-                await _refund(records, provider, charge, paid.id, paid.gateway_id, cause)
+                await _refund(
+                    records, provider, charge, paid.id, paid.gateway_id, cause, reason=paid.reason
+                )
             except (ProviderError, RefundRefusedError) as exc:
                 log.warning("cancelled order %s not refunded yet: %s", paid.order_id, exc)
                 continue
@@ -320,15 +333,22 @@ def _charge_of(event: StockReserved) -> _Charge:
 
 
 async def _settle(
-    records: "_Records", provider: PaymentProvider, attempt: Any, *, cancelled: bool, cause: _Cause
+    records: "_Records",
+    provider: PaymentProvider,
+    attempt: Any,
+    *,
+    cancellation: str | None,
+    cause: _Cause,
 ) -> None:
     """Settle a charge begun and not recorded, from the provider: void it (no capture can
-    follow), then record what it was; captured and the order cancelled: refunded at once.
-    Records nothing unless every provider call succeeded."""
+    follow), then record what it was; captured and the order cancelled (``cancellation``: why;
+    None while it is not): refunded at once. Records nothing unless every provider call
+    succeeded."""
     result = await ask_provider(
         partial(provider.void, attempt.idempotency_key), f"void of order {attempt.order_id}"
     )
     charge = _Charge(attempt.order_id, attempt.user_id, attempt.amount)
+    cancelled = cancellation is not None
     refund = None
     if cancelled and result.approved:
         refund = await _refund_at_provider(provider, charge, result.reference)
@@ -340,8 +360,8 @@ async def _settle(
     )
     if not cancelled or result.approved:
         payment_id = records.charged(charge, cause, result)
-        if refund is not None:
-            records.refunded(charge, payment_id, refund, cause)
+        if refund is not None and cancellation is not None:
+            records.refunded(charge, payment_id, refund, cause, reason=cancellation)
     else:
         records.settled.append(attempt.order_id)  # nothing was taken, nothing to record
 
@@ -353,9 +373,11 @@ async def _refund(
     payment_id: UUID,
     reference: str,
     cause: _Cause,
+    *,
+    reason: str,
 ) -> None:
     result = await _refund_at_provider(provider, charge, reference)
-    records.refunded(charge, payment_id, result, cause)
+    records.refunded(charge, payment_id, result, cause, reason=reason)
 
 
 async def _refund_at_provider(
@@ -415,7 +437,7 @@ class _Records:
         return payment_id
 
     def refunded(
-        self, charge: _Charge, payment_id: UUID, result: RefundResult, cause: _Cause
+        self, charge: _Charge, payment_id: UUID, result: RefundResult, cause: _Cause, *, reason: str
     ) -> None:
         # A payment recorded in this run is written Refunded; an older one is updated.
         written = next((p for p in self.payments if p["id"] == payment_id), None)
@@ -434,6 +456,7 @@ class _Records:
             user_id=charge.user_id,
             amount=charge.amount,
             gateway_id=result.reference,
+            reason=reason,
         )
         self._stage(refunded, cause)
 
@@ -517,6 +540,9 @@ _BEGIN_ATTEMPTS = Direct(
 """Record charges about to be asked for; one begun before (a redelivery) keeps its row."""
 _SETTLE_ATTEMPTS = Direct(delete(_ATTEMPTS).where(any_of(_ATTEMPTS.c.order_id, "orders")))
 _CANCELLED = table_of(CancelledOrder)
+_CANCELLATION_REASON = func.coalesce(_CANCELLED.c.reason, REFUNDED_BEFORE_V2)
+"""Why a remembered order was cancelled; one remembered before reasons were is read as a
+version 1 refund is."""
 
 
 def _build_due() -> Select[tuple[UUID]]:
@@ -546,7 +572,10 @@ def _build_lock_attempts() -> Select[Any]:
             _ATTEMPTS.c.correlation_id,
             _ATTEMPTS.c.causation_id,
             exists().where(Payment.order_id == _ATTEMPTS.c.order_id).label("has_payment"),
-            exists().where(CancelledOrder.order_id == _ATTEMPTS.c.order_id).label("cancelled"),
+            select(_CANCELLATION_REASON)
+            .where(_CANCELLED.c.order_id == _ATTEMPTS.c.order_id)
+            .scalar_subquery()
+            .label("cancellation"),
         )
         .where(any_of(_ATTEMPTS.c.order_id, "orders"))
         .order_by(_ATTEMPTS.c.order_id)
@@ -555,12 +584,17 @@ def _build_lock_attempts() -> Select[Any]:
 
 
 _LOCK_ATTEMPTS = Direct(_build_lock_attempts())
-"""The orders' charge attempts, locked, with whether a payment or a cancellation is recorded."""
+"""The orders' charge attempts, locked, with whether a payment is recorded, and why the order
+was cancelled (None: it is not)."""
 _REMEMBER_CANCELLED = Direct(
     insert(_CANCELLED)
     .from_select(
-        ["order_id", "correlation_id", "causation_id"],
-        select(*array_rows({"order_id": Uuid, "correlation_id": Uuid, "causation_id": Uuid}).c),
+        ["order_id", "correlation_id", "causation_id", "reason"],
+        select(
+            *array_rows(
+                {"order_id": Uuid, "correlation_id": Uuid, "causation_id": Uuid, "reason": Text}
+            ).c
+        ),
     )
     .on_conflict_do_nothing()
 )
@@ -592,6 +626,7 @@ _PAID_BUT_CANCELLED = Direct(
         _TRANSACTIONS.c.gateway_id,
         _CANCELLED.c.correlation_id,
         _CANCELLED.c.causation_id,
+        _CANCELLATION_REASON.label("reason"),
     )
     .join(_CANCELLED, _CANCELLED.c.order_id == _PAYMENTS.c.order_id)
     .join(

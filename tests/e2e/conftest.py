@@ -153,6 +153,12 @@ def payment_method(customer: Client, token: str = "tok_visa") -> str:
     return method_id
 
 
+def told(customer: Client, notification_type: str) -> list[str]:
+    """What the customer's notifications of this type say, newest first."""
+    items = all_items(customer, "/me/notifications")
+    return [item["message"] for item in items if item["type"] == notification_type]
+
+
 def jwt_secret(shop: Shop) -> str:
     return (Path(shop.env["SHOP_STATE_DIR"]) / "secrets" / "jwt_secret").read_text().strip()
 

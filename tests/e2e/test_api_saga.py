@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     eventually,
     new_product,
     payment_method,
+    told,
 )
 
 WAIT = {"wait": 25}
@@ -113,7 +114,9 @@ def test_declined_payment_cancels_and_releases_stock(shop: Shop, admin: Client) 
     eventually(lambda: sorted(m["change"] for m in ledger(admin, item)) == [-3, 3, 4])
 
 
-def test_cancelling_a_paid_order_refunds_and_restocks(shop: Shop, admin: Client) -> None:
+def test_cancelling_a_paid_order_refunds_telling_why_and_restocks(
+    shop: Shop, admin: Client
+) -> None:
     item = new_product(admin, price="7.25", stock=5)
     customer = shop.customer("Dan")
     order_id = place(customer, [(item, 2)], payment_method(customer)).json()["id"]
@@ -125,6 +128,9 @@ def test_cancelling_a_paid_order_refunds_and_restocks(shop: Shop, admin: Client)
         lambda: customer.get(f"/orders/{order_id}").json()["payment"]["status"] == "Refunded"
     )
     eventually(lambda: stock(customer, item) == 5)
+    assert eventually(lambda: told(customer, "PaymentRefunded")) == [
+        f"Your payment of 14.50 for order {order_id} was refunded: Cancelled by the customer."
+    ]
     assert customer.post(f"/orders/{order_id}/cancel").status_code == 409
 
 

@@ -2,6 +2,7 @@
 redelivered, sent through its sender port with retries, and its HTTP read API."""
 
 import email
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from schemas.orders import (
 )
 from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from schemas.products import ItemQuantity
-from schemas.topics import NOTIFICATIONS_EVENTS
+from schemas.topics import NOTIFICATIONS_EVENTS, PAYMENTS_EVENTS
 from schemas.users import UserRegistered
 from tests.conftest import Infra, eventually, unique
 from tests.integration.conftest import committed_offset, in_inbox, read_to_end, running
@@ -172,6 +173,7 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
             user_id=user_id,
             amount=Decimal("39.80"),
             gateway_id="sim_2",
+            reason="changed my mind",
         ),
         OrderRejected(order_id=uuid4(), user_id=user_id, reason="unknown product"),
     ]
@@ -209,7 +211,9 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
             f"Your order {order_id} was cancelled: changed my mind."
         )
         assert found["OrderShipped"].message == f"Your order {order_id} has shipped."
-        assert "refunded" in found["PaymentRefunded"].message
+        assert found["PaymentRefunded"].message == (
+            f"Your payment of 39.80 for order {order_id} was refunded: changed my mind."
+        )
         assert "unknown product" in found["OrderRejected"].message
         envelopes = {event.TYPE: envelope for event, envelope in sent}
         assert found["OrderPlaced"].event_id == envelopes["OrderPlaced"].id
@@ -225,6 +229,59 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
         await consumed(service, again)
         await processed(service, shipped)
         assert len(await notifications_of(service, user_id)) == len(found)
+
+
+async def test_a_refund_tells_its_reason_and_a_v1_refund_the_one_its_upcaster_gives(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    user_id, old_order, new_order, old_id = uuid4(), uuid4(), uuid4(), uuid4()
+    old = {  # as a producer from before version 2 wrote it: no reason
+        "id": str(old_id),
+        "type": "PaymentRefunded",
+        "version": 1,
+        "occurred_at": "2026-11-25T02:13:12.806776Z",
+        "correlation_id": str(uuid4()),
+        "causation_id": None,
+        "data": {
+            "payment_id": str(uuid4()),
+            "order_id": str(old_order),
+            "user_id": str(user_id),
+            "amount": "39.80",
+            "gateway_id": "sim_old",
+        },
+    }
+    new = PaymentRefunded(
+        payment_id=uuid4(),
+        order_id=new_order,
+        user_id=user_id,
+        amount=Decimal("12.00"),
+        gateway_id="sim_new",
+        reason="Cancelled by an admin",
+    )
+    async with notification_service(settings_for, infra) as service:
+        old_record = await producer.send_and_wait(
+            PAYMENTS_EVENTS.name,
+            json.dumps(old).encode(),
+            key=str(old_order).encode(),
+            headers=[("type", b"PaymentRefunded")],
+        )
+        new_envelope, new_record = await send(producer, new)
+        await consumed(service, old_record, new_record)
+
+        found = {
+            row.event_id: (row.type, row.message)
+            for row in await notifications_of(service, user_id)
+        }
+    assert found == {
+        old_id: (
+            "PaymentRefunded",
+            f"Your payment of 39.80 for order {old_order} was refunded: Order cancelled.",
+        ),
+        new_envelope.id: (
+            "PaymentRefunded",
+            f"Your payment of 12.00 for order {new_order} was refunded: Cancelled by an admin.",
+        ),
+    }
 
 
 async def test_send_pending_writes_readable_mail_and_marks_sent_when_the_contact_is_known(

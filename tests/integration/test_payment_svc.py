@@ -27,7 +27,7 @@ from payment_svc.reconcile import reconcile
 from payment_svc.settings import Settings
 from schemas.envelope import Envelope, Message, encode
 from schemas.orders import OrderCancelled
-from schemas.payments import AddPaymentMethod
+from schemas.payments import REFUNDED_BEFORE_V2, AddPaymentMethod
 from schemas.products import ItemQuantity, StockReserved
 from schemas.topics import PAYMENTS_EVENTS, dead_letter_topic
 from tests.conftest import Infra, eventually, unique
@@ -259,7 +259,7 @@ async def test_stock_reserved_charges_once_when_delivered_twice(
     assert [e.type for e in events] == ["PaymentSucceeded"]
 
 
-async def test_order_cancelled_refunds_once_and_emits_payment_refunded_when_paid(
+async def test_order_cancelled_refunds_once_and_emits_payment_refunded_with_its_reason_when_paid(
     payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     buyer = uuid4()
@@ -269,7 +269,7 @@ async def test_order_cancelled_refunds_once_and_emits_payment_refunded_when_paid
     paid = await payment_of(payments, event.order_id)
     assert paid is not None and paid.status == "Paid"
 
-    cancellation = cancelled(event)
+    cancellation = cancelled(event, "Cancelled by an admin")
     sent = await send(producer, cancellation)
     await send(producer, cancellation, envelope=sent)
     await processed(payments, await send(producer, cancellation))
@@ -284,12 +284,14 @@ async def test_order_cancelled_refunds_once_and_emits_payment_refunded_when_paid
     events = await published(payments, infra, event.order_id)
     assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
     refunded = events[-1]
+    assert refunded.version == 2
     assert refunded.data == {
         "payment_id": str(payment.id),
         "order_id": str(event.order_id),
         "user_id": str(buyer),
         "amount": "25.00",
         "gateway_id": refund.gateway_id,
+        "reason": "Cancelled by an admin",
     }
     assert refunded.correlation_id == sent.correlation_id
 
@@ -402,11 +404,14 @@ async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
     for event in (paid_one, paid_two, declined):
         await processed(payments, await send(producer, event))
 
+    cancellations = [
+        cancelled(event, f"reason {n}") for n, event in enumerate((paid_one, paid_two, declined))
+    ]
     runs = await apply_as_one_batch(
         payments.runtime,
         *own(payments),
-        *((cancelled(event), cancelled(event).envelope()) for event in (paid_one, paid_two)),
-        *((cancelled(event), cancelled(event).envelope()) for event in (declined, unseen)),
+        *((cancellation, cancellation.envelope()) for cancellation in cancellations),
+        (cancelled(unseen), cancelled(unseen).envelope()),
     )
     # the reservation of an order cancelled before it came charges nothing
     await processed(payments, await send(producer, unseen))
@@ -425,10 +430,8 @@ async def test_a_run_of_cancellations_refunds_the_paid_and_remembers_every_one(
         [t.kind for t in await transactions_of(payments, e.order_id)] for e in (paid_one, paid_two)
     ]
     assert kinds == [["Charge", "Refund"], ["Charge", "Refund"]]
-    assert [e.type for e in await published(payments, infra, paid_two.order_id)] == [
-        "PaymentSucceeded",
-        "PaymentRefunded",
-    ]
+    await assert_refunded_once(payments, infra, paid_one, "reason 0")
+    await assert_refunded_once(payments, infra, paid_two, "reason 1")
     async with payments.runtime.sessionmaker() as session:
         remembered = await session.scalar(
             select(func.count())
@@ -517,9 +520,28 @@ async def refunded_at_provider(payments: PaymentService, reference: str) -> list
         return [row[0] for row in await cursor.fetchall()]
 
 
-async def dead_lettered(infra: Infra, order_id: UUID) -> bool:
+async def assert_refunded_once(
+    payments: PaymentService, infra: Infra, event: StockReserved, reason: str
+) -> list[Envelope]:
+    """The order's capture is refunded in full, once, and reconciled; payment_svc announced it
+    with PaymentRefunded v2 giving ``reason``. Returns what it published for the order."""
+    payment = await payment_of(payments, event.order_id)
+    assert payment is not None and payment.status == "Refunded"
+    reference = simulated_reference(domain.charge_key(event.order_id))
+    assert await refunded_at_provider(payments, reference) == [event.total_price]
+    events = await published(payments, infra, event.order_id)
+    assert [(e.type, e.version, e.data.get("reason")) for e in events] == [
+        ("PaymentSucceeded", 1, None),
+        ("PaymentRefunded", 2, reason),
+    ]
+    assert await differences_of(payments, event.order_id) == []
+    return events
+
+
+async def dead_lettered(infra: Infra, sent: Envelope) -> bool:
+    """Whether payment_svc dead-lettered this message (not only another of its order's)."""
     records = await read_to_end(infra, dead_letter_topic("payment_svc"))
-    return any(record.key == str(order_id).encode() for record in records)
+    return any(str(sent.id).encode() in (record.value or b"") for record in records)
 
 
 async def dead_lettered_while(
@@ -527,16 +549,18 @@ async def dead_lettered_while(
     infra: Infra,
     producer: AIOKafkaProducer,
     faults: Faults,
-    event: StockReserved,
-) -> None:
-    """Deliver ``event`` while the provider misbehaves so, until payment_svc dead-letters it
-    after its tries (its charge attempt stays open); then the provider behaves again."""
+    message: StockReserved | OrderCancelled,
+) -> Envelope:
+    """Deliver ``message`` while the provider misbehaves so, until payment_svc dead-letters it
+    after its tries (a charge attempt stays open; a cancellation is remembered); then the
+    provider behaves again."""
     payments.provider.faults = faults
     try:
-        await send(producer, event)
-        await eventually(lambda: dead_lettered(infra, event.order_id))
+        sent = await send(producer, message)
+        await eventually(lambda: dead_lettered(infra, sent))
     finally:
         payments.provider.faults = Faults()
+    return sent
 
 
 async def sweep(payments: PaymentService) -> int:
@@ -609,17 +633,9 @@ async def test_a_capture_the_provider_failed_to_answer_is_refunded_when_the_orde
     event = await reservation(payments, producer, "8.20")
     await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
 
-    await processed(payments, await send(producer, cancelled(event)))
+    await processed(payments, await send(producer, cancelled(event, "Cancelled by the customer")))
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    assert [e.type for e in await published(payments, infra, event.order_id)] == [
-        "PaymentSucceeded",
-        "PaymentRefunded",
-    ]
-    reference = simulated_reference(domain.charge_key(event.order_id))
-    assert await refunded_at_provider(payments, reference) == [Decimal("8.20")]
-    assert await differences_of(payments, event.order_id) == []
+    await assert_refunded_once(payments, infra, event, "Cancelled by the customer")
 
 
 async def test_a_charge_never_captured_is_voided_and_recorded_failed_by_the_sweep(
@@ -648,14 +664,11 @@ async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_s
 ) -> None:
     event = await reservation(payments, producer, "14.00")
     await processed(payments, await send(producer, event))
-    cancellation = cancelled(event)
+    cancellation = cancelled(event, "Cancelled by an admin")
 
-    payments.provider.faults = Faults(unavailable=1.0)
-    try:
-        sent = await send(producer, cancellation)
-        await eventually(lambda: dead_lettered(infra, event.order_id))
-    finally:
-        payments.provider.faults = Faults()
+    sent = await dead_lettered_while(
+        payments, infra, producer, Faults(unavailable=1.0), cancellation
+    )
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Paid"
     assert [line.split(": ", 1)[1] for line in await differences_of(payments, event.order_id)] == [
@@ -664,14 +677,38 @@ async def test_a_cancellation_the_provider_could_not_refund_is_refunded_by_the_s
 
     assert await sweep(payments) >= 1
 
-    payment = await payment_of(payments, event.order_id)
-    assert payment is not None and payment.status == "Refunded"
-    reference = simulated_reference(domain.charge_key(event.order_id))
-    assert await refunded_at_provider(payments, reference) == [Decimal("14.00")]
-    events = await published(payments, infra, event.order_id)
-    assert [e.type for e in events] == ["PaymentSucceeded", "PaymentRefunded"]
+    events = await assert_refunded_once(payments, infra, event, "Cancelled by an admin")
     assert (events[-1].correlation_id, events[-1].causation_id) == (sent.correlation_id, sent.id)
-    assert await differences_of(payments, event.order_id) == []
+
+
+async def test_a_capture_left_by_a_failed_cancellation_is_refunded_by_the_sweep_with_its_reason(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    event = await reservation(payments, producer, "9.90")
+    await dead_lettered_while(payments, infra, producer, Faults(error_after_capture=1.0), event)
+    cancellation = cancelled(event, "Cancelled by the customer")
+    await dead_lettered_while(payments, infra, producer, Faults(unavailable=1.0), cancellation)
+    assert await payment_of(payments, event.order_id) is None
+
+    assert await sweep(payments) >= 1  # voids the charge, records the capture, refunds it
+
+    await assert_refunded_once(payments, infra, event, "Cancelled by the customer")
+
+
+async def test_the_sweep_refunds_with_the_v1_reason_when_no_reason_was_remembered(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    event = await reservation(payments, producer, "3.30")
+    await processed(payments, await send(producer, event))
+    await dead_lettered_while(payments, infra, producer, Faults(unavailable=1.0), cancelled(event))
+    async with payments.runtime.sessionmaker.begin() as session:
+        remembered = await session.get(CancelledOrder, event.order_id)
+        assert remembered is not None and remembered.reason == "Cancelled by customer"
+        remembered.reason = None  # as a row written before reasons were
+
+    assert await sweep(payments) >= 1
+
+    await assert_refunded_once(payments, infra, event, REFUNDED_BEFORE_V2)
 
 
 async def test_the_sweep_leaves_an_order_another_transaction_holds_for_its_next_round(

@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+from decimal import Decimal
 from uuid import uuid4
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from payment_svc import domain, services
 from payment_svc.adapters import Faults, simulated_decline_reason, simulated_reference
 from payment_svc.ports import ProviderError
+from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,31 @@ def test_plan_refuses_when_the_payment_method_belongs_to_another_user() -> None:
 )
 def test_refund_only_when_the_payment_is_paid(status: str | None, expected: bool) -> None:
     assert domain.refundable(status) is expected
+
+
+@pytest.mark.parametrize(
+    ("cancellation", "expected"),
+    [
+        ("Cancelled by the customer", "Cancelled by the customer"),
+        ("out of stock: " + "Mug, " * 60, ("out of stock: " + "Mug, " * 60)[:255]),
+        ("", REFUNDED_BEFORE_V2),
+    ],
+    ids=["as cancelled", "too long", "empty"],
+)
+def test_a_refund_tells_its_cancellations_reason_as_payment_refunded_takes_it(
+    cancellation: str, expected: str
+) -> None:
+    reason = domain.refund_reason(cancellation)
+    assert reason == expected
+    refunded = PaymentRefunded(
+        payment_id=uuid4(),
+        order_id=uuid4(),
+        user_id=uuid4(),
+        amount=Decimal("1.00"),
+        gateway_id="sim_r",
+        reason=reason,
+    )
+    assert refunded.reason == expected
 
 
 class Flaky:
