@@ -38,7 +38,7 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
 
         [letter] = await eventually(listed)
         assert letter.origin.startswith(f"{USERS_EVENTS.name}[")
-        assert "invalid UserRegistered data" in letter.headers["dlq.reason"]
+        assert "invalid UserRegistered v1 data" in letter.headers["dlq.reason"]
         assert "role" in letter.headers["dlq.reason"]
 
     assert "dlq.written_at" in letter.headers  # the original's time, for the redrive's check
