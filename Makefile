@@ -46,7 +46,7 @@ contracts: $(READY)  ## released messages unchanged for their consumers; docs/as
 	@$(PY) -m stack.contracts
 
 contracts-refresh: $(READY)  ## after a compatible change: rewrite schemas/snapshots/ and docs/asyncapi.json
-	@$(PY) -m stack.contracts --refresh
+	@$(PY) -m stack.contracts --refresh $(ARGS)
 
 format: $(READY)
 	$(PY) -m ruff format .

@@ -333,11 +333,16 @@ class BatchConsumer:
 
     def _route(self, record: ConsumerRecord[bytes, bytes]) -> Routed | None:
         """The record's envelope, message and handler; None for a type this service ignores
-        (known from the ``type`` header alone when the producer set it, without parsing)."""
+        (known from the ``type`` header alone, without parsing, when it names a message of the
+        record's topic: a header naming another topic's message is not believed)."""
         for name, value in record.headers or ():
             if name == "type":
-                header_type = value.decode(errors="replace")
-                if header_type not in self._handlers and is_known_type(header_type):
+                header_type = (value or b"").decode(errors="replace")
+                if (
+                    header_type not in self._handlers
+                    and is_known_type(header_type)
+                    and latest(header_type).TOPIC.name == record.topic
+                ):
                     return None
                 break
         raw = record.value

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from common.http import create_service_app
 from common.runtime import Runtime
 from gateway_svc import middleware
-from gateway_svc.api import accounts, catalog, events, orders
+from gateway_svc.api import accounts, asyncapi, catalog, orders
 from gateway_svc.auth import Tokens
 from gateway_svc.clients import Upstreams
 from gateway_svc.facts import Facts
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="shop gateway",
         description=DESCRIPTION,
-        routers=[accounts.router, catalog.router, orders.router, events.router],
+        routers=[accounts.router, catalog.router, orders.router, asyncapi.router],
         metrics=metrics.render,
     )
     app.state.tokens = tokens

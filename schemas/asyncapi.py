@@ -1,40 +1,34 @@
 """The AsyncAPI 3.0 document of the whole shop, generated from the contracts: every topic (dead
-letters included), every version of every message as it is on the wire, and who sends and who
-receives it (:mod:`schemas.catalog`).
+letters included), every version of every message as it is on the wire
+(:mod:`schemas.json_schemas`), and which service sends and which receives it
+(:mod:`schemas.routing`, :mod:`schemas.topics`).
 
 FastStream's own generator describes one payload per subscriber or publisher and names messages
 itself; the shop carries many message types on one topic under one raw batch subscriber, so
-this builder writes the document from the contracts instead: each message's payload is the
-envelope's JSON Schema with ``data`` the message's own (pydantic's ``model_json_schema``).
-``python -m stack contracts`` keeps the committed copy (``docs/asyncapi.json``) and the snapshots
-of every message version (``schemas/snapshots/``) in step with it.
+this builder writes the document from the contracts instead. ``python -m stack.contracts`` keeps
+the committed copy (``docs/asyncapi.json``) in step with it.
 """
 
-import json
-import re
 from typing import Any
-from uuid import NAMESPACE_URL, uuid5
 
-from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
-
-from schemas import catalog
-from schemas.envelope import Command, Envelope, Message, latest
-from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS, Topic
+from schemas import routing
+from schemas.envelope import Command, Message, latest
+from schemas.json_schemas import canonical_json, data_schema, example, payload_schema, summary
+from schemas.topics import (
+    ALL_TOPICS,
+    CONSUMED_TOPICS,
+    DEAD_LETTER_TOPICS,
+    SENT_TOPICS,
+    WATCHED_TOPICS,
+    Topic,
+    dead_letter_topic,
+)
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING = "0.5.0"
 DOCUMENT_VERSION = "1.0.0"
 """The document's own version (``info.version``); each message carries its own version."""
 LOCAL_BROKER = "127.0.0.1:9092"
-
-MONEY_PATTERN = r"^[0-9]{1,8}(\.[0-9]{1,2})?$"
-MONEY = {
-    "type": "string",
-    "pattern": MONEY_PATTERN,
-    "description": 'An amount of money: a decimal string, at most two decimals ("19.99").',
-}
 
 DEAD_LETTER = "DeadLetter"
 DEAD_LETTER_HEADERS = {
@@ -48,54 +42,6 @@ DEAD_LETTER_HEADERS = {
     "dlq.written_at": "When it was first written (the record's timestamp, in ms since 1970).",
 }
 """The headers a dead letter adds to the record's own (:mod:`common.dead_letters`)."""
-
-_EXAMPLE_TEXT = {
-    "name": "Ada Lovelace",
-    "email": "ada@example.com",
-    "description": "A mug that holds a pint",
-    "url": "https://images.example.com/mug.png",
-    "street": "1 Main Street",
-    "city": "Springfield",
-    "state": "IL",
-    "zip_code": "62701",
-    "method": "Credit Card",
-    "token": "tok_visa_4242",
-    "gateway_id": "ch_3N1x",
-    "type": "OrderPlaced",
-}
-_EXAMPLE_TIME = "2026-01-01T12:00:00Z"
-
-
-class _ContractSchema(GenerateJsonSchema):
-    """pydantic's JSON Schema, with money (the only ``Decimal`` of the contracts) as the
-    decimal string it is on the wire."""
-
-    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
-        return dict(MONEY)
-
-
-def data_schema(message: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema of a message's ``data``, self-contained (nested models inlined) and
-    without pydantic's generated titles."""
-    schema = message.model_json_schema(schema_generator=_ContractSchema)
-    definitions = schema.pop("$defs", {})
-    cleaned: dict[str, Any] = _clean(schema, definitions)
-    return cleaned
-
-
-def payload_schema(message: type[Message]) -> dict[str, Any]:
-    """The whole envelope as it is on the wire, ``data`` being the message's own schema."""
-    envelope = data_schema(Envelope)
-    properties = envelope["properties"]
-    properties["type"] = {"const": message.TYPE, "description": "The message type."}
-    properties["version"] = {"const": message.VERSION, "description": "The message's version."}
-    properties["id"]["description"] = "The message's id: consumers drop a repeated one."
-    properties["occurred_at"]["description"] = "When the producer made it (UTC)."
-    properties["correlation_id"]["description"] = "The id of the saga it belongs to."
-    properties["causation_id"]["description"] = "The id of the message that caused it."
-    properties["data"] = data_schema(message)
-    envelope["description"] = _summary(message)
-    return envelope
 
 
 def message_key(message: type[Message]) -> str:
@@ -132,21 +78,8 @@ def build() -> dict[str, Any]:
 
 
 def document_json(document: dict[str, Any] | None = None) -> str:
-    """The document as the committed file holds it (sorted keys, two-space indents)."""
-    return json.dumps(build() if document is None else document, indent=2, sort_keys=True) + "\n"
-
-
-def example(message: type[Message]) -> dict[str, Any]:
-    """An envelope of ``message`` that its own schema and class both accept."""
-    return {
-        "id": str(_example_id("message")),
-        "type": message.TYPE,
-        "version": message.VERSION,
-        "occurred_at": _EXAMPLE_TIME,
-        "correlation_id": str(_example_id("correlation")),
-        "causation_id": str(_example_id("causation")),
-        "data": _example_of(data_schema(message), None),
-    }
+    """The document as the committed file holds it."""
+    return canonical_json(build() if document is None else document)
 
 
 def _channel_id(topic: Topic) -> str:
@@ -167,7 +100,7 @@ def _channel(topic: Topic) -> dict[str, Any]:
         description = f"{kind} {_owner(topic)}. Key: {_keys(topic)}."
         messages = {
             message_key(cls): {"$ref": f"#/components/messages/{message_key(cls)}"}
-            for cls in catalog.messages_on(topic)
+            for cls in routing.messages_on(topic)
         }
     return {
         "address": topic.name,
@@ -186,7 +119,7 @@ def _channel(topic: Topic) -> dict[str, Any]:
 def _keys(topic: Topic) -> str:
     """Which field of its messages' data each record's key is."""
     fields: dict[str, list[str]] = {}
-    for cls in catalog.messages_on(topic):
+    for cls in routing.messages_on(topic):
         names = fields.setdefault(cls.KEY_FIELD, [])
         if cls.TYPE not in names:
             names.append(cls.TYPE)
@@ -198,26 +131,22 @@ def _keys(topic: Topic) -> str:
 
 
 def _owner(topic: Topic) -> str:
-    if topic.name.endswith(".commands"):
-        return next(
-            service
-            for service, handled in catalog.RECEIVES.items()
-            if any(topic == cls.TOPIC for cls in handled)
-        )
-    return next(service for service, topics in catalog.SENDS.items() if topic in topics)
+    """The service a command topic is for, or whose events a topic holds."""
+    owners = CONSUMED_TOPICS if topic.name.endswith(".commands") else SENT_TOPICS
+    return next(service for service, topics in owners.items() if topic in topics)
 
 
 def _operations() -> dict[str, Any]:
     operations: dict[str, Any] = {}
-    for service in catalog.SERVICES:
-        for topic in catalog.SENDS.get(service, ()):
-            sent = catalog.messages_on(topic)
+    for service in dict.fromkeys([*SENT_TOPICS, *CONSUMED_TOPICS]):
+        for topic in SENT_TOPICS.get(service, ()):
+            sent = routing.messages_on(topic)
             operations[f"{service}.send.{topic.name}"] = _operation(
                 "send", service, topic, sent, f"{service} sends these on {topic.name}."
             )
-        for topic in _consumed(service):
+        for topic in CONSUMED_TOPICS.get(service, ()):
             handled = [
-                cls for cls in catalog.messages_on(topic) if service in catalog.receivers(cls)
+                cls for cls in routing.messages_on(topic) if service in routing.receivers(cls)
             ]
             operations[f"{service}.receive.{topic.name}"] = _operation(
                 "receive",
@@ -228,25 +157,20 @@ def _operations() -> dict[str, Any]:
                 f"other messages of {topic.name}. Every version is read, upcast to the newest.",
                 group=service,
             )
-        for topic in catalog.WATCHES.get(service, ()):
+        for topic in WATCHED_TOPICS.get(service, ()):
             operations[f"{service}.watch.{topic.name}"] = _operation(
                 "receive",
                 service,
                 topic,
-                catalog.messages_on(topic),
+                routing.messages_on(topic),
                 f"{service} tails {topic.name} outside any consumer group, for order news.",
             )
-        if service in catalog.RECEIVES:
-            dead = next(t for t in DEAD_LETTER_TOPICS if t.name == f"{service}.dlq")
+        if service in CONSUMED_TOPICS:
+            dead = dead_letter_topic(service)
             operations[f"{service}.send.{dead.name}"] = _operation(
                 "send", service, dead, [], f"{service} dead-letters what it cannot apply."
             )
     return operations
-
-
-def _consumed(service: str) -> list[Topic]:
-    handled = catalog.RECEIVES.get(service, ())
-    return [topic for topic in ALL_TOPICS if any(topic == cls.TOPIC for cls in handled)]
 
 
 def _operation(
@@ -254,7 +178,7 @@ def _operation(
     service: str,
     topic: Topic,
     messages: list[type[Message]],
-    summary: str,
+    text: str,
     group: str | None = None,
 ) -> dict[str, Any]:
     channel = _channel_id(topic)
@@ -262,7 +186,7 @@ def _operation(
     operation: dict[str, Any] = {
         "action": action,
         "channel": {"$ref": f"#/channels/{channel}"},
-        "summary": summary,
+        "summary": text,
         "messages": [{"$ref": f"#/channels/{channel}/messages/{key}"} for key in keys],
         "tags": [{"name": service}],
     }
@@ -280,7 +204,7 @@ def _messages() -> dict[str, Any]:
     messages = {
         message_key(cls): _message(cls)
         for topic in ALL_TOPICS
-        for cls in catalog.messages_on(topic)
+        for cls in routing.messages_on(topic)
     }
     messages[DEAD_LETTER] = _dead_letter()
     return messages
@@ -290,11 +214,10 @@ def _message(message: type[Message]) -> dict[str, Any]:
     newest = latest(message.TYPE)
     kind = "command" if issubclass(message, Command) else "event"
     field_schema = data_schema(message)["properties"][message.KEY_FIELD]
-    description = _summary(message)
+    description = summary(message)
     if newest is not message:
-        description += (
-            f" Superseded by v{newest.VERSION}: still read, upcast to it; no longer sent."
-        )
+        upcaster = " ".join((message.upcast.__doc__ or "").split())
+        description += f" Superseded by v{newest.VERSION}; still read, upcast to {upcaster}"
     sample = example(message)
     return {
         "name": message.TYPE,
@@ -316,7 +239,7 @@ def _message(message: type[Message]) -> dict[str, Any]:
                 "bindingVersion": KAFKA_BINDING,
             }
         },
-        "tags": [{"name": kind}, {"name": catalog.sender(message)}],
+        "tags": [{"name": kind}, {"name": routing.sender(message)}],
         "examples": [
             {
                 "name": f"{message.TYPE}-v{message.VERSION}",
@@ -364,66 +287,3 @@ def _dead_letter() -> dict[str, Any]:
         "payload": {"description": "The record's value as it came: anything, even not JSON."},
         "tags": [{"name": "dead-letter"}],
     }
-
-
-def _summary(message: type[Message]) -> str:
-    """The message's one-line description: its docstring's first sentence, or what it is."""
-    own = message.__dict__.get("__doc__") or f"A {message.TYPE}."
-    first = " ".join(own.split("\n\n")[0].split()).split(". ")[0].rstrip(".") + "."
-    return re.sub(r"(?::\w+:)?``?([^`]+)``?", r"`\1`", first)
-
-
-def _clean(schema: Any, definitions: dict[str, Any]) -> Any:
-    """``schema`` with every ``$ref`` to ``definitions`` inlined and the titles dropped."""
-    if isinstance(schema, list):
-        return [_clean(item, definitions) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    if "$ref" in schema:
-        name = schema["$ref"].removeprefix("#/$defs/")
-        return _clean(
-            {**definitions[name], **{k: v for k, v in schema.items() if k != "$ref"}}, definitions
-        )
-    cleaned: dict[str, Any] = {}
-    for keyword, value in schema.items():
-        if keyword == "title":
-            continue
-        if keyword == "properties":
-            cleaned[keyword] = {name: _clean(sub, definitions) for name, sub in value.items()}
-        elif keyword in ("items", "anyOf", "oneOf", "allOf", "not", "additionalProperties"):
-            cleaned[keyword] = _clean(value, definitions)
-        else:
-            cleaned[keyword] = value
-    return cleaned
-
-
-def _example_id(name: str) -> Any:
-    return uuid5(NAMESPACE_URL, f"https://shop.example/{name}")
-
-
-def _example_of(schema: dict[str, Any], name: str | None) -> Any:
-    """A value that ``schema`` accepts, readable where the field's name says what it is."""
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    if "anyOf" in schema:
-        return _example_of(next(s for s in schema["anyOf"] if s.get("type") != "null"), name)
-    kind = schema.get("type")
-    if kind == "object":
-        return {
-            field: _example_of(sub, field) for field, sub in schema.get("properties", {}).items()
-        }
-    if kind == "array":
-        return [_example_of(schema["items"], name)]
-    if kind == "integer":
-        return max(1, int(schema.get("minimum", 1)), int(schema.get("exclusiveMinimum", 0)) + 1)
-    if kind == "boolean":
-        return True
-    if schema.get("format") == "uuid":
-        return str(_example_id(name or "id"))
-    if schema.get("format") == "date-time":
-        return _EXAMPLE_TIME
-    if schema.get("pattern") == MONEY_PATTERN:
-        return "19.99"
-    return _EXAMPLE_TEXT.get(name or "", (name or "text").replace("_", " ").capitalize())

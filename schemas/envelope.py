@@ -16,15 +16,27 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 from schemas.ids import new_id
 from schemas.topics import Topic
 
+
+def _money_text(value: Decimal) -> str:
+    return f"{abs(value) if value.is_zero() else value:.2f}"  # never "-0.00"
+
+
 Money = Annotated[
     Decimal,
     Field(max_digits=10, decimal_places=2, ge=0),
-    PlainSerializer(lambda value: f"{value:.2f}", return_type=str),
+    PlainSerializer(_money_text, return_type=str),
 ]
 """An amount of money: DECIMAL(10,2) in the tables, a decimal string on the wire."""
 
@@ -41,7 +53,7 @@ class Envelope(BaseModel):
     id: UUID
     type: str = Field(min_length=1, max_length=100)
     version: int = Field(ge=1)
-    occurred_at: datetime
+    occurred_at: AwareDatetime
     correlation_id: UUID
     causation_id: UUID | None = None
     data: dict[str, Any]
@@ -86,11 +98,15 @@ class Message(BaseModel):
 
     @classmethod
     def from_envelope(cls, envelope: Envelope) -> Self:
-        return cls.model_validate(envelope.data)
+        """The envelope's data as this message. An event's fields this version does not know
+        are ignored (a producer may add an optional field before every consumer knows it); a
+        command's are refused, naming them."""
+        return cls.model_validate(envelope.data, extra="ignore" if issubclass(cls, Event) else None)
 
     def upcast(self) -> "Message":
-        """This message as the next version of its type says it. Every version but the newest
-        defines it; :func:`upcast` chains the steps up to the newest."""
+        """The upcaster: this message as the next version of its type says it. Every version but
+        the newest defines it, with a docstring saying what it fills in (the AsyncAPI document
+        shows it); :func:`to_newest` chains the steps."""
         raise NotImplementedError(f"{self.TYPE} v{self.VERSION} is the newest version")
 
 
@@ -99,12 +115,8 @@ class Command(Message):
 
 
 class Event(Message):
-    """A fact that happened, named in the past tense (``OrderPlaced``).
-
-    Read tolerantly: a field this version does not know is ignored, so that a producer may add
-    an optional field before every consumer knows it. A command's unknown field is refused."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    """A fact that happened, named in the past tense (``OrderPlaced``); read tolerantly
+    (:meth:`Message.from_envelope`)."""
 
 
 class UnknownMessageError(ValueError):
@@ -166,7 +178,7 @@ def contract_for(envelope: Envelope) -> type[Message]:
         ) from None
 
 
-def upcast(message: Message) -> Message:
+def to_newest(message: Message) -> Message:
     """``message`` as the newest version of its type says it, one upcaster after another."""
     newest = latest(message.TYPE).VERSION
     while newest > message.VERSION:
@@ -182,7 +194,7 @@ def upcast(message: Message) -> Message:
 def read(envelope: Envelope) -> Message:
     """The envelope's data as the newest version of its type; raises
     :class:`UnknownMessageError` or ``ValidationError`` (naming the fields) for anything else."""
-    return upcast(contract_for(envelope).from_envelope(envelope))
+    return to_newest(contract_for(envelope).from_envelope(envelope))
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -217,7 +229,7 @@ __all__ = [
     "latest",
     "read",
     "register",
-    "upcast",
+    "to_newest",
     "utcnow",
     "versions_of",
 ]

@@ -24,7 +24,7 @@ class _OrderEvent(Event):
 
 
 class PricedItem(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
+    model_config = ConfigDict(frozen=True, extra="forbid")
     product_id: UUID
     quantity: int = Field(gt=0)
     unit_price: Money

@@ -98,4 +98,5 @@ class PaymentRefundedV1(_PaymentEvent):
     gateway_id: str
 
     def upcast(self) -> PaymentRefunded:
+        """v2 with `reason` "Order cancelled": every v1 refund was of a cancelled order."""
         return PaymentRefunded(**self.model_dump(), reason=REFUNDED_BEFORE_V2)

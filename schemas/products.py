@@ -129,13 +129,13 @@ class ProductImageAdded(_CatalogEvent):
 
 
 class ItemQuantity(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
+    model_config = ConfigDict(frozen=True, extra="forbid")
     product_id: UUID
     quantity: int = Field(gt=0)
 
 
 class Shortage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")  # read tolerantly, as events are
+    model_config = ConfigDict(frozen=True, extra="forbid")
     product_id: UUID
     requested: int
     available: int

@@ -52,6 +52,20 @@ CONSUMED_TOPICS: dict[str, tuple[Topic, ...]] = {
 
 CONSUMING_SERVICES = tuple(CONSUMED_TOPICS)
 
+SENT_TOPICS: dict[str, tuple[Topic, ...]] = {
+    "gateway_svc": (USERS_COMMANDS, PRODUCTS_COMMANDS, ORDERS_COMMANDS, PAYMENTS_COMMANDS),
+    "user_svc": (USERS_EVENTS,),
+    "product_svc": (PRODUCTS_EVENTS, INVENTORY_EVENTS),
+    "order_svc": (ORDERS_EVENTS,),
+    "payment_svc": (PAYMENTS_EVENTS,),
+    "notification_svc": (NOTIFICATIONS_EVENTS,),
+}
+"""Who writes what (besides each consuming service's dead-letter topic): a service's own events,
+and the gateway's commands (sent on Kafka, or applied at once over HTTP)."""
+
+WATCHED_TOPICS: dict[str, tuple[Topic, ...]] = {"gateway_svc": (ORDERS_EVENTS,)}
+"""Topics read outside any consumer group: the gateway tails orders.events for order news."""
+
 
 def dead_letter_topic(service: str) -> Topic:
     """The dead-letter topic of one consuming service, e.g. ``order_svc.dlq``."""

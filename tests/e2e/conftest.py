@@ -1,6 +1,7 @@
 """A complete shop for the end-to-end tests: ``python -m stack up`` on its own ports and folder
 (every service its own process, real Kafka, real PostgreSQL), driven through the gateway."""
 
+import json
 import os
 import socket
 import subprocess
@@ -157,6 +158,34 @@ def told(customer: Client, notification_type: str) -> list[str]:
     """What the customer's notifications of this type say, newest first."""
     items = all_items(customer, "/me/notifications")
     return [item["message"] for item in items if item["type"] == notification_type]
+
+
+def bootstrap(shop: Shop) -> str:
+    """The shop's Kafka, for kcat and for tests that read its topics."""
+    return f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
+
+
+def publish_with_kcat(shop: Shop, topic: str, key: str, message: dict[str, Any]) -> None:
+    """Publish an envelope as a kcat user would: keyed, with its ``type`` header."""
+    subprocess.run(
+        [
+            "kcat",
+            "-P",
+            "-b",
+            bootstrap(shop),
+            "-t",
+            topic,
+            "-k",
+            key,
+            "-H",
+            f"type={message['type']}",
+        ],
+        input=json.dumps(message),
+        text=True,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
 
 
 def jwt_secret(shop: Shop) -> str:

@@ -17,17 +17,22 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from schemas.envelope import latest
 from schemas.topics import ALL_TOPICS, DEAD_LETTER_TOPICS
+from stack import dlq
 from stack.config import ROOT
 from tests.asyncapi import parse_asyncapi
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Shop, eventually, new_product
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Shop,
+    bootstrap,
+    eventually,
+    new_product,
+    publish_with_kcat,
+)
 
 pytestmark = pytest.mark.e2e
 
 Offsets = dict[TopicPartition, int]
-
-
-def bootstrap(shop: Shop) -> str:
-    return f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
 
 
 async def _ends(servers: str) -> Offsets:
@@ -147,7 +152,7 @@ def _what_the_demo_leaves_out(shop: Shop) -> None:
     admin = shop.admin()
     customer = shop.customer("Events")
     renamed = envelope("UpdateUser", {"user_id": customer.id, "name": "Events Renamed"})
-    kcat(shop, "users.commands", customer.id, renamed, "UpdateUser")
+    publish_with_kcat(shop, "users.commands", customer.id, renamed)
     address = {"street": "1 Main St", "city": "Springfield", "state": "IL", "zip_code": "62701"}
     assert customer.post("/me/addresses", json=address).status_code < 300
     product = new_product(admin, price="5.00", stock=3)
@@ -203,30 +208,10 @@ def envelope(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def kcat(shop: Shop, topic: str, key: str, value: dict[str, Any], message_type: str) -> None:
-    subprocess.run(
-        ["kcat", "-P", "-b", bootstrap(shop), "-t", topic, "-k", key, "-H", f"type={message_type}"],
-        input=json.dumps(value).encode(),
-        check=True,
-        timeout=30,
-    )
-
-
-def dead_letters(shop: Shop, service: str) -> list[tuple[str, dict[str, str]]]:
-    """The dead letters of ``service``: (key, headers)."""
-    command = ["kcat", "-C", "-J", "-q", "-e", "-o", "beginning"]
-    out = subprocess.run(
-        [*command, "-b", bootstrap(shop), "-t", f"{service}.dlq"],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    letters = []
-    for line in out.decode().splitlines():
-        record = json.loads(line)
-        pairs = record.get("headers") or []
-        letters.append((record["key"], dict(zip(pairs[::2], pairs[1::2], strict=True))))
-    return letters
+def dead_letters(shop: Shop, service: str) -> dict[str, dict[str, str]]:
+    """The headers of each dead letter of ``service``, by its key."""
+    letters = asyncio.run(dlq.read(bootstrap(shop), service))
+    return {(letter.key or b"").decode(): letter.headers for letter in letters}
 
 
 def test_a_command_from_kcat_with_an_unknown_version_or_a_bad_envelope_is_dead_lettered_naming_it(
@@ -247,19 +232,20 @@ def test_a_command_from_kcat_with_an_unknown_version_or_a_bad_envelope_is_dead_l
         ),
     }
     for name, (value, _) in cases.items():
-        kcat(shop, "products.commands", f"{product}-{name}", value, "RestockProduct")
-    kcat(shop, "products.commands", product, restock, "RestockProduct")
+        publish_with_kcat(shop, "products.commands", f"{product}-{name}", value)
+    publish_with_kcat(shop, "products.commands", product, restock)
 
     def stocked() -> bool:
         found = httpx.get(f"{shop.url}/products/{product}").json()
         return bool(found["stock"] == 5)
 
     eventually(stocked)
-    letters = dict(eventually(lambda: _letters_of(shop, product, len(cases))))
+    keys = {f"{product}-{name}" for name in cases}
+
+    def all_dead_lettered() -> dict[str, dict[str, str]] | None:
+        letters = dead_letters(shop, "product_svc")
+        return letters if keys <= letters.keys() else None
+
+    letters = eventually(all_dead_lettered)
     for name, (_, reason) in cases.items():
         assert reason in letters[f"{product}-{name}"]["dlq.reason"], letters
-
-
-def _letters_of(shop: Shop, product: str, count: int) -> list[tuple[str, dict[str, str]]] | None:
-    found = [(k, h) for k, h in dead_letters(shop, "product_svc") if k.startswith(product)]
-    return found if len(found) >= count else None

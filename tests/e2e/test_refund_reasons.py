@@ -3,9 +3,7 @@ is still told to its customer, with the reason its upcaster gives: published on 
 with kcat, or re-driven from notification_svc's dead letters once their cause is mended."""
 
 import asyncio
-import json
 import shutil
-import subprocess
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 
 from schemas.topics import PAYMENTS_EVENTS
 from stack import dlq
-from tests.e2e.conftest import Shop, eventually, launcher, told
+from tests.e2e.conftest import Shop, bootstrap, eventually, launcher, publish_with_kcat, told
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kcat") is None, reason="publishes with kcat (apt-get install kcat)"
@@ -41,31 +39,13 @@ def refunded_v1(user_id: str, order_id: str) -> dict[str, Any]:
     }
 
 
-def bootstrap(shop: Shop) -> str:
-    return f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
-
-
-def publish_with_kcat(shop: Shop, order_id: str, message: dict[str, Any]) -> None:
-    """Publish ``message`` on payments.events as kcat's user would: keyed by its order, with
-    its ``type`` header."""
-    topic = ["-b", bootstrap(shop), "-t", PAYMENTS_EVENTS.name]
-    subprocess.run(
-        ["kcat", "-P", *topic, "-k", order_id, "-H", f"type={message['type']}"],
-        input=json.dumps(message),
-        text=True,
-        capture_output=True,
-        timeout=30,
-        check=True,
-    )
-
-
 def test_a_v1_refund_published_with_kcat_is_told_with_the_reason_its_upcaster_gives(
     shop: Shop,
 ) -> None:
     customer = shop.customer("Gus")
     order_id = str(uuid.uuid4())
 
-    publish_with_kcat(shop, order_id, refunded_v1(customer.id, order_id))
+    publish_with_kcat(shop, PAYMENTS_EVENTS.name, order_id, refunded_v1(customer.id, order_id))
 
     assert eventually(lambda: told(customer, "PaymentRefunded")) == [
         f"Your payment of 39.80 for order {order_id} was refunded: Order cancelled."
@@ -87,7 +67,7 @@ def test_a_v1_refund_dead_lettered_then_redriven_is_told_with_the_reason_its_upc
             f" CHECK (event_id <> '{message['id']}') NOT VALID"
         )
         try:
-            publish_with_kcat(shop, order_id, message)
+            publish_with_kcat(shop, PAYMENTS_EVENTS.name, order_id, message)
             letter = eventually(lambda: dead_letter_of(shop, str(message["id"])))
         finally:
             db.execute(f"ALTER TABLE notifications DROP CONSTRAINT IF EXISTS {refused}")

@@ -120,7 +120,7 @@ async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
             assert headers["dlq.partition"].isdigit()
         reasons = [dict(letter.headers)["dlq.reason"].decode() for letter in letters]
         assert "not a valid envelope" in reasons[0]
-        assert "invalid UserRegistered data" in reasons[1] and "email" in reasons[1]
+        assert "invalid UserRegistered v1 data" in reasons[1] and "email" in reasons[1]
 
 
 async def test_rolled_back_transaction_publishes_nothing(

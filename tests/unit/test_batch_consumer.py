@@ -308,3 +308,14 @@ async def test_an_upcaster_that_fails_dead_letters_its_record_and_the_batch_goes
     assert [event.reason for event in seen] == ["Changed my mind"]
     reason = dict(producer.sent[0][2])["dlq.reason"]
     assert reason == b"PaymentRefunded v1 could not be upcast: KeyError: 'reason'"
+
+
+async def test_a_type_header_naming_another_topics_message_is_not_believed() -> None:
+    seen: list[UserRegistered] = []
+
+    async def remember(envelope: Envelope, event: UserRegistered) -> None:
+        seen.append(event)
+
+    subject, producer = consumer(remember)
+    await subject.apply_batch([record(registered(), headers=(("type", b"OrderPlaced"),))])
+    assert len(seen) == 1 and subject.stats.skipped == 0 and producer.sent == []

@@ -15,12 +15,12 @@ from schemas.envelope import (
     decode,
     encode,
     latest,
-    upcast,
+    to_newest,
     versions_of,
 )
-from schemas.orders import OrderPlaced, PricedItem
+from schemas.orders import OrderPlaced, PlaceOrder, PricedItem
 from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded, PaymentRefundedV1
-from schemas.products import STOCK_MAX, CreateProduct, RestockProduct, StockChanged
+from schemas.products import STOCK_MAX, CreateProduct, ItemQuantity, RestockProduct, StockChanged
 from schemas.topics import ALL_TOPICS, DOMAIN_TOPICS
 
 
@@ -171,7 +171,7 @@ def test_an_older_version_is_read_as_the_newest_its_upcaster_makes() -> None:
     assert decoded.model_dump(exclude={"reason"}) == old.model_dump()
 
 
-def test_producers_emit_the_newest_version() -> None:
+def test_the_newest_version_is_what_a_message_is_wrapped_in() -> None:
     newest = PaymentRefunded(**refunded_v1().model_dump(), reason="Changed my mind")
     assert json.loads(encode(newest.envelope()))["version"] == 2
     assert latest("PaymentRefunded") is PaymentRefunded
@@ -198,16 +198,34 @@ def test_every_version_but_the_newest_upcasts_to_the_next(message_type: str) -> 
     assert [cls.VERSION for cls in versions] == list(range(1, len(versions) + 1))
     for older in versions[:-1]:
         assert "upcast" in vars(older), f"{message_type} v{older.VERSION} has no upcaster"
+        assert older.upcast.__doc__, f"{message_type} v{older.VERSION}'s upcaster says nothing"
     assert "upcast" not in vars(versions[-1])
 
 
-def test_an_upcaster_that_skips_a_version_is_refused() -> None:
+def test_an_upcaster_that_does_not_give_the_next_version_is_refused() -> None:
     class Skipping(PaymentRefundedV1):
         def upcast(self) -> PaymentRefundedV1:
             return PaymentRefundedV1(**self.model_dump())
 
     with pytest.raises(TypeError, match="upcaster gave PaymentRefunded v1"):
-        upcast(Skipping(**refunded_v1().model_dump()))
+        to_newest(Skipping(**refunded_v1().model_dump()))
+
+
+def test_a_producer_misspelling_a_field_of_an_event_is_refused() -> None:
+    with pytest.raises(ValidationError, match="orderid"):
+        StockChanged(product_id=uuid4(), change=-1, stock=3, reason="Order", orderid=uuid4())  # type: ignore[call-arg]
+
+
+def test_money_is_never_written_as_negative_zero() -> None:
+    item = PricedItem(product_id=uuid4(), quantity=1, unit_price=Decimal("-0"))
+    assert json.loads(item.model_dump_json())["unit_price"] == "0.00"
+
+
+def test_an_envelope_without_a_time_zone_is_refused_by_name() -> None:
+    wire = json.loads(encode(refunded_v1().envelope()))
+    wire["occurred_at"] = "2026-12-03T10:00:00"
+    with pytest.raises(ValidationError, match="occurred_at"):
+        decode(json.dumps(wire).encode())
 
 
 def test_events_ignore_a_field_they_do_not_know_and_commands_refuse_it() -> None:
@@ -218,3 +236,15 @@ def test_events_ignore_a_field_they_do_not_know_and_commands_refuse_it() -> None
     command["data"]["chnage"] = 2
     with pytest.raises(ValidationError, match="chnage"):
         decode(json.dumps(command).encode())
+    placed_wire = json.loads(encode(placed().envelope()))
+    placed_wire["data"]["items"][0]["note"] = "x"
+    assert decode(json.dumps(placed_wire).encode())[1].TYPE == "OrderPlaced"
+    order = {"order_id": uuid4(), "user_id": uuid4(), "payment_method_id": uuid4()}
+    place = json.loads(
+        encode(
+            PlaceOrder(**order, items=(ItemQuantity(product_id=uuid4(), quantity=1),)).envelope()
+        )
+    )
+    place["data"]["items"][0]["quantiy"] = 5
+    with pytest.raises(ValidationError, match="quantiy"):
+        decode(json.dumps(place).encode())

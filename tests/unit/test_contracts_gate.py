@@ -9,23 +9,19 @@ from pathlib import Path
 import pytest
 
 from stack import contracts
-from stack.contracts import ROOT, differences
+from stack.contracts import BREAKING, BREAKING_FOR_EVENTS, ROOT, differences
 
 
 def test_main_matches_its_snapshots_and_its_asyncapi_document() -> None:
     assert contracts.check() == 0, f"run {contracts.REFRESH} (see the printed changes)"
 
 
-def test_every_registered_message_version_has_a_snapshot() -> None:
-    assert contracts.released().keys() == contracts.current().keys()
+def breaking(old: dict, new: dict, rules: set[str] = BREAKING) -> list[str]:
+    return [what for what, kind in differences(old, new) if kind in rules]
 
 
-def breaking(old: dict, new: dict) -> list[str]:
-    return [what for what, broke in differences(old, new) if broke]
-
-
-def compatible(old: dict, new: dict) -> list[str]:
-    return [what for what, broke in differences(old, new) if not broke]
+def compatible(old: dict, new: dict, rules: set[str] = BREAKING) -> list[str]:
+    return [what for what, kind in differences(old, new) if kind not in rules]
 
 
 UUID = {"type": "string", "format": "uuid"}
@@ -47,6 +43,27 @@ def obj(required: tuple[str, ...] = ("a",), **fields: dict) -> dict:
             "type narrowed at a: null no longer accepted",
         ),
         (obj(a={"type": "number"}), obj(a={"type": "integer"}), "number no longer accepted"),
+        (obj(a={"type": "string"}), obj(a={"type": "integer"}), "string no longer accepted"),
+        (
+            obj(a={"type": "string"}),
+            obj(a={"type": "string", "enum": ["x"]}),
+            "type narrowed at a: only ['x'] accepted",
+        ),
+        (
+            obj(a={"type": "integer"}),
+            obj(a={"type": "integer", "multipleOf": 5}),
+            "multipleOf changed at a",
+        ),
+        (
+            obj(a={"type": "string", "default": "x"}),
+            obj(a={"type": "string", "default": "y"}),
+            "default changed at a: 'x' to 'y'",
+        ),
+        (
+            obj(a={"type": "object", "additionalProperties": {"type": "integer"}}),
+            obj(a={"type": "object", "additionalProperties": {"type": "string"}}),
+            "type narrowed at a.*: integer no longer accepted",
+        ),
         (obj(a={"type": "string"}), obj(a=UUID), "type narrowed at a: format None to 'uuid'"),
         (
             obj(a={"type": "string", "maxLength": 50}),
@@ -90,22 +107,54 @@ def test_a_change_that_breaks_a_consumer_is_named(old: dict, new: dict, expected
             "type widened at a: maxLength 20 to 50",
         ),
         (obj(a={"enum": ["x"]}), obj(a={"enum": ["x", "y"]}), "enum value added at a: 'y'"),
+        (obj(a=UUID), obj((), a=UUID), "field made optional: a"),
     ],
 )
-def test_a_change_that_keeps_consumers_reading_is_compatible(
+def test_a_change_that_keeps_a_commands_senders_and_reader_going_is_compatible(
     old: dict, new: dict, expected: str
 ) -> None:
     assert breaking(old, new) == []
     assert any(expected in what for what in compatible(old, new))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            obj(a=UUID),
+            obj((), a={"anyOf": [UUID, {"type": "null"}]}),
+            "type widened at a: null now accepted",
+        ),
+        (obj(a=UUID), obj((), a=UUID), "field made optional: a"),
+        (obj(a={"enum": ["x"]}), obj(a={"enum": ["x", "y"]}), "enum value added at a: 'y'"),
+        (
+            obj(a={"type": "string", "maxLength": 20}),
+            obj(a={"type": "string", "maxLength": 50}),
+            "type widened at a: maxLength 20 to 50",
+        ),
+    ],
+)
+def test_an_event_may_not_widen_what_its_consumers_built_on(
+    old: dict, new: dict, expected: str
+) -> None:
+    assert any(expected in what for what in breaking(old, new, BREAKING_FOR_EVENTS))
+    assert compatible(obj(a=UUID), obj(a=UUID, b=UUID), BREAKING_FOR_EVENTS) == [
+        "new optional field: b"
+    ]
+
+
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """The gate and the contracts, copied, to be edited as a developer would."""
+    """The gate and the contracts, copied into a git repository of their own and committed, to
+    be edited as a developer would."""
     for part in ("schemas", "stack"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "docs").mkdir()
     shutil.copy(ROOT / "docs" / "asyncapi.json", tmp_path / "docs")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "released"], check=True)
     return tmp_path
 
 
@@ -172,3 +221,25 @@ def test_a_released_version_that_is_no_longer_registered_fails_the_gate(checkout
     result = gate(checkout)
     assert result.returncode == 1
     assert "BREAKING PaymentRefunded.v1: released version no longer registered" in result.stderr
+
+
+def test_deleting_a_snapshot_does_not_hide_a_breaking_change_before_it_is_committed(
+    checkout: Path,
+) -> None:
+    edit_order_placed(checkout, "    total_price: Money\n", "")
+    (checkout / "schemas" / "snapshots" / "OrderPlaced.v1.json").unlink()
+    result = gate(checkout)
+    assert result.returncode == 1
+    assert "BREAKING OrderPlaced.v1: field removed (or renamed): data.total_price" in result.stderr
+    assert gate(checkout, "--refresh").returncode == 1
+
+
+def test_moving_a_message_to_another_topic_or_key_breaks_it(checkout: Path) -> None:
+    edit_order_placed(
+        checkout,
+        '    TYPE = "OrderPlaced"\n',
+        '    TYPE = "OrderPlaced"\n    KEY_FIELD = "user_id"\n',
+    )
+    result = gate(checkout)
+    assert result.returncode == 1
+    assert "BREAKING OrderPlaced.v1: key changed: 'order_id' to 'user_id'" in result.stderr
