@@ -558,6 +558,8 @@ SECRET_NAME = r"(?<![\w{])([A-Z][A-Z0-9_]*(?:SECRET|PASSWORD|PASSWD|API_KEY|PRIV
 QUOTED_LITERAL = re.compile(SECRET_NAME + r"[\"']?\s*[:=]\s*[\"']([^\"'$\s{][^\"']*)[\"']")
 BARE_LITERAL = re.compile(SECRET_NAME + r"\s*[:=]\s*([^\"'$\s{][^\s\"'#]*)")
 CANDIDATE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
+INTEGRITY = ("sha512-", "sha384-", "sha256-", "sha1-")
+"""A lock file's Subresource Integrity hashes: random-looking, and public."""
 SECRET_FILES = re.compile(
     r"(^|/)(\.env(\..+)?|id_rsa|id_ed25519|[^/]+\.pem|[^/]+\.key|secrets/.*)$"
 )
@@ -580,7 +582,7 @@ def secrets_in(path: str, text: str) -> list[str]:
     found += [
         f"{path}: random-looking {m.group()[:12]}..."
         for m in CANDIDATE.finditer(text)
-        if _looks_random(m.group())
+        if _looks_random(m.group()) and not m.group().startswith(INTEGRITY)
     ]
     if not path.startswith("tests/"):
         literals = list(QUOTED_LITERAL.finditer(text))
@@ -607,6 +609,7 @@ def test_the_secret_detector_finds_what_it_looks_for() -> None:
         "g.yaml": "JWT_SECRET: ${JWT_SECRET}\nPOSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-shop}",
         "h.py": 'jwt_secret: SecretStr = SecretStr("")\nIDS = UUID("6f1c7c1e-4f7e-4d0a-9a53")',
         "i.py": "admin_password = os.environ.get('SHOP_ADMIN_PASSWORD')",
+        "package-lock.json": f'"integrity": "sha512-{generated}"',
     }
     for path, text in clean.items():
         assert not secrets_in(path, text), (path, secrets_in(path, text))
