@@ -250,23 +250,39 @@ def test_runs_end_where_the_type_changes_or_an_aggregate_comes_again() -> None:
     assert [[batch.index(item) for item in run] for run in runs] == [[0, 1], [2], [3], [4]]
 
 
+def refund_consumer(handler: Any) -> tuple[BatchConsumer, FakeProducer]:
+    producer = FakeProducer()
+    settings = Settings(handler_attempts=1, retry_backoff_s=0)
+    return BatchConsumer(settings, {PaymentRefunded: handler}, producer), producer  # type: ignore[arg-type]
+
+
+def refunded_v1() -> PaymentRefundedV1:
+    return PaymentRefundedV1(
+        payment_id=uuid4(), order_id=uuid4(), user_id=uuid4(), amount=Decimal(5), gateway_id="g"
+    )
+
+
 async def test_an_older_version_is_applied_as_its_upcaster_makes_it() -> None:
     seen: list[Any] = []
 
     async def remember(envelope: Envelope, event: Any) -> None:
         seen.append((envelope.version, event))
 
-    producer = FakeProducer()
-    settings = Settings(handler_attempts=1, retry_backoff_s=0)
-    subject = BatchConsumer(settings, {PaymentRefunded: remember}, producer)  # type: ignore[arg-type]
-    old = PaymentRefundedV1(
-        payment_id=uuid4(), order_id=uuid4(), user_id=uuid4(), amount=Decimal(5), gateway_id="g"
-    )
-    unknown = encode(old.envelope()).replace(b'"version":1', b'"version":9')
-    await subject.apply_batch([record(encode(old.envelope())), record(unknown, offset=8)])
+    subject, producer = refund_consumer(remember)
+    await subject.apply_batch([record(encode(refunded_v1().envelope()))])
     assert [(version, type(event), event.reason) for version, event in seen] == [
         (1, PaymentRefunded, REFUNDED_BEFORE_V2)
     ]
+    assert producer.sent == []
+
+
+async def test_an_unknown_version_is_dead_lettered_naming_the_versions_known() -> None:
+    async def never(envelope: Envelope, event: Any) -> None:
+        raise AssertionError
+
+    subject, producer = refund_consumer(never)
+    unknown = encode(refunded_v1().envelope()).replace(b'"version":1', b'"version":9')
+    await subject.apply_batch([record(unknown)])
     reason = dict(producer.sent[0][2])["dlq.reason"]
     assert reason == b"no contract for type 'PaymentRefunded' version 9 (known versions: 1, 2)"
 
@@ -291,17 +307,9 @@ async def test_an_upcaster_that_fails_dead_letters_its_record_and_the_batch_goes
     async def remember(envelope: Envelope, event: Any) -> None:
         seen.append(event)
 
-    producer = FakeProducer()
-    settings = Settings(handler_attempts=1, retry_backoff_s=0)
-    subject = BatchConsumer(settings, {PaymentRefunded: remember}, producer)  # type: ignore[arg-type]
-    fields = {
-        "payment_id": uuid4(),
-        "order_id": uuid4(),
-        "user_id": uuid4(),
-        "amount": Decimal(5),
-        "gateway_id": "g",
-    }
-    old, new = PaymentRefundedV1(**fields), PaymentRefunded(**fields, reason="Changed my mind")
+    subject, producer = refund_consumer(remember)
+    old = refunded_v1()
+    new = PaymentRefunded(**old.model_dump(), reason="Changed my mind")
     await subject.apply_batch(
         [record(encode(old.envelope())), record(encode(new.envelope()), offset=8)]
     )
