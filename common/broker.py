@@ -57,11 +57,13 @@ from faststream.kafka.message import KafkaMessage
 from faststream.message import AckStatus
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import SessionMaker, batch_transaction
-from common.dead_letters import DEAD_LETTER, DeadLetter, DeadLetters
+from common.dead_letters import DEAD_LETTER, DeadLetter, DeadLetters, reason_class
 from common.inbox import InboxMixin, claim
 from common.logs import correlation_id
+from common.metrics import ServiceMetrics
 from common.outbox import OutboxMixin
 from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
@@ -202,8 +204,13 @@ class BatchConsumer:
         sessionmaker: SessionMaker | None = None,
         inbox: type[InboxMixin] | None = None,
         outbox: type[OutboxMixin] | None = None,
+        *,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
+        self._letters: list[DeadLetter] = []
+        """The batch's dead letters written so far (counted by reason once it commits)."""
         self._sessionmaker = sessionmaker
         self._inbox = inbox
         for cls in handlers:
@@ -228,8 +235,10 @@ class BatchConsumer:
         escapes (an infrastructure error) is raised after a pause that grows with each failure
         in a row: FastStream then rewinds the batch's partitions, and it comes again."""
         self.stats.batches += 1
+        self._letters.clear()
+        started = time.perf_counter()
         try:
-            await self._apply(records)
+            applied = await self._apply(records)
         except Exception as exc:
             pause = self.backoff.failed()
             log.warning(
@@ -242,8 +251,27 @@ class BatchConsumer:
             await asyncio.sleep(pause)
             raise
         self.backoff.succeeded()
+        if self._metrics is not None:
+            self._observe(self._metrics, records, applied, time.perf_counter() - started)
 
-    async def _apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    def _observe(
+        self,
+        metrics: ServiceMetrics,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        applied: Sequence[ConsumerRecord[bytes, bytes]],
+        seconds: float,
+    ) -> None:
+        """A committed batch: its time and size, each applied record's hop, its dead letters."""
+        metrics.batch_seconds.observe(seconds)
+        metrics.batch_records.observe(len(records))
+        metrics.hops([(record.topic, record.timestamp) for record in applied], time.time())
+        for letter in self._letters:
+            metrics.dead_lettered(letter.record.topic, reason_class(letter))
+
+    async def _apply(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Apply the batch; the records it handed to a handler."""
         routed: list[Routed] = []
         unreadable: list[DeadLetter] = []
         for record in records:
@@ -256,26 +284,35 @@ class BatchConsumer:
                 self.stats.skipped += 1
             else:
                 routed.append(found)
+        applied = [item.record for item in routed]
         if self._sessionmaker is None:
             for letter in unreadable:
-                self.stats.dead_lettered += await self._dead_letters.write(letter)
+                self.stats.dead_lettered += await self._dead_letter(letter)
             for item in routed:
                 if failed := await self._apply_with_retries(item):
-                    self.stats.dead_lettered += await self._dead_letters.write(failed)
-            return
+                    self.stats.dead_lettered += await self._dead_letter(failed)
+            return applied
         if not routed and not unreadable:
-            return
+            return applied
         if await self._apply_together(self._sessionmaker, routed, unreadable):
-            return
+            return applied
+        self._letters.clear()  # rolled back with the fast path's transaction
         written = 0
         async with batch_transaction(self._sessionmaker) as session:
             for letter in unreadable:
-                written += await self._dead_letters.write(letter, session)
+                written += await self._dead_letter(letter, session)
             for item in routed:
                 if failed := await self._apply_with_retries(item):
-                    written += await self._dead_letters.write(failed, session)
+                    written += await self._dead_letter(failed, session)
                 session.expunge_all()  # applied and flushed: keep the identity map small
         self.stats.dead_lettered += written
+        return applied
+
+    async def _dead_letter(self, letter: DeadLetter, session: AsyncSession | None = None) -> int:
+        written = await self._dead_letters.write(letter, session)
+        if written:
+            self._letters.append(letter)
+        return int(written)
 
     async def _apply_together(
         self, sessionmaker: SessionMaker, routed: list[Routed], unreadable: list[DeadLetter]
@@ -298,7 +335,7 @@ class BatchConsumer:
                     )
                 written = 0
                 for letter in unreadable:
-                    written += await self._dead_letters.write(letter, session)
+                    written += await self._dead_letter(letter, session)
                 for run in runs_of_one_type(routed):
                     set_based = self._set_based.get(run[0].envelope.type)
                     if set_based is not None and len(run) > 1:

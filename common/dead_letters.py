@@ -70,6 +70,26 @@ class DeadLetter:
         ]
 
 
+REASON_CLASSES = (
+    ("empty value", "tombstone"),
+    ("not a valid envelope", "malformed"),
+    ("no contract for", "unknown_type"),
+    ("invalid ", "invalid_data"),
+    ("could not be upcast", "upcast_failed"),
+)
+"""How a dead letter's reason starts, and its class (the ``reason`` label of its counter)."""
+
+
+def reason_class(letter: DeadLetter) -> str:
+    """Why a letter was written, in one word: its handler kept failing, or which way its record
+    could not be read."""
+    if letter.attempts:
+        return "handler_failed"
+    return next(
+        (name for start, name in REASON_CLASSES if letter.reason.startswith(start)), "unreadable"
+    )
+
+
 class DeadLetters:
     """Writes a service's dead letters: staged in its outbox once per origin when the service
     has an outbox and an inbox and the letter comes with the batch's session, else published at

@@ -3,7 +3,7 @@
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
 
@@ -11,12 +11,13 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from common import collector
 from common.db import ReadPool, SessionMaker
 from common.logs import configure_logging
+from common.metrics import CONTENT_TYPE
 from common.runtime import Runtime
 from common.settings import ServiceSettings, from_environment
 
@@ -85,36 +86,16 @@ def invalid_request(exc: RequestValidationError) -> JSONResponse:
     return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
-def prometheus_text(
-    service: str,
-    counters: Mapping[str, tuple[int | float, str]],
-    gauges: Mapping[str, tuple[int | float, str]] | None = None,
-) -> str:
-    """Counters, then gauges, in Prometheus' text format, each named ``shop_<name>`` and
-    labelled with the service."""
-    lines = []
-    for kind, figures in (("counter", counters), ("gauge", gauges or {})):
-        for name, (value, help_text) in figures.items():
-            lines += [
-                f"# HELP shop_{name} {help_text}",
-                f"# TYPE shop_{name} {kind}",
-                f'shop_{name}{{service="{service}"}} {value}',
-            ]
-    return "".join(f"{line}\n" for line in lines)
-
-
 def create_service_app(
     runtime: Runtime,
     *,
     title: str,
     routers: Sequence[APIRouter] = (),
     description: str = "",
-    metrics: Callable[[], str] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs ``runtime``; with ``/healthz``, ``/readyz`` and
-    ``/metrics`` (the runtime's counters, the garbage collector's, then what ``metrics()``
-    adds, in Prometheus' text format). Served by :func:`serve`, the process's startup heap is
-    frozen once the runtime has started (see :mod:`common.collector`)."""
+    ``/metrics`` (the runtime's registry, :mod:`common.metrics`). Served by :func:`serve`, the
+    process's startup heap is frozen once the runtime has started (see :mod:`common.collector`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,14 +116,18 @@ def create_service_app(
         """Liveness: the process answers."""
         return {"status": "ok", "service": runtime.settings.service_name}
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def prometheus() -> str:
-        """Prometheus counters of the service: its consumers, its outbox relay, and what else
-        it counts (the gateway: requests by route and status), and the garbage collector's
-        pauses."""
-        counters = {**runtime.counters(), **collector.counters()}
-        text = prometheus_text(runtime.settings.service_name, counters, collector.gauges())
-        return text + (metrics() if metrics is not None else "")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def prometheus() -> Response:
+        """Prometheus metrics of the service (:mod:`common.metrics`): its consumers (counters,
+        batch and hop histograms, dead letters by reason), its outbox relay, what else it
+        counts (the gateway: requests by route and status), the garbage collector's pauses and
+        the process's own."""
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}})
     async def readyz() -> JSONResponse:

@@ -9,6 +9,7 @@ raw record to publish as it is, with headers of its own (a dead letter, :func:`s
 
 import asyncio
 import logging
+import time
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common.db import PSYCOPG, defer_insert, libpq_url, table_of
+from common.metrics import ServiceMetrics
 from common.producer import KafkaProducerHolder, kafka_headers
 from schemas.envelope import Envelope, Message, encode
 
@@ -174,8 +176,10 @@ class OutboxRelay:
         *,
         batch_size: int = 500,
         idle_poll_s: float = 0.5,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._conninfo = libpq_url(database_url)
+        self._metrics = metrics
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._round = asyncio.Lock()
         """One round at a time on the relay's connection (the loop, a test, the last handover)."""
@@ -243,6 +247,7 @@ class OutboxRelay:
             rows = sorted(await taken.fetchall())
             if rows:  # none: nothing to publish, or another replica is publishing this outbox
                 producer = await self._producer.get()
+                started = time.perf_counter()
                 acks: list[asyncio.Future[Any]] = []
                 for _, topic, key, payload, message_type, correlation, own in rows:
                     headers = (
@@ -252,6 +257,8 @@ class OutboxRelay:
                     )
                     acks.append(await producer.send(topic, value=payload, key=key, headers=headers))
                 await asyncio.gather(*acks)
+                if self._metrics is not None:
+                    self._metrics.publish_seconds.observe(time.perf_counter() - started)
             await connection.execute("COMMIT")
         except asyncio.CancelledError:
             await self.close()  # a statement may have been cut off halfway

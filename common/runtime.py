@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common import collector
 from common.broker import (
     BatchConsumer,
     Handlers,
@@ -32,6 +33,7 @@ from common.db import (
     migrate,
 )
 from common.inbox import InboxMixin, forget_old
+from common.metrics import Figures, ServiceMetrics
 from common.outbox import OutboxMixin, OutboxRelay
 from common.producer import KafkaProducerHolder
 from common.settings import ServiceSettings
@@ -68,6 +70,14 @@ class Runtime:
         """psycopg connections of their own for the hottest reads (see :class:`ReadPool`)."""
         self.relay: OutboxRelay | None = None
         self.consumers: list[BatchConsumer] = []
+        self.metrics = ServiceMetrics(settings.service_name)
+        self.metrics.add(
+            Figures(
+                settings.service_name,
+                lambda: {**self.counters(), **collector.counters()},
+                collector.gauges,
+            )
+        )
         if metadata is not None:
             self.engine = create_engine(settings.service_database_url())
             self.sessionmaker = create_sessionmaker(self.engine)
@@ -86,6 +96,7 @@ class Runtime:
                     self.producer,
                     batch_size=settings.relay_batch_size,
                     idle_poll_s=settings.relay_idle_poll_s,
+                    metrics=self.metrics,
                 )
         self._tasks: list[asyncio.Task[None]] = []
         self._startup: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
@@ -112,7 +123,13 @@ class Runtime:
             log.info("%s handles no messages yet; not consuming", self.settings.service_name)
             return None
         consumer = BatchConsumer(
-            self.settings, handlers, self.producer, self.sessionmaker, self._inbox, self._outbox
+            self.settings,
+            handlers,
+            self.producer,
+            self.sessionmaker,
+            self._inbox,
+            self._outbox,
+            metrics=self.metrics,
         )
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)

@@ -35,13 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "JWT_SECRET is not set: tokens are signed with a key that dies with this process"
         )
 
-    metrics = middleware.Metrics()
+    metrics = middleware.Metrics(runtime.metrics.registry)
     app = create_service_app(
         runtime,
         title="shop gateway",
         description=DESCRIPTION,
         routers=[accounts.router, catalog.router, orders.router, asyncapi.router],
-        metrics=metrics.render,
     )
     app.state.tokens = tokens
     app.state.upstreams = upstreams

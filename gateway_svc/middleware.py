@@ -4,15 +4,16 @@ within a size and a time, load shedding."""
 import asyncio
 import ipaddress
 import time
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.metrics import SECONDS
 from gateway_svc.auth import InvalidTokenError, Tokens
 from gateway_svc.ratelimit import RateLimiter
 
@@ -20,32 +21,40 @@ UNLIMITED = {"/healthz", "/readyz", "/metrics"}
 
 
 class Metrics:
-    """Prometheus counters of requests by route template and status, and their time."""
+    """Requests by route template and status, and their time, in the service's registry (a new
+    one of its own if none is given)."""
 
-    def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._requests = Counter(
+            "shop_http_requests",
+            "Requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._seconds = Counter(
+            "shop_http_request_seconds",
+            "Time spent answering, by route.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "shop_http_request_duration_seconds",
+            "Time to answer a request, by route and status.",
+            ["method", "route", "status"],
+            buckets=SECONDS,
+            registry=self.registry,
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
-        self.seconds[(method, route)] += seconds
+        self._requests.labels(method, route, str(status)).inc()
+        self._seconds.labels(method, route).inc(seconds)
+        self._duration.labels(method, route, str(status)).observe(seconds)
 
-    def render(self) -> str:
-        lines = [
-            "# HELP shop_http_requests_total Requests answered, by route and status.",
-            "# TYPE shop_http_requests_total counter",
-        ]
-        for (method, route, status), count in sorted(self.requests.items()):
-            labels = f'method="{method}",route="{route}",status="{status}"'
-            lines.append(f"shop_http_requests_total{{{labels}}} {count}")
-        lines += [
-            "# HELP shop_http_request_seconds_total Time spent answering, by route.",
-            "# TYPE shop_http_request_seconds_total counter",
-        ]
-        for (method, route), seconds in sorted(self.seconds.items()):
-            labels = f'method="{method}",route="{route}"'
-            lines.append(f"shop_http_request_seconds_total{{{labels}}} {seconds:.6f}")
-        return "\n".join(lines) + "\n"
+    def answered(self, method: str, route: str, status: int) -> float:
+        """Requests answered so far on ``route`` with ``status``."""
+        labels = {"method": method, "route": route, "status": str(status)}
+        return self.registry.get_sample_value("shop_http_requests_total", labels) or 0.0
 
 
 class BodyLimit:

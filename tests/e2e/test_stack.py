@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.topics import ALL_TOPICS
 from stack.config import ROOT
@@ -71,6 +72,15 @@ def our_processes(state: str) -> list[str]:
         if state in cmdline or f"SHOP_STATE_DIR={state}".encode() in environ:
             found.append(cmdline)
     return found
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics page, read by prometheus_client's parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def service_pids(state: str) -> dict[str, str]:
@@ -131,18 +141,31 @@ def test_up_starts_everything_and_down_stops_everything(stack_env: dict[str, str
             assert time.monotonic() < deadline, "notification_svc never saw UserRegistered"
             time.sleep(0.2)
 
-    gateway_metrics = httpx.get(f"{gateway}/metrics").text
-    assert 'shop_http_requests_total{method="GET",route="/healthz",status="200"}' in gateway_metrics
-    consumed = httpx.get(f"http://127.0.0.1:{8005 + OFFSET}/metrics").text
-    applied = next(
-        line for line in consumed.splitlines() if line.startswith("shop_consumer_messages_applied")
+    # every service's /metrics parses with prometheus_client's own parser
+    scraped = {
+        service.name: samples(
+            httpx.get(f"http://127.0.0.1:{service.base_port + OFFSET}/metrics").text
+        )
+        for service in SERVICES
+    }
+    for name, found in scraped.items():
+        assert found[("process_cpu_seconds_total", ())] > 0, name
+    gateway_metrics = scraped["gateway_svc"]
+    healthz = (("method", "GET"), ("route", "/healthz"), ("status", "200"))
+    assert gateway_metrics[("shop_http_requests_total", healthz)] >= 1
+    assert gateway_metrics[("shop_http_request_duration_seconds_count", healthz)] >= 1
+    consumed = scraped["notification_svc"]
+    labelled = (("service", "notification_svc"),)
+    assert consumed[("shop_consumer_messages_applied_total", labelled)] >= 1
+    assert consumed[("shop_consumer_batch_seconds_count", labelled)] >= 1
+    hop = (("service", "notification_svc"), ("topic", "users.events"))
+    assert consumed[("shop_consumer_hop_seconds_count", hop)] >= 1
+    assert (
+        scraped["user_svc"][("shop_outbox_publish_seconds_count", (("service", "user_svc"),))] >= 1
     )
-    assert applied.startswith('shop_consumer_messages_applied_total{service="notification_svc"}')
-    assert int(applied.rsplit(" ", 1)[1]) >= 1
     # a served process sets its startup heap aside (common.collector): full collections that
     # walked it stopped the service for 85 to 230 ms under load
-    frozen = next(line for line in consumed.splitlines() if line.startswith("shop_gc_frozen"))
-    assert int(frozen.rsplit(" ", 1)[1]) > 50_000
+    assert consumed[("shop_gc_frozen_objects", labelled)] > 50_000
 
     # the services off the order's path yield the cores to those on it
     niceness = {

@@ -407,7 +407,7 @@ async def _outbox_empty(sessions: Any) -> bool:
 
 def counter(text: str, name: str) -> int:
     line = next(line for line in text.splitlines() if line.startswith(f"shop_{name}{{"))
-    return int(line.rsplit(" ", 1)[1])
+    return int(float(line.rsplit(" ", 1)[1]))
 
 
 async def test_metrics_count_what_the_consumers_and_the_relay_did(

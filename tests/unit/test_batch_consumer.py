@@ -7,10 +7,12 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from common.broker import Backoff, BatchConsumer, Routed, is_infrastructure_error, runs_of_one_type
+from common.metrics import ServiceMetrics
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded, PaymentRefundedV1
@@ -327,3 +329,36 @@ async def test_a_type_header_naming_another_topics_message_is_not_believed() -> 
     subject, producer = consumer(remember)
     await subject.apply_batch([record(registered(), headers=(("type", b"OrderPlaced"),))])
     assert len(seen) == 1 and subject.stats.skipped == 0 and producer.sent == []
+
+
+async def test_a_batch_is_measured_and_its_dead_letters_counted_by_reason_once_it_is_done() -> None:
+    async def fail_on_ann(envelope: Envelope, event: UserRegistered) -> None:
+        if event.name == "Ann":
+            raise RuntimeError("no Ann today")
+
+    metrics = ServiceMetrics("test_svc")
+    producer = FakeProducer()
+    settings = Settings(handler_attempts=2, retry_backoff_s=0)
+    subject = BatchConsumer(settings, {UserRegistered: fail_on_ann}, producer, metrics=metrics)  # type: ignore[arg-type]
+    bo = UserRegistered(user_id=uuid4(), name="Bo", email="bo@example.com", role="Customer")
+    await subject.apply_batch(
+        [
+            record(b"not json", offset=1),
+            record(registered(), offset=2),
+            record(encode(bo.envelope()), offset=3),
+            record(registered().replace(b'"UserRegistered"', b'"UserTeleported"'), offset=4),
+        ]
+    )
+    value = metrics.registry.get_sample_value
+
+    def letters(reason: str) -> float | None:
+        labels = {"service": "test_svc", "topic": "users.events", "reason": reason}
+        return value("shop_dead_letters_total", labels)
+
+    assert (letters("malformed"), letters("handler_failed"), letters("unknown_type")) == (1, 1, 1)
+    assert value("shop_consumer_batch_records_sum", {"service": "test_svc"}) == 4
+    assert value("shop_consumer_batch_seconds_count", {"service": "test_svc"}) == 1
+    hops = {"service": "test_svc", "topic": "users.events"}
+    assert value("shop_consumer_hop_seconds_count", hops) == 2  # the records handed to a handler
+    parsed = {f.name for f in text_string_to_metric_families(metrics.render().decode())}
+    assert {"shop_consumer_batch_seconds", "shop_dead_letters", "process_cpu_seconds"} <= parsed

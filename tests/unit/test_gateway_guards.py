@@ -172,8 +172,8 @@ async def test_the_guard_limits_counts_by_route_template_and_says_how_much_is_le
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert [a.headers["RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
     assert answers[-1].headers["Retry-After"] == "1"
-    assert metrics.requests[("GET", "/items/{item_id}", 200)] == 2
-    assert metrics.requests[("GET", "/items/{item_id}", 429)] == 1
+    assert metrics.answered("GET", "/items/{item_id}", 200) == 2
+    assert metrics.answered("GET", "/items/{item_id}", 429) == 1
 
 
 async def test_the_guard_answers_503_at_once_beyond_its_requests_in_flight_and_not_after() -> None:
@@ -218,7 +218,7 @@ async def test_the_guard_answers_503_at_once_beyond_its_requests_in_flight_and_n
     assert health.status_code == 200  # probes are never shed
     assert [a.status_code for a in answers] == [200, 200] and after.status_code == 200
     assert entered == 3
-    assert metrics.requests[("GET", "/slow", 503)] == 1
+    assert metrics.answered("GET", "/slow", 503) == 1
 
 
 def test_the_gateway_bounds_its_requests_in_flight_as_its_environment_says(
