@@ -9,6 +9,8 @@ test process builds many), served at ``/metrics`` in the text format.
   record's hop (from its write to Kafka to the commit of the batch that applied it: one step of
   the saga as this service sees it), a relay round's publish time.
 - Dead letters by origin topic and reason class.
+- Gauges sampled every few seconds by the runtime: the consumer group's lag per partition (from
+  the broker), the outbox's rows and the age of its oldest, the inbox's rows.
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -97,6 +100,31 @@ class ServiceMetrics:
             buckets=SECONDS,
             registry=registry,
         ).labels(service)
+        self._lag = Gauge(
+            "shop_consumer_lag",
+            "Messages the service's consumer group has yet to commit, by topic and partition "
+            "(from the broker, sampled every METRICS_SAMPLE_INTERVAL_S).",
+            ["service", "topic", "partition"],
+            registry=registry,
+        )
+        self.outbox_rows = Gauge(
+            "shop_outbox_rows",
+            "Rows in the outbox, not yet published.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.outbox_oldest_seconds = Gauge(
+            "shop_outbox_oldest_seconds",
+            "Age of the oldest row in the outbox (0 when it is empty).",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.inbox_rows = Gauge(
+            "shop_inbox_rows",
+            "Message ids the inbox keeps (PostgreSQL's estimate, as of its last analyze).",
+            ["service"],
+            registry=registry,
+        ).labels(service)
         self._dead_letters = Counter(
             "shop_dead_letters",
             "Records dead-lettered, by the topic they came from and the class of their reason.",
@@ -110,6 +138,11 @@ class ServiceMetrics:
             self._hop_seconds.labels(self.service, topic).observe(
                 max(0.0, committed_s - written_ms / 1000)
             )
+
+    def lag(self, behind: Mapping[tuple[str, int], int]) -> None:
+        """The group's lag, by (topic, partition)."""
+        for (topic, partition), messages in behind.items():
+            self._lag.labels(self.service, topic, str(partition)).set(messages)
 
     def dead_lettered(self, topic: str, reason: str) -> None:
         self._dead_letters.labels(self.service, topic, reason).inc()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import collector
@@ -31,8 +31,10 @@ from common.db import (
     create_sessionmaker,
     ensure_database,
     migrate,
+    table_of,
 )
 from common.inbox import InboxMixin, forget_old
+from common.lag import LagReader
 from common.metrics import Figures, ServiceMetrics
 from common.outbox import OutboxMixin, OutboxRelay
 from common.producer import KafkaProducerHolder
@@ -112,6 +114,10 @@ class Runtime:
                     REDELIVERY_HOURS,
                 )
             self.every("inbox-forget", settings.inbox_forget_interval_s, self._forget_old_ids)
+        self._consumed: list[Topic] = []
+        self._lag = LagReader(settings.kafka_bootstrap_servers)
+        self.on_stop(self._lag.close)
+        self.every("metrics-gauges", settings.metrics_sample_interval_s, self._sample_gauges)
 
     def consume(self, topics: Sequence[Topic], handlers: Handlers) -> BatchConsumer | None:
         """Join the service's consumer group on ``topics`` and apply ``handlers``.
@@ -133,6 +139,7 @@ class Runtime:
         )
         subscribe(self.broker, self.settings, topics, consumer)
         self.consumers.append(consumer)
+        self._consumed.extend(topics)
         return consumer
 
     def on_start(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -173,6 +180,32 @@ class Runtime:
                 forgotten,
                 self.settings.inbox_keep_hours,
             )
+
+    async def _sample_gauges(self) -> None:
+        """The gauges of ``/metrics`` that cost a query: lag, outbox, inbox."""
+        if self._consumed:
+            group = self.settings.consumer_group
+            behind = await self._lag.per_partition(group, self._consumed)
+            self.metrics.lag({(tp.topic, tp.partition): n for tp, n in behind.items()})
+        if self.reads is None:
+            return
+        async with self.reads() as session:
+            if self._outbox is not None:
+                outbox = table_of(self._outbox)
+                age = func.extract("epoch", func.now() - func.min(outbox.c.created_at))
+                rows, oldest = (
+                    await session.execute(
+                        select(func.count(), func.coalesce(age, 0)).select_from(outbox)
+                    )
+                ).one()
+                self.metrics.outbox_rows.set(rows)
+                self.metrics.outbox_oldest_seconds.set(float(oldest))
+            if self._inbox is not None:
+                estimate = await session.scalar(
+                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+                    {"table": self._inbox.__tablename__},
+                )
+                self.metrics.inbox_rows.set(max(0.0, float(estimate or 0)))
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Call ``close()`` when the service stops, after its loops ended."""

@@ -80,6 +80,8 @@ class ServiceSettings(BaseSettings):
     less warns."""
     inbox_forget_interval_s: float = Field(default=600, gt=0)
     """How often the ids past ``inbox_keep_hours`` are deleted."""
+    metrics_sample_interval_s: float = Field(default=5, gt=0)
+    """How often the gauges of ``/metrics`` are sampled: consumer lag, outbox and inbox rows."""
     relay_batch_size: int = Field(default=500, ge=1)
     relay_idle_poll_s: float = 0.5
     """The relay is woken on every local commit; this poll catches rows left by a crash."""

@@ -10,6 +10,7 @@ import sys
 
 from aiokafka.errors import KafkaError
 
+from common.lag import consumer_lag
 from payment_svc.adapters import Faults, set_faults
 from payment_svc.app import create_provider
 from payment_svc.reconcile import reconcile as compare_ledgers
@@ -129,7 +130,7 @@ def status(config: StackConfig) -> int:
             )
         )
     try:
-        lag = asyncio.run(kafka.consumer_lag(config.kafka_bootstrap))
+        lag = asyncio.run(consumer_lag(config.kafka_bootstrap))
     except (KafkaError, OSError):
         lag = {}
     print(f"{'process':<18}{'pid':>8}  {'address':<28}{'state':<16}consumer lag")

@@ -5,16 +5,14 @@ import hashlib
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.topics import (
     ALL_TOPICS,
-    CONSUMED_TOPICS,
     RETENTION_HOURS,
     SEGMENT_ROLL_HOURS,
     Topic,
@@ -228,31 +226,6 @@ async def is_ready(bootstrap: str) -> bool:
     except (KafkaError, OSError, TimeoutError):
         return False
     return True
-
-
-async def consumer_lag(
-    bootstrap: str, groups: Mapping[str, Sequence[Topic]] = CONSUMED_TOPICS
-) -> dict[str, int]:
-    """Messages each consumer group has yet to commit, over every partition of its topics
-    (a partition it never committed on counts from its beginning)."""
-    admin = await _admin(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        lag = {}
-        for group, topics in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
-            partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
-            ends = await consumer.end_offsets(partitions)
-            starts = await consumer.beginning_offsets(partitions)
-            lag[group] = sum(
-                max(0, ends[tp] - (committed[tp].offset if tp in committed else starts[tp]))
-                for tp in partitions
-            )
-        return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def shift_offsets(config: StackConfig, group: str, by: int) -> str:

@@ -35,10 +35,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from common.lag import consumer_lag
 from gateway_svc.app import create_app
 from gateway_svc.settings import Settings
 from schemas.topics import CONSUMED_TOPICS
-from stack import dlq, kafka
+from stack import dlq
 from tests.e2e.conftest import (
     Client,
     Shop,
@@ -223,7 +224,7 @@ def test_no_command_the_fuzz_got_accepted_was_dead_lettered(shop: Shop) -> None:
         pytest.skip("the fuzz tests did not run in this session")
     bootstrap = f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
     deadline = time.monotonic() + 60
-    while (behind := sum(asyncio.run(kafka.consumer_lag(bootstrap)).values())) > 0:
+    while (behind := sum(asyncio.run(consumer_lag(bootstrap)).values())) > 0:
         assert time.monotonic() < deadline, f"consumers still {behind} messages behind"
         time.sleep(0.5)
     dead = [

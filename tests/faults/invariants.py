@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 from aiokafka.errors import KafkaError
 
+from common.lag import consumer_lag
 from payment_svc.adapters import SimulatedProvider
 from payment_svc.reconcile import reconcile
 from payment_svc.settings import LEDGER_DATABASE
-from stack import kafka
 
 SERVICE_DATABASES = (
     "user_svc",
@@ -189,7 +189,7 @@ class Databases:
         return {db: n for db, n in counts.items() if n}
 
     def consumer_lag(self) -> dict[str, int]:
-        lag = asyncio.run(kafka.consumer_lag(self._bootstrap))
+        lag = asyncio.run(consumer_lag(self._bootstrap))
         return {group: n for group, n in lag.items() if n}
 
     def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from common.db import batch_transaction
 from common.inbox import claim, first_delivery, forget_old
 from common.outbox import _RELAY_LOCK, _TAKE, OutboxRelay, stage
+from notification_svc import services as notification_services
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
 from notification_svc.models import Notification, UserContact
@@ -528,3 +529,43 @@ async def test_a_fetch_wait_gathers_records_arriving_apart_into_one_batch(
         for user_id in users:
             assert await eventually(lambda u=user_id: count_notifications(notifications, u)) == 1
         assert stats.batches - before <= 2
+
+
+async def test_the_lag_gauge_rises_while_a_consumer_is_stalled_and_falls_once_it_goes_on(
+    settings_for: Callable[..., Any],
+    producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    going_on = asyncio.Event()
+    welcome = notification_services.welcome_user
+
+    async def stalled(*args: Any) -> None:
+        await going_on.wait()
+        await welcome(*args)
+
+    monkeypatch.setattr(notification_services, "welcome_user", stalled)
+    settings = settings_for(
+        NotificationSettings, sending_enabled=False, metrics_sample_interval_s=0.2
+    )
+    app = create_notification_app(settings)
+    async with running(app) as runtime:
+
+        def lag() -> float:
+            return sum(
+                sample.value
+                for family in runtime.metrics.registry.collect()
+                if family.name == "shop_consumer_lag"
+                for sample in family.samples
+                if sample.labels["topic"] == USERS_EVENTS.name
+            )
+
+        await send_registered(producer, uuid4())
+        stalled_at = await eventually(lambda: lag() >= 1 and lag())
+        for _ in range(5):
+            await send_registered(producer, uuid4())
+        await eventually(lambda: lag() >= stalled_at + 5)
+        going_on.set()
+        await eventually(lambda: lag() == 0, timeout_s=60)
+        outbox = runtime.metrics.registry.get_sample_value
+        assert outbox("shop_outbox_rows", {"service": "notification_svc"}) is not None
+        assert outbox("shop_inbox_rows", {"service": "notification_svc"}) is not None
