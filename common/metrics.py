@@ -93,6 +93,8 @@ class ServiceMetrics:
             buckets=SECONDS,
             registry=registry,
         )
+        self._hops: dict[str, Histogram] = {}
+        """The hop histogram's child of each topic, looked up once."""
         self.publish_seconds = Histogram(
             "shop_outbox_publish_seconds",
             "A relay round's publish time: from its first send to Kafka's last acknowledgement.",
@@ -134,10 +136,12 @@ class ServiceMetrics:
 
     def hops(self, topic_and_written_ms: Sequence[tuple[str, int]], committed_s: float) -> None:
         """Each record's hop, from its Kafka timestamp (ms) to ``committed_s`` (epoch seconds)."""
+        hops = self._hops
         for topic, written_ms in topic_and_written_ms:
-            self._hop_seconds.labels(self.service, topic).observe(
-                max(0.0, committed_s - written_ms / 1000)
-            )
+            hop = hops.get(topic)
+            if hop is None:
+                hop = hops[topic] = self._hop_seconds.labels(self.service, topic)
+            hop.observe(max(0.0, committed_s - written_ms / 1000))
 
     def lag(self, behind: Mapping[tuple[str, int], int]) -> None:
         """The group's lag, by (topic, partition)."""
