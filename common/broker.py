@@ -45,6 +45,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, cast
 
@@ -55,10 +56,12 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.message import AckStatus
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common import tracing
 from common.db import SessionMaker, batch_transaction
 from common.dead_letters import DEAD_LETTER, DeadLetter, DeadLetters, reason_class
 from common.inbox import InboxMixin, claim
@@ -209,6 +212,7 @@ class BatchConsumer:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._tracing = tracing.enabled()
         self._letters: list[DeadLetter] = []
         """The batch's dead letters written so far (counted by reason once it commits)."""
         self._sessionmaker = sessionmaker
@@ -238,7 +242,8 @@ class BatchConsumer:
         self._letters.clear()
         started = time.perf_counter()
         try:
-            applied = await self._apply(records)
+            with self._batch_span(records):
+                applied = await self._apply(records)
         except Exception as exc:
             pause = self.backoff.failed()
             log.warning(
@@ -253,6 +258,51 @@ class BatchConsumer:
         self.backoff.succeeded()
         if self._metrics is not None:
             self._observe(self._metrics, records, applied, time.perf_counter() - started)
+
+    def _batch_span(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> AbstractContextManager[object]:
+        """The batch's span, linked to each record's producer (nothing when tracing is off)."""
+        if not self._tracing:
+            return nullcontext()
+        links = [
+            tracing.link_to(context)
+            for record in records
+            if (context := tracing.context_of(record.headers)) is not None
+        ]
+        return tracing.tracer.start_as_current_span(
+            f"{self._settings.service_name} batch",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={"messaging.batch.message_count": len(records)},
+        )
+
+    def _run_span(self, run: Sequence["Routed"]) -> AbstractContextManager[object]:
+        """A run's span (:func:`common.tracing.run_span`; nothing when tracing is off)."""
+        if not self._tracing:
+            return nullcontext()
+        first = run[0]
+        attributes: dict[str, str | int] = {
+            "messaging.destination.name": first.record.topic,
+            "messaging.batch.message_count": len(run),
+        }
+        if len(run) == 1:
+            attributes["messaging.message.id"] = str(first.envelope.id)
+            key = (first.record.key or b"").decode(errors="replace")
+            attributes["messaging.kafka.message.key"] = key
+            attributes["shop.correlation_id"] = str(first.envelope.correlation_id)
+        return tracing.run_span(
+            first.envelope.type,
+            [
+                (
+                    item.envelope.id,
+                    tracing.context_of(item.record.headers),
+                    _header(item.record, tracing.TRACEPARENT),
+                )
+                for item in run
+            ],
+            attributes,
+        )
 
     def _observe(
         self,
@@ -337,19 +387,8 @@ class BatchConsumer:
                 for letter in unreadable:
                     written += await self._dead_letter(letter, session)
                 for run in runs_of_one_type(routed):
-                    set_based = self._set_based.get(run[0].envelope.type)
-                    if set_based is not None and len(run) > 1:
-                        await set_based([(item.envelope, item.message) for item in run])
-                        self.stats.runs += 1
-                        self.stats.use_case_calls += 1
-                    else:
-                        self.stats.use_case_calls += len(run)
-                        for item in run:
-                            token = correlation_id.set(str(item.envelope.correlation_id))
-                            try:
-                                await item.handler(item.envelope, item.message)
-                            finally:
-                                correlation_id.reset(token)
+                    with self._run_span(run):
+                        await self._apply_run(run)
                     session.expunge_all()
         except asyncio.CancelledError:
             raise
@@ -367,6 +406,22 @@ class BatchConsumer:
         self.stats.applied += len(routed)
         self.stats.dead_lettered += written
         return True
+
+    async def _apply_run(self, run: list["Routed"]) -> None:
+        """One run of the fast path: to its set-based use case at once, or message by message."""
+        set_based = self._set_based.get(run[0].envelope.type)
+        if set_based is not None and len(run) > 1:
+            await set_based([(item.envelope, item.message) for item in run])
+            self.stats.runs += 1
+            self.stats.use_case_calls += 1
+            return
+        self.stats.use_case_calls += len(run)
+        for item in run:
+            token = correlation_id.set(str(item.envelope.correlation_id))
+            try:
+                await item.handler(item.envelope, item.message)
+            finally:
+                correlation_id.reset(token)
 
     def _route(self, record: ConsumerRecord[bytes, bytes]) -> Routed | None:
         """The record's envelope, message and handler; None for a type this service ignores
@@ -413,7 +468,8 @@ class BatchConsumer:
         """Apply one message, retried; its dead letter if it kept failing."""
         token = correlation_id.set(str(item.envelope.correlation_id))
         try:
-            return await self._retry(item)
+            with self._run_span([item]):
+                return await self._retry(item)
         finally:
             correlation_id.reset(token)
 
@@ -456,6 +512,11 @@ def runs_of_one_type(routed: Sequence[Routed]) -> list[list[Routed]]:
             runs.append([item])
             keys = {key}
     return runs
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    value = next((value for key, value in record.headers or () if key == name), None)
+    return value.decode(errors="replace") if value else None
 
 
 def _brief(exc: ValidationError) -> str:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from common import collector
+from common import collector, tracing
 from common.db import ReadPool, SessionMaker
 from common.logs import configure_logging
 from common.metrics import CONTENT_TYPE
@@ -108,6 +108,10 @@ def create_service_app(
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     app.state.runtime = runtime
     app.state.freeze_heap = False
 
@@ -158,6 +162,7 @@ def serve(create_app: Callable[[S], FastAPI], settings_class: type[S]) -> None:
     naming its variable), logs configured, uvicorn on its port, graceful on SIGTERM."""
     settings = from_environment(settings_class)
     configure_logging(settings.service_name, settings.log_level)
+    tracing.configure(settings.service_name)
     if settings.niceness:
         os.nice(settings.niceness)
     collector.count_pauses()

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from common import tracing
 from common.db import PSYCOPG, defer_insert, libpq_url, table_of
 from common.metrics import ServiceMetrics
 from common.producer import KafkaProducerHolder, kafka_headers
@@ -64,10 +65,10 @@ class OutboxMixin:
     correlation_id: Mapped[UUID]
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    headers: Mapped[list[list[str | None]] | None] = mapped_column(JSONB)
+    headers: Mapped[list[list[str | None]] | dict[str, str] | None] = mapped_column(JSONB)
     """A raw record's own Kafka headers, ``[name, base64 of the value or null]`` pairs (see
-    :func:`stage_record`); none for a message, whose headers the relay makes from its type and
-    correlation id."""
+    :func:`stage_record`). A message's headers the relay makes from its type and correlation id,
+    plus what this holds for it: ``{"traceparent": ...}`` when it was staged in a trace."""
 
 
 def stage(
@@ -90,6 +91,7 @@ def stage(
     if cause is not None:
         correlation_id, causation_id = cause.correlation_id, cause.id
     envelope = message.envelope(correlation_id=correlation_id, causation_id=causation_id)
+    traceparent = tracing.traceparent_for(causation_id)
     _defer(
         session,
         outbox,
@@ -100,6 +102,7 @@ def stage(
             "message_type": envelope.type,
             "correlation_id": envelope.correlation_id,
             "payload": encode(envelope),
+            "headers": None if traceparent is None else Jsonb({tracing.TRACEPARENT: traceparent}),
         },
     )
     return envelope
@@ -251,9 +254,9 @@ class OutboxRelay:
                 acks: list[asyncio.Future[Any]] = []
                 for _, topic, key, payload, message_type, correlation, own in rows:
                     headers = (
-                        kafka_headers(message_type, correlation)
-                        if own is None
-                        else _kafka_headers_of(own)
+                        _kafka_headers_of(own)
+                        if isinstance(own, list)
+                        else kafka_headers(message_type, correlation, own)
                     )
                     acks.append(await producer.send(topic, value=payload, key=key, headers=headers))
                 await asyncio.gather(*acks)

@@ -2,11 +2,13 @@
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from common import tracing
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,13 @@ class KafkaProducerHolder:
         await self.reset()
 
 
-def kafka_headers(message_type: str, correlation: UUID) -> list[tuple[str, bytes]]:
-    """Headers that repeat the envelope's type and correlation id, for tools that read headers."""
-    return [("type", message_type.encode()), ("correlation_id", str(correlation).encode())]
+def kafka_headers(
+    message_type: str, correlation: UUID, extra: Mapping[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """Headers that repeat the envelope's type and correlation id, for tools that read headers,
+    then ``extra`` (a trace's ``traceparent``)."""
+    headers = [("type", message_type.encode()), ("correlation_id", str(correlation).encode())]
+    return headers + [(name, value.encode()) for name, value in (extra or {}).items()]
 
 
 async def publish(
@@ -70,9 +76,14 @@ async def publish(
             message.TOPIC.name,
             encode(envelope),
             key=message.key(),
-            headers=kafka_headers(envelope.type, envelope.correlation_id),
+            headers=kafka_headers(envelope.type, envelope.correlation_id, _trace()),
         )
     except KafkaError:
         await producer.reset()
         raise
     return envelope
+
+
+def _trace() -> dict[str, str] | None:
+    traceparent = tracing.current_traceparent()
+    return None if traceparent is None else {tracing.TRACEPARENT: traceparent}

@@ -16,7 +16,7 @@ from payment_svc.app import create_provider
 from payment_svc.reconcile import reconcile as compare_ledgers
 from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
-from stack import kafka, postgres, procs, services
+from stack import kafka, postgres, procs, services, zipkin
 from stack.config import StackConfig
 from stack.progress import elapsed, step
 
@@ -32,6 +32,8 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     else:
         postgres.start(config)
         step("postgres", f"ready on 127.0.0.1:{config.pg_port}")
+    if config.tracing:
+        zipkin.start(config)
     if not with_services:
         return
     # Faults switched on a run before (provider-faults) do not outlive it: the simulated
@@ -46,12 +48,14 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     services.wait_ready(config, services.SERVICES)
     gateway = services.SERVICES[-1]
     admin_email = os.environ.get("SHOP_ADMIN_EMAIL", services.DEFAULT_ADMIN_EMAIL)
+    traces = f"  traces    {zipkin.url(config)}  (Zipkin)\n" if config.tracing else ""
     print(
         f"\nThe shop is up in {elapsed():.1f}s.\n"
         f"  gateway   {gateway.url}  (OpenAPI: {gateway.url}/docs)\n"
         f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_bootstrap} -L)\n"
         f"  postgres  {config.database_url}\n"
         f"  logs      {config.logs_dir}/  (make logs SERVICE=order_svc)\n"
+        f"{traces}"
         f"  admin     {admin_email}, password in {config.state_dir / 'secrets' / 'admin_password'}"
         f" (unless SHOP_ADMIN_PASSWORD is set)\n"
         f"  stop      make down",
@@ -64,6 +68,8 @@ def down(config: StackConfig) -> None:
     for service in reversed(services.SERVICES):
         if services.stop(config, service):
             step(service.name, "stopped")
+    if zipkin.stop(config):
+        step("zipkin", "stopped")
     if kafka.stop(config):
         step("kafka", "stopped")
     if not config.external_database and postgres.stop(config):
@@ -120,6 +126,10 @@ def status(config: StackConfig) -> int:
             "ready" if postgres.is_ready(config) else "not ready",
         ),
     ]
+    zipkin_pid = procs.running_pid(config, zipkin.NAME)
+    if config.tracing or zipkin_pid is not None:
+        ready = "ready" if zipkin.is_ready(config) else "not ready"
+        rows.append((zipkin.NAME, zipkin_pid, zipkin.url(config), ready))
     for service in services.SERVICES:
         rows.append(
             (

@@ -18,11 +18,21 @@ class StackConfig:
     )
     kafka_heap: str = field(default_factory=lambda: os.environ.get("SHOP_KAFKA_HEAP", "512m"))
     pg_port: int = field(default_factory=lambda: int(os.environ.get("SHOP_PG_PORT", 55432)))
+    tracing: bool = field(
+        default_factory=lambda: os.environ.get("SHOP_TRACING", "") not in ("", "0")
+    )
+    """``SHOP_TRACING=1``: a Zipkin runs beside the stack and every service sends it spans."""
+    zipkin_port: int = field(default_factory=lambda: int(os.environ.get("SHOP_ZIPKIN_PORT", 9411)))
 
     @property
     def jars_dir(self) -> Path:
         # jars are shared by every state dir of one checkout: fetched once
         return ROOT / ".cache" / "kafka-libs"
+
+    @property
+    def zipkin_dir(self) -> Path:
+        # shared like the Kafka jars
+        return ROOT / ".cache" / "zipkin"
 
     @property
     def kafka_dir(self) -> Path:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from stack import procs
+from stack import procs, zipkin
 from stack.config import ROOT, StackConfig
 from stack.progress import step
 
@@ -51,6 +51,9 @@ def environment(config: StackConfig, service: Service) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
+    if config.tracing:
+        env["SHOP_TRACING"] = "1"
+        env.setdefault("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.spans_endpoint(config))
     env.setdefault("JWT_SECRET", local_secret(config, "jwt_secret"))
     env.setdefault("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
     env.setdefault("SHOP_ADMIN_PASSWORD", local_secret(config, "admin_password"))

@@ -1,0 +1,116 @@
+"""Distributed traces with OpenTelemetry, their W3C trace context carried through the outbox and
+Kafka: a request's span in the gateway, then each service's batch and run spans, joined hop by
+hop through the ``traceparent`` header of every record.
+
+Off unless ``SHOP_TRACING=1``: the API's no-op tracer then records nothing and no header is
+written. On, the SDK is configured by the standard variables: ``OTEL_SERVICE_NAME`` (default:
+the service's package name), ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``, and the
+Zipkin exporter's ``OTEL_EXPORTER_ZIPKIN_ENDPOINT`` (default ``http://localhost:9411/api/v2/spans``,
+the Zipkin that ``SHOP_TRACING=1 make up`` starts).
+"""
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from uuid import UUID
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind
+
+TRACEPARENT = "traceparent"
+TRACE_HEADERS = (TRACEPARENT, "tracestate")
+
+tracer = trace.get_tracer("shop")
+
+_causes: ContextVar[Mapping[UUID, str] | None] = ContextVar("trace_causes", default=None)
+"""The ``traceparent`` each message of the run being applied came with, by envelope id: a
+message staged as caused by one of them carries it on (:func:`traceparent_for`)."""
+
+
+def enabled() -> bool:
+    return os.environ.get("SHOP_TRACING", "") not in ("", "0")
+
+
+def configure(service_name: str) -> None:
+    """Install the SDK's tracer provider, exporting to Zipkin, when tracing is on."""
+    if not enabled():
+        return
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or service_name
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
+    trace.set_tracer_provider(provider)
+    PsycopgInstrumentor().instrument(enable_commenter=False, enable_attribute_commenter=False)
+
+
+def current_traceparent() -> str | None:
+    """The current span's W3C ``traceparent``; None when no span records (tracing off)."""
+    if not enabled():
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def traceparent_for(causation_id: UUID | None) -> str | None:
+    """What a message staged now carries on: its cause's context when the cause is one of the
+    run's messages (a set-based run spans many), else the current span's."""
+    if not enabled():
+        return None
+    if causation_id is not None:
+        found = (_causes.get() or {}).get(causation_id)
+        if found is not None:
+            return found
+    return current_traceparent()
+
+
+def context_of(headers: Iterable[tuple[str, bytes | None]] | None) -> Context | None:
+    """The producer's context that a record's headers carry, if any."""
+    carrier = {
+        name: value.decode(errors="replace")
+        for name, value in headers or ()
+        if name in TRACE_HEADERS and value
+    }
+    return propagate.extract(carrier) if TRACEPARENT in carrier else None
+
+
+def link_to(context: Context) -> Link:
+    return Link(trace.get_current_span(context).get_span_context())
+
+
+@contextmanager
+def run_span(
+    name: str,
+    contexts: list[tuple[UUID, Context | None, str | None]],
+    attributes: Mapping[str, str | int],
+) -> Iterator[Span]:
+    """A span for the messages of one run: a child of its message's producer where it has one
+    message, else of the batch's span with a link to each message's producer. ``contexts``
+    holds each message's envelope id, producer context and ``traceparent``."""
+    if len(contexts) == 1 and contexts[0][1] is not None:
+        batch = trace.get_current_span().get_span_context()
+        with tracer.start_as_current_span(
+            name,
+            context=contexts[0][1],
+            kind=SpanKind.CONSUMER,
+            links=[Link(batch)],
+            attributes=attributes,
+        ) as span:
+            yield span
+        return
+    links = [link_to(context) for _, context, _ in contexts if context is not None]
+    token = _causes.set({id_: parent for id_, _, parent in contexts if parent is not None})
+    try:
+        with tracer.start_as_current_span(
+            name, kind=SpanKind.CONSUMER, links=links, attributes=attributes
+        ) as span:
+            yield span
+    finally:
+        _causes.reset(token)
