@@ -255,21 +255,24 @@ def launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
-    offset = int(os.environ.get("SHOP_E2E_SHOP_HTTP_PORT_OFFSET", 200))
-    kafka_port = int(os.environ.get("SHOP_E2E_SHOP_KAFKA_PORT", 29192))
+@contextmanager
+def stack_up(
+    state_dir: Path, *, kafka_port: int, pg_port: int, offset: int, **settings: str
+) -> Iterator[Shop]:
+    """``python -m stack up`` on these ports and folder, with ``settings`` in its environment;
+    ``down`` at the end."""
     env = {
         **os.environ,
-        "SHOP_STATE_DIR": str(tmp_path_factory.mktemp("shop")),
+        "SHOP_STATE_DIR": str(state_dir),
         "SHOP_KAFKA_PORT": str(kafka_port),
         "SHOP_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
-        "SHOP_PG_PORT": os.environ.get("SHOP_E2E_SHOP_PG_PORT", "25534"),
+        "SHOP_PG_PORT": str(pg_port),
         "SHOP_HTTP_PORT_OFFSET": str(offset),
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT_PER_MINUTE": "6000",
         "REGISTRATIONS_PER_MINUTE": "6000",
+        **settings,
     }
     env.pop("DATABASE_URL", None)
     env.pop("JWT_SECRET", None)
@@ -283,6 +286,17 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     finally:
         shop.http.close()
         launcher(env, "down")
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    with stack_up(
+        tmp_path_factory.mktemp("shop"),
+        kafka_port=int(os.environ.get("SHOP_E2E_SHOP_KAFKA_PORT", 29192)),
+        pg_port=int(os.environ.get("SHOP_E2E_SHOP_PG_PORT", "25534")),
+        offset=int(os.environ.get("SHOP_E2E_SHOP_HTTP_PORT_OFFSET", 200)),
+    ) as running:
+        yield running
 
 
 def operations(spec: dict[str, Any]) -> list[str]:

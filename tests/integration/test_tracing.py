@@ -3,6 +3,7 @@ stages an event is the parent of the span in which notification_svc applies it."
 
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from opentelemetry import trace
@@ -12,13 +13,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from common import tracing
+from common.db import create_engine, create_sessionmaker
+from common.outbox import stage
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.settings import Settings as NotificationSettings
 from schemas.topics import USERS_EVENTS
+from schemas.users import UserUpdated
 from tests.conftest import Infra, eventually, unique
 from tests.integration.conftest import read_topic, running
 from user_svc import services as user_services
 from user_svc.app import create_app as create_user_app
+from user_svc.models import Outbox as UserOutbox
 from user_svc.settings import Settings as UserSettings
 
 pytestmark = pytest.mark.integration
@@ -83,10 +88,16 @@ async def test_an_event_staged_in_a_span_is_applied_in_a_child_span_across_the_o
         (run,) = await eventually(applied)
         assert run.parent is not None and run.parent.span_id == context.span_id
         assert run.kind == SpanKind.CONSUMER
-        batches = [s for s in spans.get_finished_spans() if s.name == "notification_svc batch"]
-        assert any(
-            link.context.trace_id == context.trace_id for batch in batches for link in batch.links
-        )
+
+        def linked_batches() -> list[Any]:  # the batch's span ends after its run's, at commit
+            return [
+                batch
+                for batch in spans.get_finished_spans()
+                if batch.name == "notification_svc batch"
+                and any(link.context.trace_id == context.trace_id for link in batch.links)
+            ]
+
+        assert await eventually(linked_batches)
 
     records = await read_topic(
         infra,
@@ -117,3 +128,32 @@ async def test_without_tracing_no_trace_header_is_written(
     )
     ours = [r for r in records if r.key == str(user.id).encode()]  # at least once: maybe twice
     assert ours and all(tracing.TRACEPARENT not in dict(record.headers) for record in ours)
+
+
+async def test_a_trace_survives_a_crash_between_the_commit_and_the_relay(
+    settings_for: Callable[..., Any], infra: Infra, spans: InMemorySpanExporter
+) -> None:
+    """The message is committed to the outbox inside a span by a process whose relay never ran;
+    the next process's relay publishes it with that span's context."""
+    settings = settings_for(UserSettings)
+    async with running(create_user_app(settings)):
+        pass  # its database, migrated
+    engine = create_engine(settings.service_database_url())
+    user_id = uuid4()
+    with tracing.tracer.start_as_current_span("update") as span:
+        async with create_sessionmaker(engine).begin() as session:
+            updated = UserUpdated(user_id=user_id, name="Cy", email="cy@example.com")
+            stage(session, UserOutbox, updated)
+    await engine.dispose()  # committed; no relay ran
+    context = span.get_span_context()
+    async with running(create_user_app(settings)):
+        records = await read_topic(
+            infra,
+            USERS_EVENTS.name,
+            lambda found: any(str(user_id).encode() == r.key for r in found),
+        )
+    ours = [r for r in records if r.key == str(user_id).encode()]
+    assert ours
+    for record in ours:
+        traceparent = dict(record.headers)[tracing.TRACEPARENT].decode()
+        assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")

@@ -1,0 +1,95 @@
+"""An order's trace, as an operator finds it in Zipkin: ``SHOP_TRACING=1`` brings up the stack
+with a Zipkin beside it, and one paid order is one trace with spans of every service on its
+path, joined through the Kafka hops."""
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Shop, eventually, launcher, new_product, payment_method, stack_up
+
+pytestmark = pytest.mark.e2e
+
+ZIPKIN_PORT = int(os.environ.get("SHOP_E2E_TRACE_ZIPKIN_PORT", 29411))
+ON_THE_PATH = {"gateway_svc", "order_svc", "product_svc", "payment_svc", "notification_svc"}
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    with stack_up(
+        tmp_path_factory.mktemp("traced"),
+        kafka_port=int(os.environ.get("SHOP_E2E_TRACE_KAFKA_PORT", 29292)),
+        pg_port=int(os.environ.get("SHOP_E2E_TRACE_PG_PORT", 25535)),
+        offset=int(os.environ.get("SHOP_E2E_TRACE_HTTP_PORT_OFFSET", 300)),
+        SHOP_TRACING="1",
+        SHOP_ZIPKIN_PORT=str(ZIPKIN_PORT),
+        OTEL_BSP_SCHEDULE_DELAY="500",
+    ) as shop:
+        yield shop
+
+
+def zipkin(path: str, **params: Any) -> Any:
+    answer = httpx.get(f"http://127.0.0.1:{ZIPKIN_PORT}{path}", params=params, timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(traced: Shop) -> None:
+    admin, customer = traced.admin(), traced.customer("Trace")
+    product = new_product(admin, price="12.50", stock=5)
+    card = payment_method(customer)
+    placed = customer.post(
+        "/orders",
+        json={"items": [{"product_id": product, "quantity": 1}], "payment_method_id": card},
+    )
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["id"]
+    paid = customer.get(f"/orders/{order_id}", params={"wait": 20}).json()
+    assert paid["status"] == "Paid", paid
+
+    def the_trace() -> list[dict[str, Any]] | None:
+        found = zipkin(
+            "/api/v2/traces",
+            annotationQuery=f"messaging.kafka.message.key={order_id}",
+            lookback=600_000,
+            endTs=int(time.time() * 1000) + 1000,
+            limit=10,
+        )
+        if len(found) != 1:
+            return None
+        spans: list[dict[str, Any]] = found[0]
+        services = {span["localEndpoint"]["serviceName"] for span in spans}
+        return spans if services >= ON_THE_PATH else None
+
+    spans = eventually(the_trace, timeout_s=60)
+    by_id = {span["id"]: span for span in spans}
+    roots = [span for span in spans if "parentId" not in span]
+    assert len(roots) == 1 and roots[0]["localEndpoint"]["serviceName"] == "gateway_svc"
+    # each hop's span is a child of a span of the service that sent it, up to the request
+    hops = [span for span in spans if span.get("kind") == "CONSUMER" and "parentId" in span]
+    assert {span["name"].lower() for span in hops} >= {
+        "placeorder",
+        "orderplaced",
+        "stockreserved",
+        "paymentsucceeded",
+    }
+    for hop in hops:
+        parent = by_id.get(hop["parentId"])
+        assert parent is not None, f"{hop['name']}'s parent is not in the trace"
+    statements = [span for span in spans if span.get("tags", {}).get("db.system") == "postgresql"]
+    assert statements, "no database statement in the trace"
+
+
+def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -> None:
+    assert zipkin("/health")["status"] == "UP"
+    status = launcher(traced.env, "status").stdout
+    (row,) = [line for line in status.splitlines() if line.startswith("zipkin")]
+    assert f"127.0.0.1:{ZIPKIN_PORT}" in row and "ready" in row
+    logs = Path(traced.env["SHOP_STATE_DIR"]) / "logs"
+    assert (logs / "zipkin.log").exists()
+    assert " trace=" in (logs / "order_svc.log").read_text()
