@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint contracts contracts-refresh format clean demo dlq bench faults soak
+.PHONY: install up down status logs test lint contracts contracts-refresh format clean demo dlq bench faults soak bench-tracing
 
 install: $(READY)
 
@@ -70,3 +70,6 @@ soak: $(READY)  ## 100,000 orders at 60/s under random faults, checked every 10,
 
 bench: $(READY)  ## baselines, then orders stepped up to the knee, then reads: make bench ARGS=--quick
 	@$(PY) -m bench $(ARGS)
+
+bench-tracing: $(READY)  ## the bench with tracing off, on at 100% and at 10%, back to back: make bench-tracing ARGS=--quick
+	@$(PY) -m bench.tracing $(ARGS)

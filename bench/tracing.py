@@ -1,0 +1,141 @@
+"""``python -m bench.tracing [--rounds N] [bench options]`` (``make bench-tracing``): what tracing
+costs. The same bench (:mod:`bench.run`) for each variant back to back, the stack restarted for
+each: tracing off, on with every trace sampled, on with one in ten (OpenTelemetry's own sampler
+variables), the variants taken in turn ``N`` times. Prints, side by side, each variant's median
+(and range) of the knee, the p99 from the client's send to the order's end and the CPU seconds
+per order at a common rate, and each as a ratio of tracing off. CPU counts the shop's processes
+(services, Kafka, PostgreSQL), not the Zipkin that receives the spans. Each run's JSON goes to
+``<state dir>/bench/tracing/``."""
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+from dataclasses import dataclass
+
+from bench import options, report, run
+from bench.results import Results, StepRecord
+from stack import cli
+from stack.config import StackConfig
+from stack.progress import step
+
+VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("off", {}),
+    ("on, 100%", {"SHOP_TRACING": "1"}),
+    (
+        "on, 10%",
+        {
+            "SHOP_TRACING": "1",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+    ),
+)
+TRACING_VARIABLES = ("SHOP_TRACING", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+COMPARED_AT = 100.0
+"""Orders/s at which the p99 and the CPU per order are compared (every variant runs it)."""
+
+
+@dataclass
+class Figures:
+    variant: str
+    knee: float | None
+    p99_s: float | None
+    cpu_per_order_s: float | None
+
+
+def figures(variant: str, results: Results) -> Figures:
+    at: StepRecord | None = next(
+        (s for s in results.steps if s.orders.rate == COMPARED_AT and s.passed), None
+    )
+    latency = at.orders.final_latency if at is not None else None
+    return Figures(
+        variant,
+        results.knee_rate,
+        latency.p99 if latency is not None else None,
+        at.cpu_per_order_s if at is not None else None,
+    )
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _spread(values: list[float | None], digits: int) -> str:
+    """The median, and the range when there are several rounds."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    middle = f"{statistics.median(known):.{digits}f}"
+    if len(known) == 1:
+        return middle
+    return f"{middle} ({min(known):.{digits}f}-{max(known):.{digits}f})"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}" if value is not None and base else "-"
+
+
+def render(rounds: list[list[Figures]]) -> str:
+    """Per variant: the median of the rounds (and their range), and its ratio to tracing off."""
+    names = [row.variant for row in rounds[0]]
+    columns = {
+        name: [row for one in rounds for row in one if row.variant == name] for name in names
+    }
+    base = columns[names[0]]
+    lines = [
+        f"tracing cost: {len(rounds)} round(s) of each, back to back; median (range);"
+        f" p99 and CPU per order at {COMPARED_AT:.0f}/s",
+        f"{'tracing':<10}{'knee/s':>18}{'ratio':>7}{'p99 s':>22}{'ratio':>7}"
+        f"{'CPU s/order':>24}{'ratio':>7}",
+    ]
+    for name in names:
+        rows = columns[name]
+        knees = [r.knee for r in rows]
+        p99s = [r.p99_s for r in rows]
+        cpus = [r.cpu_per_order_s for r in rows]
+        lines.append(
+            f"{name:<10}{_spread(knees, 0):>18}"
+            f"{_ratio(_median(knees), _median([r.knee for r in base])):>7}"
+            f"{_spread(p99s, 3):>22}"
+            f"{_ratio(_median(p99s), _median([r.p99_s for r in base])):>7}"
+            f"{_spread(cpus, 4):>24}"
+            f"{_ratio(_median(cpus), _median([r.cpu_per_order_s for r in base])):>7}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--rounds", type=int, default=1, help="each variant this many times")
+    mine, rest = own.parse_known_args(argv)
+    opts = options.parse(rest)
+    config = StackConfig()
+    rounds: list[list[Figures]] = []
+    for number in range(1, mine.rounds + 1):
+        rows: list[Figures] = []
+        for variant, settings in VARIANTS:
+            for name in TRACING_VARIABLES:
+                os.environ.pop(name, None)
+            os.environ.update(settings)
+            config = StackConfig()
+            step("bench", f"round {number}, tracing {variant}: the stack restarted with it...")
+            with contextlib.redirect_stdout(sys.stderr):
+                cli.down(config)
+            results = run.run(opts)
+            results.ratios = report.compute_ratios(results)
+            results.notes = [f"tracing {variant}, round {number}"]
+            path = report.write_json(results, config.state_dir / "bench" / "tracing")
+            step("bench", f"tracing {variant}: results in {path}")
+            rows.append(figures(variant, results))
+        rounds.append(rows)
+    with contextlib.redirect_stdout(sys.stderr):
+        cli.down(config)
+    sys.stdout.write(render(rounds))
+    return 0 if all(row.knee is not None for rows in rounds for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
