@@ -70,24 +70,24 @@ class DeadLetter:
         ]
 
 
-REASON_CLASSES = (
-    ("empty value", "tombstone"),
-    ("not a valid envelope", "malformed"),
-    ("no contract for", "unknown_type"),
-    ("invalid ", "invalid_data"),
-    ("could not be upcast", "upcast_failed"),
-)
-"""How a dead letter's reason starts, and its class (the ``reason`` label of its counter)."""
-
-
 def reason_class(letter: DeadLetter) -> str:
-    """Why a letter was written, in one word: its handler kept failing, or which way its record
-    could not be read."""
+    """Why a letter was written, in one word (the ``reason`` label of its counter): its handler
+    kept failing, or which way its record could not be read (the reasons of
+    :meth:`common.broker.BatchConsumer._route`)."""
+    reason = letter.reason
     if letter.attempts:
         return "handler_failed"
-    return next(
-        (name for start, name in REASON_CLASSES if letter.reason.startswith(start)), "unreadable"
-    )
+    if reason.startswith("empty value"):
+        return "tombstone"
+    if reason.startswith("not a valid envelope"):
+        return "malformed"
+    if reason.startswith("no contract for"):
+        return "unknown_version" if " version " in reason else "unknown_type"
+    if " could not be upcast: " in reason:
+        return "upcast_failed"
+    if reason.startswith("invalid "):
+        return "invalid_data"
+    return "unreadable"
 
 
 class DeadLetters:

@@ -2,6 +2,7 @@
 group's committed one (a partition it never committed on counts from its beginning). Read the
 same whether the group's members run or not."""
 
+import contextlib
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,17 +38,21 @@ class LagReader:
             admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
             await admin.start()
             self._admin = admin
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap, group_id=None, request_timeout_ms=5000
+            )
             await consumer.start()
             self._consumer = consumer
         return self._admin, self._consumer
 
     async def close(self) -> None:
         admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
-        if consumer is not None:
-            await consumer.stop()
-        if admin is not None:
-            await admin.close()
+        with contextlib.suppress(Exception):  # a broker away: nothing left to close cleanly
+            if consumer is not None:
+                await consumer.stop()
+        with contextlib.suppress(Exception):
+            if admin is not None:
+                await admin.close()
 
 
 async def consumer_lag(

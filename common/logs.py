@@ -18,8 +18,9 @@ class _CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = correlation_id.get()
         span = trace.get_current_span().get_span_context()
-        record.trace_id = format(span.trace_id, "032x") if span.is_valid else "-"
-        record.span_id = format(span.span_id, "016x") if span.is_valid else "-"
+        joined = span.is_valid and span.trace_flags.sampled  # a trace Zipkin will have
+        record.trace_id = format(span.trace_id, "032x") if joined else "-"
+        record.span_id = format(span.span_id, "016x") if joined else "-"
         return True
 
 

@@ -65,10 +65,11 @@ class OutboxMixin:
     correlation_id: Mapped[UUID]
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    headers: Mapped[list[list[str | None]] | dict[str, str] | None] = mapped_column(JSONB)
-    """A raw record's own Kafka headers, ``[name, base64 of the value or null]`` pairs (see
-    :func:`stage_record`). A message's headers the relay makes from its type and correlation id,
-    plus what this holds for it: ``{"traceparent": ...}`` when it was staged in a trace."""
+    headers: Mapped[list[list[str | None]] | None] = mapped_column(JSONB)
+    """The record's every Kafka header, ``[name, base64 of the value or null]`` pairs: a raw
+    record's own (see :func:`stage_record`), or a message's staged in a trace (its type,
+    correlation id and ``traceparent``). None for a message staged outside one: the relay makes
+    its headers from its type and correlation id."""
 
 
 def stage(
@@ -102,7 +103,15 @@ def stage(
             "message_type": envelope.type,
             "correlation_id": envelope.correlation_id,
             "payload": encode(envelope),
-            "headers": None if traceparent is None else Jsonb({tracing.TRACEPARENT: traceparent}),
+            "headers": None
+            if traceparent is None
+            else _stored_headers(
+                kafka_headers(
+                    envelope.type,
+                    envelope.correlation_id,
+                    {tracing.TRACEPARENT: traceparent},
+                )
+            ),
         },
     )
     return envelope
@@ -133,13 +142,16 @@ def stage_record(
             "message_type": record_type,
             "correlation_id": record_id,
             "payload": value,
-            "headers": Jsonb(
-                [
-                    [name, None if data is None else b64encode(data).decode()]
-                    for name, data in headers
-                ]
-            ),
+            "headers": _stored_headers(headers),
         },
+    )
+
+
+def _stored_headers(headers: Sequence[tuple[str, bytes | None]]) -> Jsonb:
+    """Kafka headers as the outbox's ``headers`` column keeps them: every header of the record,
+    ``[name, base64 of the value or null]`` pairs."""
+    return Jsonb(
+        [[name, None if data is None else b64encode(data).decode()] for name, data in headers]
     )
 
 
@@ -148,8 +160,16 @@ def _defer(session: AsyncSession, outbox: type[OutboxMixin], row: dict[str, Any]
     session.info[_STAGED] = True
 
 
-def _kafka_headers_of(stored: list[list[str | None]]) -> list[tuple[str, bytes | None]]:
-    return [(str(name), None if data is None else b64decode(data)) for name, data in stored]
+def _kafka_headers_of(
+    stored: Any, message_type: str, correlation: UUID
+) -> Sequence[tuple[str, bytes | None]]:
+    """A row's stored headers; ones it cannot read (another shape) are logged and replaced by
+    the message's type and correlation id, so that one odd row never stalls the relay."""
+    try:
+        return [(str(name), None if data is None else b64decode(data)) for name, data in stored]
+    except (TypeError, ValueError):
+        log.warning("outbox row of %s with unreadable headers %r", message_type, stored)
+        return kafka_headers(message_type, correlation)
 
 
 _STAGED = "outbox_staged"
@@ -254,9 +274,9 @@ class OutboxRelay:
                 acks: list[asyncio.Future[Any]] = []
                 for _, topic, key, payload, message_type, correlation, own in rows:
                     headers = (
-                        _kafka_headers_of(own)
-                        if isinstance(own, list)
-                        else kafka_headers(message_type, correlation, own)
+                        kafka_headers(message_type, correlation)
+                        if own is None
+                        else _kafka_headers_of(own, message_type, correlation)
                     )
                     acks.append(await producer.send(topic, value=payload, key=key, headers=headers))
                 await asyncio.gather(*acks)
@@ -303,7 +323,12 @@ class OutboxRelay:
             await connection.close()
 
     async def run(self) -> None:
-        """Publish whenever a local transaction staged messages, and poll for leftovers."""
+        """Publish whenever a local transaction staged messages, and poll for leftovers (its
+        statements untraced: every round would be a trace of its own)."""
+        with tracing.untraced():
+            await self._run()
+
+    async def _run(self) -> None:
         _wakers.add(self.wake)
         try:
             while True:

@@ -14,9 +14,9 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import MetaData, func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from common import collector
+from common import collector, tracing
 from common.broker import (
     BatchConsumer,
     Handlers,
@@ -161,12 +161,13 @@ class Runtime:
         the database, or a system outside, may be away for a while."""
 
         async def loop() -> None:
-            while True:
-                try:
-                    await step()
-                except Exception:
-                    log.warning("%s failed; again in %g s", name, interval_s, exc_info=True)
-                await asyncio.sleep(interval_s)
+            with tracing.untraced():  # each round would be a trace of its own
+                while True:
+                    try:
+                        await step()
+                    except Exception:
+                        log.warning("%s failed; again in %g s", name, interval_s, exc_info=True)
+                    await asyncio.sleep(interval_s)
 
         self.run_in_background(name, loop)
 
@@ -182,30 +183,44 @@ class Runtime:
             )
 
     async def _sample_gauges(self) -> None:
-        """The gauges of ``/metrics`` that cost a query: lag, outbox, inbox."""
+        """The gauges of ``/metrics`` that cost a query (lag, outbox, inbox), each on its own
+        within a time limit: the broker away leaves the database's gauges sampled, and the
+        reverse. A gauge that could not be read keeps its last value; the log says why."""
         if self._consumed:
-            group = self.settings.consumer_group
-            behind = await self._lag.per_partition(group, self._consumed)
-            self.metrics.lag({(tp.topic, tp.partition): n for tp, n in behind.items()})
+            try:
+                async with asyncio.timeout(_SAMPLE_TIMEOUT_S):
+                    behind = await self._lag.per_partition(
+                        self.settings.consumer_group, self._consumed
+                    )
+                self.metrics.lag({(tp.topic, tp.partition): n for tp, n in behind.items()})
+            except Exception as exc:
+                log.warning("consumer lag not sampled: %s: %s", type(exc).__name__, exc)
+                await self._lag.close()  # opened again, afresh, next time
         if self.reads is None:
             return
-        async with self.reads() as session:
-            if self._outbox is not None:
-                outbox = table_of(self._outbox)
-                age = func.extract("epoch", func.now() - func.min(outbox.c.created_at))
-                rows, oldest = (
-                    await session.execute(
-                        select(func.count(), func.coalesce(age, 0)).select_from(outbox)
-                    )
-                ).one()
-                self.metrics.outbox_rows.set(rows)
-                self.metrics.outbox_oldest_seconds.set(float(oldest))
-            if self._inbox is not None:
-                estimate = await session.scalar(
-                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
-                    {"table": self._inbox.__tablename__},
+        try:
+            async with asyncio.timeout(_SAMPLE_TIMEOUT_S), self.reads() as session:
+                await self._sample_tables(session)
+        except Exception as exc:
+            log.warning("outbox and inbox not sampled: %s: %s", type(exc).__name__, exc)
+
+    async def _sample_tables(self, session: AsyncSession) -> None:
+        if self._outbox is not None:
+            outbox = table_of(self._outbox)
+            age = func.extract("epoch", func.now() - func.min(outbox.c.created_at))
+            rows, oldest = (
+                await session.execute(
+                    select(func.count(), func.coalesce(age, 0)).select_from(outbox)
                 )
-                self.metrics.inbox_rows.set(max(0.0, float(estimate or 0)))
+            ).one()
+            self.metrics.outbox_rows.set(rows)
+            self.metrics.outbox_oldest_seconds.set(float(oldest))
+        if self._inbox is not None:
+            estimate = await session.scalar(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+                {"table": self._inbox.__tablename__},
+            )
+            self.metrics.inbox_rows.set(max(0.0, float(estimate or 0)))
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Call ``close()`` when the service stops, after its loops ended."""
@@ -297,6 +312,9 @@ class Runtime:
                 checks["database"] = f"unavailable: {type(exc).__name__}"
         return checks
 
+
+_SAMPLE_TIMEOUT_S = 5.0
+"""The most one gauge's sampling may take (the broker or the database away)."""
 
 _CONSUMER_COUNTERS = {
     "consumer_batches_total": ("batches", "Batches of records handed to the consumer."),

@@ -11,13 +11,15 @@ the Zipkin that ``SHOP_TRACING=1 make up`` starts).
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
+from typing import Any
 from uuid import UUID
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
 TRACE_HEADERS = (TRACEPARENT, "tracestate")
@@ -48,6 +50,35 @@ def configure(service_name: str) -> None:
     provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(enable_commenter=False, enable_attribute_commenter=False)
+
+
+class _SendOnly(TraceContextTextMapPropagator):
+    """W3C trace context written on what a process sends, never read from what it receives."""
+
+    def extract(
+        self,
+        carrier: Any,
+        context: Context | None = None,
+        getter: Any = None,
+    ) -> Context:
+        return context if context is not None else Context()
+
+
+def start_traces_here() -> None:
+    """For the public edge (the gateway): a client's ``traceparent`` is ignored, so that no
+    client chooses what is sampled or which trace its request joins; what the gateway sends
+    carries its own."""
+    propagate.set_global_textmap(_SendOnly())
+
+
+def untraced() -> AbstractContextManager[object]:
+    """For a background loop (the relay, a sweep, a sampler): its database statements are
+    not traced, or every round of it would be a trace of its own."""
+    if not enabled():
+        return nullcontext()
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
 
 
 def current_traceparent() -> str | None:

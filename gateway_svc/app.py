@@ -4,6 +4,7 @@ import logging
 
 from fastapi import FastAPI
 
+from common import tracing
 from common.http import create_service_app
 from common.runtime import Runtime
 from gateway_svc import middleware
@@ -24,6 +25,8 @@ Authenticate with `Authorization: Bearer <access_token>` from `POST /auth/login`
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if tracing.enabled():
+        tracing.start_traces_here()
     runtime = Runtime(settings)
     upstreams = Upstreams(settings)
     watch = OrderWatch(settings.kafka_bootstrap_servers)

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 from fastapi import HTTPException, Response
 
+from common import tracing
 from gateway_svc.settings import Settings
 
 PASSED_THROUGH = {400, 401, 404, 409, 422}
@@ -86,6 +87,9 @@ class Upstreams:
 
     async def _call(self, method: str, service: str, path: str, **kwargs: Any) -> bytes:
         """The body of a successful answer; errors mapped to what the client should see."""
+        trace = tracing.current_traceparent()
+        if trace is not None:  # the service's span of this call joins the request's trace
+            kwargs["headers"] = {**kwargs.get("headers", {}), tracing.TRACEPARENT: trace}
         try:
             async with self._http().request(method, self.urls[service] + path, **kwargs) as answer:
                 status = answer.status

@@ -3,6 +3,7 @@ from Maven Central (``io.zipkin:zipkin-server``, classifier ``exec``), fetched o
 Maven that fetches Kafka's jars, run with the machine's Java, spans kept in memory."""
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from stack.progress import step
 NAME = "zipkin"
 VERSION = "3.5.1"
 ARTIFACT = f"io.zipkin:zipkin-server:{VERSION}:jar:exec"
+MAX_SPANS = 100_000
+"""Spans kept in memory (its heap is 256 MB), the oldest dropped first."""
 
 
 def jar(config: StackConfig) -> Path:
@@ -24,6 +27,8 @@ def jar(config: StackConfig) -> Path:
     found = config.zipkin_dir / f"zipkin-server-{VERSION}-exec.jar"
     if found.exists():
         return found
+    if shutil.which("mvn") is None:
+        raise SystemExit("Maven (mvn) is needed once to fetch Zipkin: apt-get install maven")
     step(NAME, f"fetching {ARTIFACT} from Maven Central (first run only)...")
     subprocess.run(
         [
@@ -62,7 +67,14 @@ def start(config: StackConfig) -> None:
         config,
         NAME,
         ["java", "-Xmx256m", "-XX:+UseSerialGC", "-jar", str(server)],
-        env={**os.environ, "QUERY_PORT": str(config.zipkin_port), "QUERY_LOG_LEVEL": "WARN"},
+        env={
+            # its own settings only: a KAFKA_BOOTSTRAP_SERVERS in the environment would turn on
+            # its Kafka collector, on the shop's broker
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **({"JAVA_HOME": os.environ["JAVA_HOME"]} if "JAVA_HOME" in os.environ else {}),
+            "QUERY_PORT": str(config.zipkin_port),
+            "MEM_MAX_SPANS": str(MAX_SPANS),
+        },
         marker=str(server),
     )
     step(NAME, f"starting on {url(config)} (log {procs.log_file(config, NAME)})...")

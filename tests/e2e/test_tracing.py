@@ -16,6 +16,7 @@ from tests.e2e.conftest import Shop, eventually, launcher, new_product, payment_
 pytestmark = pytest.mark.e2e
 
 ZIPKIN_PORT = int(os.environ.get("SHOP_E2E_TRACE_ZIPKIN_PORT", 29411))
+FORGED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ON_THE_PATH = {"gateway_svc", "order_svc", "product_svc", "payment_svc", "notification_svc"}
 
 
@@ -46,6 +47,7 @@ def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(trace
     placed = customer.post(
         "/orders",
         json={"items": [{"product_id": product, "quantity": 1}], "payment_method_id": card},
+        headers={"traceparent": FORGED},  # a client's context: ignored at the edge
     )
     assert placed.status_code == 202, placed.text
     order_id = placed.json()["id"]
@@ -68,6 +70,7 @@ def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(trace
 
     spans = eventually(the_trace, timeout_s=60)
     by_id = {span["id"]: span for span in spans}
+    assert spans[0]["traceId"] != FORGED.split("-")[1]
     roots = [span for span in spans if "parentId" not in span]
     assert len(roots) == 1 and roots[0]["localEndpoint"]["serviceName"] == "gateway_svc"
     # each hop's span is a child of a span of the service that sent it, up to the request

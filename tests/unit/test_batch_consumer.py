@@ -12,6 +12,7 @@ from psycopg import errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from common.broker import Backoff, BatchConsumer, Routed, is_infrastructure_error, runs_of_one_type
+from common.dead_letters import DeadLetter, reason_class
 from common.metrics import ServiceMetrics
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
@@ -362,3 +363,24 @@ async def test_a_batch_is_measured_and_its_dead_letters_counted_by_reason_once_i
     assert value("shop_consumer_hop_seconds_count", hops) == 2  # the records handed to a handler
     parsed = {f.name for f in text_string_to_metric_families(metrics.render().decode())}
     assert {"shop_consumer_batch_seconds", "shop_dead_letters", "process_cpu_seconds"} <= parsed
+
+
+@pytest.mark.parametrize(
+    ("reason", "attempts", "expected"),
+    [
+        ("RuntimeError: no Ann today", 3, "handler_failed"),
+        ("empty value (tombstone)", 0, "tombstone"),
+        ("not a valid envelope: id: Field required", 0, "malformed"),
+        ("no contract for type 'UserTeleported'", 0, "unknown_type"),
+        (
+            "no contract for type 'PaymentRefunded' version 9 (known versions: 1, 2)",
+            0,
+            "unknown_version",
+        ),
+        ("invalid UserRegistered v1 data: role: Input should be", 0, "invalid_data"),
+        ("PaymentRefunded v1 could not be upcast: KeyError: 'reason'", 0, "upcast_failed"),
+    ],
+)
+def test_a_dead_letters_reason_has_a_class(reason: str, attempts: int, expected: str) -> None:
+    letter = DeadLetter(record(b"x"), reason, attempts)
+    assert reason_class(letter) == expected
