@@ -66,7 +66,13 @@ def start(config: StackConfig) -> None:
     pid = procs.start(
         config,
         NAME,
-        ["java", "-Xmx256m", "-XX:+UseSerialGC", "-jar", str(server)],
+        [
+            *("java", "-Xmx256m", "-XX:+UseSerialGC", "-jar", str(server)),
+            # on the loopback interface only, as Kafka and PostgreSQL are
+            "--armeria.ports[0].ip=127.0.0.1",
+            f"--armeria.ports[0].port={config.zipkin_port}",
+            "--armeria.ports[0].protocols=http",
+        ],
         env={
             # its own settings only: a KAFKA_BOOTSTRAP_SERVERS in the environment would turn on
             # its Kafka collector, on the shop's broker

@@ -3,6 +3,7 @@ with a Zipkin beside it, and one paid order is one trace with spans of every ser
 path, joined through the Kafka hops."""
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,12 @@ def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -
     status = launcher(traced.env, "status").stdout
     (row,) = [line for line in status.splitlines() if line.startswith("zipkin")]
     assert f"127.0.0.1:{ZIPKIN_PORT}" in row and "ready" in row
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    addresses = {line.split()[3] for line in listening.splitlines()}
+    assert {a for a in addresses if a.endswith(f":{ZIPKIN_PORT}")} <= {
+        f"127.0.0.1:{ZIPKIN_PORT}",
+        f"[::ffff:127.0.0.1]:{ZIPKIN_PORT}",
+    }
     logs = Path(traced.env["SHOP_STATE_DIR"]) / "logs"
     assert (logs / "zipkin.log").exists()
     assert " trace=" in (logs / "order_svc.log").read_text()
