@@ -42,7 +42,7 @@ from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
 
-_RELAY_LOCK = 0x5E0B_0002
+RELAY_LOCK = 0x5E0B_0002
 """Advisory lock id: one relay of a service publishes at a time, so per-key order holds."""
 _TAKE = "outbox_take"
 """The relay's prepared statement, on its own connection."""
@@ -215,7 +215,7 @@ class OutboxRelay:
         # The lock is a CTE, so it is tried once: the replica that holds it publishes, in seq
         # order, the others take nothing. Deleting exactly the rows read matters: a row with a
         # lower seq may still commit later, and it must stay for the next round.
-        lock = select(func.pg_try_advisory_xact_lock(_RELAY_LOCK).label("held")).cte("relay_lock")
+        lock = select(func.pg_try_advisory_xact_lock(RELAY_LOCK).label("held")).cte("relay_lock")
         batch = (
             select(table.c.seq)
             .where(select(lock.c.held).scalar_subquery())

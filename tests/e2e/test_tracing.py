@@ -6,13 +6,24 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
-from tests.e2e.conftest import Shop, eventually, launcher, new_product, payment_method, stack_up
+from common.outbox import RELAY_LOCK
+from tests.e2e.conftest import (
+    Client,
+    Shop,
+    eventually,
+    launcher,
+    new_product,
+    payment_method,
+    stack_up,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +54,42 @@ def zipkin(path: str, **params: Any) -> Any:
     return answer.json()
 
 
-def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(traced: Shop) -> None:
-    admin, customer = traced.admin(), traced.customer("Trace")
+@dataclass
+class Unfinished:
+    """A trace not yet whole: falsy, and a failure's message says what it lacked."""
+
+    traces: int
+    services: set[str]
+    hops: set[str]
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def the_trace(order_id: str, hops: set[str]) -> list[dict[str, Any]] | Unfinished:
+    """The one trace that holds the order's spans, once it has a span of every service on the
+    path and a consumer span of each of ``hops`` (each service exports on its own schedule)."""
+    found = zipkin(
+        "/api/v2/traces",
+        annotationQuery=f"messaging.kafka.message.key={order_id}",
+        lookback=600_000,
+        endTs=int(time.time() * 1000) + 1000,
+        limit=10,
+    )
+    every = [span for trace in found for span in trace]
+    services = {span["localEndpoint"]["serviceName"] for span in every}
+    if len(found) == 1 and services >= ON_THE_PATH and hops <= consumed(every):
+        spans: list[dict[str, Any]] = found[0]
+        return spans
+    return Unfinished(len(found), ON_THE_PATH - services, hops - consumed(every))
+
+
+def consumed(spans: list[dict[str, Any]]) -> set[str]:
+    return {span["name"].lower() for span in spans if span.get("kind") == "CONSUMER"}
+
+
+def place_order(shop: Shop) -> tuple[Client, str]:
+    admin, customer = shop.admin(), shop.customer("Trace")
     product = new_product(admin, price="12.50", stock=5)
     card = payment_method(customer)
     placed = customer.post(
@@ -53,27 +98,15 @@ def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(trace
         headers={"traceparent": FORGED},  # a client's context: ignored at the edge
     )
     assert placed.status_code == 202, placed.text
-    order_id = placed.json()["id"]
+    return customer, placed.json()["id"]
+
+
+def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(traced: Shop) -> None:
+    customer, order_id = place_order(traced)
     paid = customer.get(f"/orders/{order_id}", params={"wait": 20}).json()
     assert paid["status"] == "Paid", paid
 
-    def the_trace() -> list[dict[str, Any]] | None:
-        found = zipkin(
-            "/api/v2/traces",
-            annotationQuery=f"messaging.kafka.message.key={order_id}",
-            lookback=600_000,
-            endTs=int(time.time() * 1000) + 1000,
-            limit=10,
-        )
-        if len(found) != 1:
-            return None
-        spans: list[dict[str, Any]] = found[0]
-        services = {span["localEndpoint"]["serviceName"] for span in spans}
-        hops = {span["name"].lower() for span in spans if span.get("kind") == "CONSUMER"}
-        # every service exports on its own schedule: wait for the last hop's spans too
-        return spans if services >= ON_THE_PATH and hops >= HOPS else None
-
-    spans = eventually(the_trace, timeout_s=60)
+    spans = eventually(lambda: the_trace(order_id, HOPS), timeout_s=90)
     by_id = {span["id"]: span for span in spans}
     assert spans[0]["traceId"] != FORGED.split("-")[1]
     roots = [span for span in spans if "parentId" not in span]
@@ -86,6 +119,57 @@ def test_a_paid_order_is_one_trace_with_spans_of_every_service_on_its_path(trace
         assert parent is not None, f"{hop['name']}'s parent is not in the trace"
     statements = [span for span in spans if span.get("tags", {}).get("db.system") == "postgresql"]
     assert statements, "no database statement in the trace"
+
+
+def test_a_trace_goes_on_past_a_service_killed_between_its_commit_and_its_relay(
+    traced: Shop,
+) -> None:
+    """order_svc commits an order and its OrderPlaced while the test holds its outbox's relay
+    lock (as another relay would), and is killed with the message still in its outbox; the next
+    process's relay sends it on the trace it was staged in."""
+    with psycopg.connect(traced.pg_url("order_svc"), autocommit=True) as held:
+        held.execute("SELECT pg_advisory_lock(%s)", (RELAY_LOCK,))
+        customer, order_id = place_order(traced)
+
+        def staged() -> bool:
+            row = held.execute(
+                "SELECT count(*) FROM outbox WHERE key = %s", (order_id.encode(),)
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        eventually(staged, timeout_s=30)
+
+        def staging_span() -> dict[str, Any] | None:
+            found = zipkin(
+                "/api/v2/traces",
+                serviceName="order_svc",
+                spanName="placeorder",
+                annotationQuery=f"messaging.kafka.message.key={order_id}",
+                lookback=600_000,
+                endTs=int(time.time() * 1000) + 1000,
+            )
+            return next(
+                (span for trace in found for span in trace if span["name"] == "placeorder"), None
+            )
+
+        # the span that staged it reached Zipkin before the process died
+        placing = eventually(staging_span, timeout_s=30)
+        killed = launcher(traced.env, "stop", "order_svc", "--kill")
+        assert killed.returncode == 0, killed.stderr
+    assert launcher(traced.env, "start", "order_svc").returncode == 0
+    paid = customer.get(f"/orders/{order_id}", params={"wait": 30}).json()
+    assert paid["status"] == "Paid", paid
+
+    spans = eventually(lambda: the_trace(order_id, HOPS), timeout_s=90)
+    assert {span["traceId"] for span in spans} == {placing["traceId"]}
+    relayed = [
+        span
+        for span in spans
+        if span["name"].lower() == "orderplaced" and span.get("kind") == "CONSUMER"
+    ]
+    assert "product_svc" in {span["localEndpoint"]["serviceName"] for span in relayed}
+    for span in relayed:  # every consumer of the relayed message is a child of what staged it
+        assert span["parentId"] == placing["id"], span
 
 
 def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -> None:

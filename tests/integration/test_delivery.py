@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from common.db import batch_transaction
 from common.inbox import claim, first_delivery, forget_old
-from common.outbox import _RELAY_LOCK, _TAKE, OutboxRelay, stage
+from common.outbox import _TAKE, RELAY_LOCK, OutboxRelay, stage
 from notification_svc import services as notification_services
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox
@@ -327,7 +327,7 @@ async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
         assert relay is not None and sessions is not None
         event = UserRegistered(user_id=uuid4(), name="Di", email="di@example.com", role="Customer")
         async with sessions.begin() as other_replica:
-            assert await other_replica.scalar(select(func.pg_try_advisory_xact_lock(_RELAY_LOCK)))
+            assert await other_replica.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK)))
             async with sessions.begin() as session:
                 stage(session, UserOutbox, event)
             assert await relay.publish_pending() == 0
