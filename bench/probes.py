@@ -26,12 +26,13 @@ PROC = Path("/proc")
 
 
 def stack_roots(config: StackConfig) -> dict[str, int]:
-    """The main pid of every process of the stack, by name: kafka, postgres (the postmaster)
-    and each service. Whatever they start (postgres backends) is found under them."""
+    """The main pid of every process of the stack, by name: each Kafka node, postgres (the
+    postmaster) and each service. Whatever they start (postgres backends) is found under them."""
     roots: dict[str, int] = {}
-    kafka_pid = procs.running_pid(config, "kafka")
-    if kafka_pid is not None:
-        roots["kafka"] = kafka_pid
+    for node in config.kafka_nodes:
+        pid = procs.running_pid(config, node.name)
+        if pid is not None:
+            roots[node.name] = pid
     postmaster = _postmaster_pid(config)
     if postmaster is not None:
         roots["postgres"] = postmaster

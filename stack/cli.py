@@ -5,6 +5,7 @@ faults switched (``provider-faults``) and its ledger reconciled with payment_svc
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
@@ -17,14 +18,14 @@ from payment_svc.reconcile import reconcile as compare_ledgers
 from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
 from stack import kafka, postgres, procs, services, zipkin
-from stack.config import StackConfig
+from stack.config import KafkaNode, StackConfig
 from stack.progress import elapsed, step
 
 
 def up(config: StackConfig, *, with_services: bool = True) -> None:
     """Start Kafka, PostgreSQL and every service; return when all report ready."""
     kafka.start(config)
-    asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
+    asyncio.run(kafka.wait_ready(config.kafka_bootstrap, brokers=config.kafka_brokers))
     created = asyncio.run(kafka.ensure_topics(config.kafka_bootstrap))
     step("kafka", f"ready on {config.kafka_bootstrap}; {len(ALL_TOPICS)} topics ({created} new)")
     if config.external_database:
@@ -52,7 +53,7 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     print(
         f"\nThe shop is up in {elapsed():.1f}s.\n"
         f"  gateway   {gateway.url}  (OpenAPI: {gateway.url}/docs)\n"
-        f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_bootstrap} -L)\n"
+        f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_nodes[0].address} -L)\n"
         f"  postgres  {config.database_url}\n"
         f"  logs      {config.logs_dir}/  (make logs SERVICE=order_svc)\n"
         f"{traces}"
@@ -70,8 +71,8 @@ def down(config: StackConfig) -> None:
             step(service.name, "stopped")
     if zipkin.stop(config):
         step("zipkin", "stopped")
-    if kafka.stop(config):
-        step("kafka", "stopped")
+    for node in kafka.stop(config):
+        step(node.name, "stopped")
     if not config.external_database and postgres.stop(config):
         step("postgres", "stopped")
     print(f"Everything is down ({elapsed():.1f}s).", flush=True)
@@ -79,8 +80,9 @@ def down(config: StackConfig) -> None:
 
 def stop_one(config: StackConfig, name: str, *, crash: bool) -> None:
     """Stop one process: gracefully, or with ``crash`` as SIGKILL would."""
-    if name == "kafka":
-        stopped = procs.kill(config, name) if crash else kafka.stop(config)
+    if name == "kafka" or kafka.node(config, name):
+        nodes = _kafka_nodes(config, name)
+        stopped = bool(kafka.kill(config, nodes) if crash else kafka.stop(config, nodes))
     elif name == "postgres":
         stopped = postgres.kill(config) if crash else postgres.stop(config)
     else:
@@ -91,9 +93,16 @@ def stop_one(config: StackConfig, name: str, *, crash: bool) -> None:
 
 def start_one(config: StackConfig, name: str) -> None:
     """Start one process (if it is not running) and wait until it is ready."""
-    if name == "kafka":
-        kafka.start(config)
-        asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
+    if name == "kafka" or kafka.node(config, name):
+        nodes = _kafka_nodes(config, name)
+        kafka.start(config, nodes)
+        for node in nodes:
+            asyncio.run(kafka.wait_ready(node.address))
+        everyone = all(procs.running_pid(config, node.name) for node in config.kafka_nodes)
+        if config.kafka_brokers > 1 and everyone:
+            # a rolling restart takes the next node down only once this one has caught up
+            step(name, "catching up: waiting until every partition is in sync...")
+            asyncio.run(kafka.wait_in_sync(config.kafka_bootstrap))
     elif name == "postgres":
         postgres.start(config)
     else:
@@ -103,22 +112,32 @@ def start_one(config: StackConfig, name: str) -> None:
     step(name, "ready")
 
 
+def _kafka_nodes(config: StackConfig, name: str) -> tuple[KafkaNode, ...]:
+    """``kafka`` is every node; ``kafka-2`` one node of a cluster."""
+    node = kafka.node(config, name)
+    return config.kafka_nodes if node is None else (node,)
+
+
 def _service(name: str) -> services.Service:
     for service in services.SERVICES:
         if service.name == name:
             return service
-    known = ", ".join(["kafka", "postgres", *(s.name for s in services.SERVICES)])
+    nodes = [node.name for node in StackConfig().kafka_nodes if node.name != "kafka"]
+    known = ", ".join(["kafka", *nodes, "postgres", *(s.name for s in services.SERVICES)])
     raise SystemExit(f"unknown process {name!r}; one of {known}")
 
 
 def status(config: StackConfig) -> int:
     rows = [
         (
-            "kafka",
-            procs.running_pid(config, "kafka"),
-            config.kafka_bootstrap,
-            "ready" if asyncio.run(kafka.is_ready(config.kafka_bootstrap)) else "not ready",
-        ),
+            node.name,
+            procs.running_pid(config, node.name),
+            node.address,
+            "ready" if asyncio.run(kafka.is_ready(node.address)) else "not ready",
+        )
+        for node in config.kafka_nodes
+    ]
+    rows += [
         (
             "postgres",
             postgres.pid(config),
@@ -232,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("status", help="each process and its readiness")
     for verb, text in (
-        ("stop", "stop one process (kafka, postgres or a service)"),
+        ("stop", "stop one process (kafka, a node such as kafka-2, postgres or a service)"),
         ("start", "start one process and wait until it is ready"),
         ("restart", "stop one process, start it again, wait until it is ready"),
     ):
@@ -277,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     revision_parser.add_argument("service")
     revision_parser.add_argument("-m", "--message", required=True)
     args = parser.parse_args(argv)
+    # a node that is down is expected here (a cluster's, or while waiting); aiokafka would log
+    # every refused connection to it
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = StackConfig()
     if args.command == "up":
         up(config, with_services=not args.infra_only)

@@ -17,6 +17,10 @@ class StackConfig:
         default_factory=lambda: int(os.environ.get("SHOP_KAFKA_CONTROLLER_PORT", 9093))
     )
     kafka_heap: str = field(default_factory=lambda: os.environ.get("SHOP_KAFKA_HEAP", "512m"))
+    kafka_brokers: int = field(
+        default_factory=lambda: _brokers(os.environ.get("SHOP_KAFKA_BROKERS", "1"))
+    )
+    """``SHOP_KAFKA_BROKERS=3``: a cluster of three nodes, each a broker and a controller."""
     pg_port: int = field(default_factory=lambda: int(os.environ.get("SHOP_PG_PORT", 55432)))
     tracing: bool = field(
         default_factory=lambda: os.environ.get("SHOP_TRACING", "") not in ("", "0")
@@ -35,8 +39,29 @@ class StackConfig:
         return ROOT / ".cache" / "zipkin"
 
     @property
-    def kafka_dir(self) -> Path:
-        return self.state_dir / "kafka"
+    def kafka_nodes(self) -> tuple["KafkaNode", ...]:
+        """One node named ``kafka`` on the given ports; or ``kafka-1`` … ``kafka-N``, node i on
+        each port plus ``2 * (i - 1)`` (9092/9093, 9094/9095, 9096/9097)."""
+        if self.kafka_brokers == 1:
+            return (
+                KafkaNode(
+                    1,
+                    "kafka",
+                    self.kafka_port,
+                    self.kafka_controller_port,
+                    self.state_dir / "kafka",
+                ),
+            )
+        return tuple(
+            KafkaNode(
+                i,
+                f"kafka-{i}",
+                self.kafka_port + 2 * (i - 1),
+                self.kafka_controller_port + 2 * (i - 1),
+                self.state_dir / f"kafka-{i}",
+            )
+            for i in range(1, self.kafka_brokers + 1)
+        )
 
     @property
     def pg_dir(self) -> Path:
@@ -52,7 +77,7 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return ",".join(node.address for node in self.kafka_nodes)
 
     @property
     def database_url(self) -> str:
@@ -64,3 +89,28 @@ class StackConfig:
     @property
     def external_database(self) -> bool:
         return "DATABASE_URL" in os.environ
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One Kafka process of the local stack: a broker and a controller."""
+
+    node_id: int
+    name: str
+    port: int
+    controller_port: int
+    folder: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def controller_address(self) -> str:
+        return f"127.0.0.1:{self.controller_port}"
+
+
+def _brokers(value: str) -> int:
+    if value not in ("1", "3"):
+        raise SystemExit(f"SHOP_KAFKA_BROKERS must be 1 or 3, not {value!r}")
+    return int(value)

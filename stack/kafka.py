@@ -1,11 +1,12 @@
-"""A single-node Apache Kafka (KRaft, broker and controller in one process) from its jars."""
+"""Apache Kafka from its jars, in KRaft mode: one node, or a cluster of three (each node a broker
+and a controller, with a static quorum); topics replicated as the cluster allows."""
 
 import asyncio
 import hashlib
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,7 +19,7 @@ from schemas.topics import (
     Topic,
 )
 from stack import procs
-from stack.config import ROOT, StackConfig
+from stack.config import ROOT, KafkaNode, StackConfig
 from stack.progress import step
 
 NAME = "kafka"
@@ -76,31 +77,38 @@ def _java(config: StackConfig, *args: str, heap: str = "256m") -> list[str]:
     ]
 
 
-def _properties(config: StackConfig) -> Path:
-    data = config.kafka_dir / "data"
-    path = config.kafka_dir / "server.properties"
+def _properties(config: StackConfig, node: KafkaNode) -> Path:
+    nodes = config.kafka_nodes
+    replicas, min_isr = _replication(len(nodes))
+    if len(nodes) == 1:  # a quorum of one that formats itself (--standalone)
+        quorum = f"controller.quorum.bootstrap.servers={node.controller_address}"
+    else:  # a static quorum of every node
+        voters = ",".join(f"{n.node_id}@{n.controller_address}" for n in nodes)
+        quorum = f"controller.quorum.voters={voters}"
+    path = node.folder / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers=127.0.0.1:{config.kafka_controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{config.kafka_port},"
-                f"CONTROLLER://127.0.0.1:{config.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{config.kafka_port}",
+                f"node.id={node.node_id}",
+                quorum,
+                f"listeners=PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+                f"advertised.listeners=PLAINTEXT://{node.address}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                f"log.dirs={data}",
+                f"log.dirs={node.folder / 'data'}",
                 "num.partitions=6",
                 "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
+                f"default.replication.factor={replicas}",
+                f"min.insync.replicas={min_isr}",
+                f"offsets.topic.replication.factor={replicas}",
                 "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
+                f"transaction.state.log.replication.factor={replicas}",
+                f"transaction.state.log.min.isr={min_isr}",
+                f"share.coordinator.state.topic.replication.factor={replicas}",
+                f"share.coordinator.state.topic.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
                 f"log.retention.hours={RETENTION_HOURS}",
                 f"log.roll.hours={SEGMENT_ROLL_HOURS}",
@@ -113,58 +121,109 @@ def _properties(config: StackConfig) -> Path:
     return path
 
 
-def _format_storage(config: StackConfig, properties: Path) -> None:
-    if (config.kafka_dir / "data" / "meta.properties").exists():
+def _replication(brokers: int) -> tuple[int, int]:
+    """Replicas per partition and the in-sync replicas a write needs: 3 and 2 on a cluster (one
+    broker may be down and writes go on, acknowledged by two), 1 and 1 on one broker."""
+    replicas = min(3, brokers)
+    return replicas, max(1, replicas - 1)
+
+
+def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None:
+    """Format each node's storage that is not yet formatted, all with the cluster's one id."""
+    todo = {
+        n: p for n, p in formats.items() if not (n.folder / "data" / "meta.properties").exists()
+    }
+    if not todo:
         return
-    step(NAME, "formatting storage (first start)...")
+    step(NAME, f"formatting storage of {', '.join(n.name for n in todo)} (first start)...")
     cluster_id = (
-        subprocess.run(
-            _java(config, "kafka.tools.StorageTool", "random-uuid"),
-            check=True,
-            capture_output=True,
-            text=True,
+        _cluster_id(config)
+        or (
+            subprocess.run(
+                _java(config, "kafka.tools.StorageTool", "random-uuid"),
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
         )
-        .stdout.strip()
-        .splitlines()[-1]
     )
-    subprocess.run(
-        _java(
-            config,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(properties),
-            "--standalone",
-            "--ignore-formatted",
-        ),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    standalone = ["--standalone"] if len(config.kafka_nodes) == 1 else []
+    formatting = [
+        subprocess.Popen(
+            _java(
+                config,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+                *standalone,
+                "--ignore-formatted",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for properties in todo.values()
+    ]
+    for process in formatting:
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"formatting Kafka's storage failed:\n{output.decode()}")
 
 
-def start(config: StackConfig) -> None:
-    if procs.running_pid(config, NAME) is not None:
-        step(NAME, f"already running on {config.kafka_bootstrap}")
+def _cluster_id(config: StackConfig) -> str | None:
+    """The id of the nodes already formatted, so that a node whose folder was wiped rejoins."""
+    for node in config.kafka_nodes:
+        meta = node.folder / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+    return None
+
+
+def node(config: StackConfig, name: str) -> KafkaNode | None:
+    for candidate in config.kafka_nodes:
+        if candidate.name == name:
+            return candidate
+    return None
+
+
+def start(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> None:
+    """Start the nodes (every node by default) that are not running; return once each says it
+    has started."""
+    nodes = config.kafka_nodes if nodes is None else nodes
+    todo = [n for n in nodes if procs.running_pid(config, n.name) is None]
+    for n in nodes:
+        if n not in todo:
+            step(n.name, f"already running on {n.address}")
+    if not todo:
         return
     ensure_jars(config)
-    properties = _properties(config)
-    _format_storage(config, properties)
-    log = procs.log_file(config, NAME)
-    offset = log.stat().st_size if log.exists() else 0
-    pid = procs.start(
-        config,
-        NAME,
-        _java(config, MAIN, str(properties), heap=config.kafka_heap),
-        marker=str(properties),
-    )
-    step(NAME, f"starting on {config.kafka_bootstrap} (log {log})...")
-    _wait_for_log_line(pid, log, offset, "Kafka Server started", timeout_s=120)
+    formats = {n: _properties(config, n) for n in todo}
+    _format_storage(config, formats)
+    started = []
+    for n, properties in formats.items():
+        log = procs.log_file(config, n.name)
+        offset = log.stat().st_size if log.exists() else 0
+        pid = procs.start(
+            config,
+            n.name,
+            _java(config, MAIN, str(properties), heap=config.kafka_heap),
+            marker=str(properties),
+        )
+        step(n.name, f"starting on {n.address} (log {log})...")
+        started.append((n, pid, log, offset))
+    for n, pid, log, offset in started:
+        _wait_for_log_line(n, pid, log, offset, "Kafka Server started", timeout_s=120)
 
 
-def _wait_for_log_line(pid: int, log: Path, offset: int, line: str, timeout_s: float) -> None:
+def _wait_for_log_line(
+    node: KafkaNode, pid: int, log: Path, offset: int, line: str, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with log.open("rb") as f:
@@ -172,9 +231,9 @@ def _wait_for_log_line(pid: int, log: Path, offset: int, line: str, timeout_s: f
             if line.encode() in f.read():
                 return
         if not procs.alive(pid):
-            raise SystemExit(f"Kafka exited while starting; see {log}")
+            raise SystemExit(f"{node.name} exited while starting; see {log}")
         time.sleep(0.2)
-    raise SystemExit(f"Kafka did not start within {timeout_s:.0f}s; see {log}")
+    raise SystemExit(f"{node.name} did not start within {timeout_s:.0f}s; see {log}")
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
@@ -183,21 +242,49 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
     return admin
 
 
-async def wait_ready(bootstrap: str, timeout_s: float = 60) -> None:
-    """Ready means the broker answers a metadata request, not merely that its port is open."""
+async def wait_ready(bootstrap: str, timeout_s: float = 60, brokers: int = 1) -> None:
+    """Ready means the cluster answers a metadata request with at least ``brokers`` brokers in
+    it, not merely that a port is open."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             admin = await _admin(bootstrap)
             try:
-                await admin.describe_cluster()
-                return
+                cluster = await admin.describe_cluster()
             finally:
                 await admin.close()
+            if len(cluster["brokers"]) >= brokers:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaError(f"{len(cluster['brokers'])} of {brokers} brokers up")
         except (KafkaError, OSError):
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)
+
+
+async def under_replicated(bootstrap: str) -> list[str]:
+    """The partitions (``topic/partition``) whose in-sync replicas are fewer than their
+    replicas: a rolling restart waits for none before it takes the next broker down."""
+    admin = await _admin(bootstrap)
+    try:
+        topics = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return [
+        f"{topic['topic']}/{partition['partition']}"
+        for topic in topics
+        for partition in topic["partitions"]
+        if len(partition["isr"]) < len(partition["replicas"])
+    ]
+
+
+async def wait_in_sync(bootstrap: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while lagging := await under_replicated(bootstrap):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(lagging)} partitions not in sync: {', '.join(lagging[:5])}…")
+        await asyncio.sleep(0.5)
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> int:
@@ -205,8 +292,14 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) ->
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
+        replicas, min_isr = _replication(len((await admin.describe_cluster())["brokers"]))
         missing = [
-            NewTopic(topic.name, num_partitions=topic.partitions, replication_factor=1)
+            NewTopic(
+                topic.name,
+                num_partitions=topic.partitions,
+                replication_factor=replicas,
+                topic_configs={"min.insync.replicas": str(min_isr)},
+            )
             for topic in topics
             if topic.name not in existing
         ]
@@ -252,5 +345,14 @@ def shift_offsets(config: StackConfig, group: str, by: int) -> str:
     return result.stdout
 
 
-def stop(config: StackConfig) -> bool:
-    return procs.stop(config, NAME, grace_s=30)
+def stop(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> list[KafkaNode]:
+    """Stop the nodes (every node by default) together, gracefully; the ones that ran."""
+    nodes = config.kafka_nodes if nodes is None else nodes
+    stopped = procs.stop_all(config, [n.name for n in nodes], grace_s=30)
+    return [n for n in nodes if n.name in stopped]
+
+
+def kill(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> list[KafkaNode]:
+    """SIGKILL the nodes (every node by default), as a crash would; the ones that ran."""
+    nodes = config.kafka_nodes if nodes is None else nodes
+    return [n for n in nodes if procs.kill(config, n.name)]

@@ -68,20 +68,31 @@ def start(
 
 def stop(config: StackConfig, name: str, *, grace_s: float = 20.0) -> bool:
     """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL; True if it was running."""
-    pid = running_pid(config, name)
-    if pid is None:
-        pid_file(config, name).unlink(missing_ok=True)
-        return False
-    _signal_group(pid, signal.SIGTERM)
+    return name in stop_all(config, [name], grace_s=grace_s)
+
+
+def stop_all(config: StackConfig, names: Sequence[str], *, grace_s: float = 20.0) -> set[str]:
+    """``stop`` for several processes at once: all are signalled, then awaited together (a
+    cluster's nodes shut down side by side, not each waiting for the others to be gone); the
+    names of those that were running."""
+    pids: dict[str, int] = {}
+    for name in names:
+        pid = running_pid(config, name)
+        if pid is None:
+            pid_file(config, name).unlink(missing_ok=True)
+        else:
+            pids[name] = pid
+            _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and alive(pid):
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids.values()):
         time.sleep(0.1)
-    if alive(pid):
-        _signal_group(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.05)
-    pid_file(config, name).unlink(missing_ok=True)
-    return True
+    for name, pid in pids.items():
+        if alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while alive(pid):
+                time.sleep(0.05)
+        pid_file(config, name).unlink(missing_ok=True)
+    return set(pids)
 
 
 def kill(config: StackConfig, name: str) -> bool:
