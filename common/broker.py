@@ -293,14 +293,7 @@ class BatchConsumer:
             attributes["shop.correlation_id"] = str(first.envelope.correlation_id)
         return tracing.run_span(
             first.envelope.type,
-            [
-                (
-                    item.envelope.id,
-                    tracing.context_of(item.record.headers),
-                    _header(item.record, tracing.TRACEPARENT),
-                )
-                for item in run
-            ],
+            [(item.envelope.id, tracing.context_of(item.record.headers)) for item in run],
             attributes,
         )
 
@@ -512,11 +505,6 @@ def runs_of_one_type(routed: Sequence[Routed]) -> list[list[Routed]]:
             runs.append([item])
             keys = {key}
     return runs
-
-
-def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
-    value = next((value for key, value in record.headers or () if key == name), None)
-    return value.decode(errors="replace") if value else None
 
 
 def _brief(exc: ValidationError) -> str:

@@ -161,13 +161,12 @@ class Runtime:
         the database, or a system outside, may be away for a while."""
 
         async def loop() -> None:
-            with tracing.untraced():  # each round would be a trace of its own
-                while True:
-                    try:
-                        await step()
-                    except Exception:
-                        log.warning("%s failed; again in %g s", name, interval_s, exc_info=True)
-                    await asyncio.sleep(interval_s)
+            while True:
+                try:
+                    await step()
+                except Exception:
+                    log.warning("%s failed; again in %g s", name, interval_s, exc_info=True)
+                await asyncio.sleep(interval_s)
 
         self.run_in_background(name, loop)
 
@@ -220,7 +219,9 @@ class Runtime:
                 text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
                 {"table": self._inbox.__tablename__},
             )
-            self.metrics.inbox_rows.set(max(0.0, float(estimate or 0)))
+            if estimate is None or estimate < 0:  # never analysed yet, so small: counted
+                estimate = await session.scalar(select(func.count()).select_from(self._inbox))
+            self.metrics.inbox_rows.set(float(estimate or 0))
 
     def on_stop(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Call ``close()`` when the service stops, after its loops ended."""
@@ -244,7 +245,8 @@ class Runtime:
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         for name, loop in self._background:
-            self._tasks.append(asyncio.create_task(loop(), name=name))
+            with tracing.untraced():  # each round of a loop would be a trace of its own
+                self._tasks.append(asyncio.create_task(loop(), name=name))
         await self.broker.start()
         self.ready = True
         log.info("%s ready", self.settings.service_name)

@@ -4,16 +4,16 @@ hop through the ``traceparent`` header of every record.
 
 Off unless ``SHOP_TRACING=1``: the API's no-op tracer then records nothing and no header is
 written. On, the SDK is configured by the standard variables: ``OTEL_SERVICE_NAME`` (default:
-the service's package name), ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``, and the
-Zipkin exporter's ``OTEL_EXPORTER_ZIPKIN_ENDPOINT`` (default ``http://localhost:9411/api/v2/spans``,
-the Zipkin that ``SHOP_TRACING=1 make up`` starts).
+the service's package name), ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG``, and
+``OTEL_TRACES_EXPORTER`` with its exporter's own: Zipkin's by default (``http://localhost:9411``,
+the Zipkin that ``SHOP_TRACING=1 make up`` starts), or OTLP for a collector elsewhere.
 """
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from opentelemetry import propagate, trace
@@ -21,8 +21,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 TRACEPARENT = "traceparent"
-TRACE_HEADERS = (TRACEPARENT, "tracestate")
+"""The one trace header read from a record (``tracestate`` is neither read nor carried on)."""
 
 tracer = trace.get_tracer("shop")
 
@@ -36,10 +39,10 @@ def enabled() -> bool:
 
 
 def configure(service_name: str) -> None:
-    """Install the SDK's tracer provider, exporting to Zipkin, when tracing is on."""
+    """Install the SDK's tracer provider and its exporter (:func:`exporter`) when tracing is
+    on."""
     if not enabled():
         return
-    from opentelemetry.exporter.zipkin.json import ZipkinExporter
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -47,9 +50,33 @@ def configure(service_name: str) -> None:
 
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-    provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter()))
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(enable_commenter=False, enable_attribute_commenter=False)
+
+
+EXPORTERS = ("zipkin", "otlp", "console")
+
+
+def exporter() -> "SpanExporter":
+    """The exporter ``OTEL_TRACES_EXPORTER`` names: ``zipkin`` (the default here, for the
+    local stack's Zipkin; ``OTEL_EXPORTER_ZIPKIN_ENDPOINT``), ``otlp`` (OTLP over HTTP with
+    protobuf, for a collector elsewhere; ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` and ``OTEL_EXPORTER_OTLP_HEADERS``) or ``console``."""
+    name = os.environ.get("OTEL_TRACES_EXPORTER", "zipkin").strip().lower()
+    if name == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        return ZipkinExporter()
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    raise ValueError(f"OTEL_TRACES_EXPORTER: {name!r} is not one of {', '.join(EXPORTERS)}")
 
 
 class _SendOnly(TraceContextTextMapPropagator):
@@ -103,13 +130,22 @@ def traceparent_for(causation_id: UUID | None) -> str | None:
 
 
 def context_of(headers: Iterable[tuple[str, bytes | None]] | None) -> Context | None:
-    """The producer's context that a record's headers carry, if any."""
-    carrier = {
-        name: value.decode(errors="replace")
-        for name, value in headers or ()
-        if name in TRACE_HEADERS and value
-    }
-    return propagate.extract(carrier) if TRACEPARENT in carrier else None
+    """The producer's context that a record's first ``traceparent`` header carries, if it is a
+    valid W3C one; a forged or broken header is no context at all."""
+    for name, value in headers or ():
+        if name == TRACEPARENT and value:
+            carrier = {TRACEPARENT: value.decode(errors="replace")}
+            context = propagate.extract(carrier)
+            return context if trace.get_current_span(context).get_span_context().is_valid else None
+    return None
+
+
+def traceparent_of(context: Context) -> str | None:
+    """``context`` written anew as a W3C ``traceparent`` (55 characters): what a message carries
+    on is never the raw header its cause came with."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    return carrier.get(TRACEPARENT)
 
 
 def link_to(context: Context) -> Link:
@@ -119,12 +155,12 @@ def link_to(context: Context) -> Link:
 @contextmanager
 def run_span(
     name: str,
-    contexts: list[tuple[UUID, Context | None, str | None]],
+    contexts: list[tuple[UUID, Context | None]],
     attributes: Mapping[str, str | int],
 ) -> Iterator[Span]:
     """A span for the messages of one run: a child of its message's producer where it has one
     message, else of the batch's span with a link to each message's producer. ``contexts``
-    holds each message's envelope id, producer context and ``traceparent``."""
+    holds each message's envelope id and producer context (:func:`context_of`)."""
     if len(contexts) == 1 and contexts[0][1] is not None:
         batch = trace.get_current_span().get_span_context()
         with tracer.start_as_current_span(
@@ -136,8 +172,9 @@ def run_span(
         ) as span:
             yield span
         return
-    links = [link_to(context) for _, context, _ in contexts if context is not None]
-    token = _causes.set({id_: parent for id_, _, parent in contexts if parent is not None})
+    links = [link_to(context) for _, context in contexts if context is not None]
+    causes = {id_: traceparent_of(context) for id_, context in contexts if context is not None}
+    token = _causes.set({id_: parent for id_, parent in causes.items() if parent is not None})
     try:
         with tracer.start_as_current_span(
             name, kind=SpanKind.CONSUMER, links=links, attributes=attributes

@@ -3,6 +3,7 @@ with a Zipkin beside it, and one paid order is one trace with spans of every ser
 path, joined through the Kafka hops."""
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,19 +70,25 @@ class Unfinished:
 def the_trace(order_id: str, hops: set[str]) -> list[dict[str, Any]] | Unfinished:
     """The one trace that holds the order's spans, once it has a span of every service on the
     path and a consumer span of each of ``hops`` (each service exports on its own schedule)."""
-    found = zipkin(
-        "/api/v2/traces",
-        annotationQuery=f"messaging.kafka.message.key={order_id}",
-        lookback=600_000,
-        endTs=int(time.time() * 1000) + 1000,
-        limit=10,
-    )
+    found = traces_of(order_id)
     every = [span for trace in found for span in trace]
     services = {span["localEndpoint"]["serviceName"] for span in every}
     if len(found) == 1 and services >= ON_THE_PATH and hops <= consumed(every):
         spans: list[dict[str, Any]] = found[0]
         return spans
     return Unfinished(len(found), ON_THE_PATH - services, hops - consumed(every))
+
+
+def traces_of(order_id: str) -> list[list[dict[str, Any]]]:
+    """The traces in Zipkin with a span that applied a record keyed by the order's id."""
+    found: list[list[dict[str, Any]]] = zipkin(
+        "/api/v2/traces",
+        annotationQuery=f"messaging.kafka.message.key={order_id}",
+        lookback=600_000,
+        endTs=int(time.time() * 1000) + 1000,
+        limit=10,
+    )
+    return found
 
 
 def consumed(spans: list[dict[str, Any]]) -> set[str]:
@@ -185,4 +192,36 @@ def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -
     }
     logs = Path(traced.env["SHOP_STATE_DIR"]) / "logs"
     assert (logs / "zipkin.log").exists()
-    assert " trace=" in (logs / "order_svc.log").read_text()
+
+    # an order short of stock: product_svc says so in its log, inside the span that applies it
+    admin, customer = traced.admin(), traced.customer("Short")
+    product = new_product(admin, price="3.00", stock=1)
+    placed = customer.post(
+        "/orders",
+        json={
+            "items": [{"product_id": product, "quantity": 2}],
+            "payment_method_id": payment_method(customer),
+        },
+    )
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["id"]
+
+    def logged() -> list[str]:
+        text = (logs / "product_svc.log").read_text()
+        return [line for line in text.splitlines() if f"order {order_id} is short" in line]
+
+    (line,) = eventually(logged, timeout_s=30)
+    ids = re.search(r" trace=([0-9a-f]{32}) span=([0-9a-f]{16})\]", line)
+    assert ids, line
+
+    def applied() -> list[dict[str, Any]]:
+        return [
+            span
+            for trace in traces_of(order_id)
+            for span in trace
+            if span["localEndpoint"]["serviceName"] == "product_svc"
+            and span["name"].lower() == "orderplaced"
+        ]
+
+    (span,) = eventually(applied, timeout_s=60)
+    assert (span["traceId"], span["id"]) == ids.groups()
