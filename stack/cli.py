@@ -44,6 +44,8 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     for service in services.SERVICES:
         if service not in started:
             step(service.name, "already running")
+    if config.tracing and len(started) < len(services.SERVICES):
+        step("zipkin", "services that were already running keep their tracing (make down first)")
     if started:
         step("services", f"started {len(started)}; waiting until each is ready...")
     services.wait_ready(config, services.SERVICES)

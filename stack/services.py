@@ -51,7 +51,9 @@ def environment(config: StackConfig, service: Service) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
-    if config.tracing:
+    if config.tracing or procs.running_pid(config, zipkin.NAME) is not None:
+        # a service restarted alone (stack restart, the fault suite) stays traced while the
+        # stack's Zipkin runs, whatever the shell it was restarted from says
         env["SHOP_TRACING"] = "1"
         env.setdefault("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.spans_endpoint(config))
     env.setdefault("JWT_SECRET", local_secret(config, "jwt_secret"))

@@ -163,7 +163,10 @@ def test_a_trace_goes_on_past_a_service_killed_between_its_commit_and_its_relay(
         placing = eventually(staging_span, timeout_s=30)
         killed = launcher(traced.env, "stop", "order_svc", "--kill")
         assert killed.returncode == 0, killed.stderr
-    assert launcher(traced.env, "start", "order_svc").returncode == 0
+    # started again from a shell without SHOP_TRACING: traced all the same, as the stack's
+    # Zipkin runs
+    untraced_shell = {k: v for k, v in traced.env.items() if k != "SHOP_TRACING"}
+    assert launcher(untraced_shell, "start", "order_svc").returncode == 0
     paid = customer.get(f"/orders/{order_id}", params={"wait": 30}).json()
     assert paid["status"] == "Paid", paid
 
@@ -177,6 +180,12 @@ def test_a_trace_goes_on_past_a_service_killed_between_its_commit_and_its_relay(
     assert "product_svc" in {span["localEndpoint"]["serviceName"] for span in relayed}
     for span in relayed:  # every consumer of the relayed message is a child of what staged it
         assert span["parentId"] == placing["id"], span
+    after = {
+        span["name"].lower()
+        for span in spans
+        if span["localEndpoint"]["serviceName"] == "order_svc" and span.get("kind") == "CONSUMER"
+    }
+    assert {"stockreserved", "paymentsucceeded"} & after, after  # the restarted one, traced
 
 
 def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -> None:

@@ -5,6 +5,7 @@ import json
 import re
 from collections.abc import Iterable
 
+import yaml
 from prometheus_client.core import Metric
 
 from common import collector
@@ -12,6 +13,7 @@ from common.metrics import ServiceMetrics
 from common.runtime import _CONSUMER_COUNTERS
 from gateway_svc.middleware import Metrics
 from stack.contracts import ROOT
+from stack.services import SERVICES
 
 DASHBOARD = json.loads((ROOT / "docs" / "grafana" / "shop.json").read_text())
 SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",), "gauge": ("",)}
@@ -73,3 +75,14 @@ def test_the_dashboard_plots_the_histograms_and_gauges_of_the_issue() -> None:
         "shop_dead_letters_total",
     ):
         assert metric in text, metric
+
+
+def test_the_scrape_config_names_every_process_at_its_port() -> None:
+    config = yaml.safe_load((ROOT / "docs" / "prometheus.yml").read_text())
+    jobs = {
+        job["job_name"]: target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert jobs == {s.name: f"127.0.0.1:{s.base_port}" for s in SERVICES}
