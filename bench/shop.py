@@ -13,7 +13,7 @@ import httpx
 
 from stack.config import StackConfig
 from stack.progress import step
-from stack.services import DEFAULT_ADMIN_EMAIL, local_secret
+from stack.services import DEFAULT_ADMIN_EMAIL
 
 T = TypeVar("T")
 PASSWORD = "bench-password-1"  # noqa: S105 (the bench customers' own)
@@ -57,7 +57,7 @@ class Catalog:
 def admin_credentials(config: StackConfig) -> tuple[str, str]:
     """As the launcher (and ``make demo``) do: the environment, else the stack's secret file."""
     email = os.environ.get("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
-    password = os.environ.get("SHOP_ADMIN_PASSWORD") or local_secret(config, "admin_password")
+    password = os.environ.get("SHOP_ADMIN_PASSWORD") or config.secret("admin_password")
     return email, password
 
 

@@ -54,6 +54,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka import Topic as KafkaTopic
 from faststream.kafka.message import KafkaMessage
 from faststream.message import AckStatus
 from opentelemetry.trace import SpanKind
@@ -139,8 +140,10 @@ def is_infrastructure_error(exc: BaseException) -> bool:
 
 
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
+    access = settings.kafka_access()
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        access.servers,
+        security=access.faststream_security(),
         client_id=settings.service_name,
         logger=logging.getLogger(f"{settings.service_name}.broker"),
         log_level=logging.DEBUG,
@@ -691,7 +694,9 @@ def subscribe(
         return topic_rank.get(record.topic, len(topic_rank))
 
     @broker.subscriber(
-        *(topic.name for topic in topics),
+        # provisioned by the launcher (python -m stack topics) with their partitions and
+        # replicas; a consumer never creates one (FastStream would: one partition, one replica)
+        *(KafkaTopic(topic.name, declare=False) for topic in topics),
         group_id=settings.consumer_group,
         group_instance_id=settings.consumer_instance_id,
         batch=True,

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from common.kafka_access import KafkaAccess
 from schemas.topics import CONSUMED_TOPICS, Topic
 
 
@@ -15,8 +16,8 @@ class LagReader:
     """An admin client and an offsets-only consumer, opened on first use and kept between
     reads (a service samples its lag every few seconds)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, access: KafkaAccess) -> None:
+        self._access = access
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -35,11 +36,11 @@ class LagReader:
     async def _open(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
             await self.close()
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(**self._access.client_options(), request_timeout_ms=5000)
             await admin.start()
             self._admin = admin
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, group_id=None, request_timeout_ms=5000
+                **self._access.client_options(), group_id=None, request_timeout_ms=5000
             )
             await consumer.start()
             self._consumer = consumer
@@ -56,10 +57,10 @@ class LagReader:
 
 
 async def consumer_lag(
-    bootstrap: str, groups: Mapping[str, Sequence[Topic]] = CONSUMED_TOPICS
+    access: KafkaAccess, groups: Mapping[str, Sequence[Topic]] = CONSUMED_TOPICS
 ) -> dict[str, int]:
     """Messages each consumer group has yet to commit, over every partition of its topics."""
-    reader = LagReader(bootstrap)
+    reader = LagReader(access)
     try:
         return {
             group: sum((await reader.per_partition(group, topics)).values())

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from common import tracing
+from common.kafka_access import KafkaAccess
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,8 @@ log = logging.getLogger(__name__)
 class KafkaProducerHolder:
     """One idempotent producer per process, rebuilt after a failure (aiokafka#1017)."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
+    def __init__(self, access: KafkaAccess, client_id: str) -> None:
+        self._access = access
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -27,7 +28,7 @@ class KafkaProducerHolder:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap_servers,
+                    **self._access.client_options(),
                     client_id=self._client_id,
                     enable_idempotence=True,
                     acks="all",

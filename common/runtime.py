@@ -61,7 +61,7 @@ class Runtime:
         self._migrations = migrations
         self._inbox = inbox
         self._outbox = outbox
-        self.producer = KafkaProducerHolder(settings.kafka_bootstrap_servers, settings.service_name)
+        self.producer = KafkaProducerHolder(settings.kafka_access(), settings.service_name)
         self.broker: KafkaBroker = create_broker(settings)
         self.engine: AsyncEngine | None = None
         self.sessionmaker: SessionMaker | None = None
@@ -115,7 +115,7 @@ class Runtime:
                 )
             self.every("inbox-forget", settings.inbox_forget_interval_s, self._forget_old_ids)
         self._consumed: list[Topic] = []
-        self._lag = LagReader(settings.kafka_bootstrap_servers)
+        self._lag = LagReader(settings.kafka_access())
         self.on_stop(self._lag.close)
         self.every("metrics-gauges", settings.metrics_sample_interval_s, self._sample_gauges)
 

@@ -9,9 +9,11 @@ named after the service (or ``DATABASE_NAME``), on that server.
 import os
 from typing import ClassVar, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from common.kafka_access import KafkaAccess
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
 
@@ -23,6 +25,13 @@ class ServiceSettings(BaseSettings):
     default_http_port: ClassVar[int]
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
+    """How the service reaches a secured cluster, named as Kafka's clients name them
+    (:mod:`common.kafka_access`); unset, plaintext."""
     database_url: str = DEFAULT_DATABASE_URL
     database_name: str = ""
     """This service's own database on that server; defaults to the service name."""
@@ -95,6 +104,21 @@ class ServiceSettings(BaseSettings):
             self.consumer_instance_id = f"{self.consumer_group}-{self.consumer_replica}"
         if not self.database_name:
             self.database_name = self.service_name
+
+    @model_validator(mode="after")
+    def _kafka_access_is_whole(self) -> "ServiceSettings":
+        self.kafka_access()  # a protocol without its credentials is refused at start
+        return self
+
+    def kafka_access(self) -> KafkaAccess:
+        return KafkaAccess(
+            self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol.upper(),
+            sasl_mechanism=self.kafka_sasl_mechanism.upper(),
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password.get_secret_value(),
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
 
     def service_database_url(self) -> str:
         """This service's own database: ``<SERVICE>_DATABASE_URL`` or one named after it."""

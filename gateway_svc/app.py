@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracing.start_traces_here()
     runtime = Runtime(settings)
     upstreams = Upstreams(settings)
-    watch = OrderWatch(settings.kafka_bootstrap_servers)
+    watch = OrderWatch(settings.kafka_access())
     runtime.run_in_background("order-watch", watch.run)
     runtime.on_stop(upstreams.close)
     tokens = Tokens(settings)

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from fastapi import HTTPException
 from starlette.types import Receive
 
+from common.kafka_access import KafkaAccess
 from schemas.topics import ORDERS_EVENTS
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ class News:
 
 
 class OrderWatch:
-    def __init__(self, bootstrap_servers: str) -> None:
-        self._bootstrap = bootstrap_servers
+    def __init__(self, access: KafkaAccess) -> None:
+        self._access = access
         self._waiters: dict[bytes, set[News]] = defaultdict(set)
         self.ready = False
 
@@ -67,7 +68,7 @@ class OrderWatch:
             # Without a group, aiokafka assigns every partition of the topic to this consumer.
             consumer = AIOKafkaConsumer(
                 ORDERS_EVENTS.name,
-                bootstrap_servers=self._bootstrap,
+                **self._access.client_options(),
                 enable_auto_commit=False,
                 group_id=None,
                 auto_offset_reset="latest",

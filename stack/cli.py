@@ -11,13 +11,14 @@ import sys
 
 from aiokafka.errors import KafkaError
 
+from common.kafka_access import KafkaAccess
 from common.lag import consumer_lag
 from payment_svc.adapters import Faults, set_faults
 from payment_svc.app import create_provider
 from payment_svc.reconcile import reconcile as compare_ledgers
 from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
-from stack import kafka, postgres, procs, services, zipkin
+from stack import kafka, kafka_acls, postgres, procs, services, zipkin
 from stack.config import KafkaNode, StackConfig
 from stack.progress import elapsed, step
 
@@ -25,9 +26,18 @@ from stack.progress import elapsed, step
 def up(config: StackConfig, *, with_services: bool = True) -> None:
     """Start Kafka, PostgreSQL and every service; return when all report ready."""
     kafka.start(config)
-    asyncio.run(kafka.wait_ready(config.kafka_bootstrap, brokers=config.kafka_brokers))
-    created = asyncio.run(kafka.ensure_topics(config.kafka_bootstrap))
+    admin = config.kafka_access()
+    asyncio.run(kafka.wait_ready(admin, brokers=config.kafka_brokers))
+    created = asyncio.run(kafka.ensure_topics(admin))
     step("kafka", f"ready on {config.kafka_bootstrap}; {len(ALL_TOPICS)} topics ({created} new)")
+    if config.scram:
+        granted = asyncio.run(kafka_acls.apply(admin))
+        step(
+            "kafka",
+            f"SASL/SCRAM-SHA-512 on; {granted} ACLs for {len(kafka_acls.PRINCIPALS)}"
+            f" principals, passwords in {config.state_dir / 'secrets' / 'kafka'}/",
+        )
+    kcat = kafka.write_kcat_conf(config)
     if config.external_database:
         step("postgres", "using DATABASE_URL; not starting a local server")
     else:
@@ -55,7 +65,7 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     print(
         f"\nThe shop is up in {elapsed():.1f}s.\n"
         f"  gateway   {gateway.url}  (OpenAPI: {gateway.url}/docs)\n"
-        f"  kafka     {config.kafka_bootstrap}  (kcat -b {config.kafka_nodes[0].address} -L)\n"
+        f"  kafka     {config.kafka_bootstrap}  (kcat -F {kcat} -L)\n"
         f"  postgres  {config.database_url}\n"
         f"  logs      {config.logs_dir}/  (make logs SERVICE=order_svc)\n"
         f"{traces}"
@@ -99,12 +109,12 @@ def start_one(config: StackConfig, name: str) -> None:
         nodes = _kafka_nodes(config, name)
         kafka.start(config, nodes)
         for node in nodes:
-            asyncio.run(kafka.wait_ready(node.address))
+            asyncio.run(kafka.wait_ready(config.kafka_access(bootstrap=node.address)))
         everyone = all(procs.running_pid(config, node.name) for node in config.kafka_nodes)
         if config.kafka_brokers > 1 and everyone:
             # a rolling restart takes the next node down only once this one has caught up
             step(name, "catching up: waiting until every partition is in sync...")
-            asyncio.run(kafka.wait_in_sync(config.kafka_bootstrap))
+            asyncio.run(kafka.wait_in_sync(config.kafka_access()))
     elif name == "postgres":
         postgres.start(config)
     else:
@@ -135,7 +145,9 @@ def status(config: StackConfig) -> int:
             node.name,
             procs.running_pid(config, node.name),
             node.address,
-            "ready" if asyncio.run(kafka.is_ready(node.address)) else "not ready",
+            "ready"
+            if asyncio.run(kafka.is_ready(config.kafka_access(bootstrap=node.address)))
+            else "not ready",
         )
         for node in config.kafka_nodes
     ]
@@ -161,7 +173,7 @@ def status(config: StackConfig) -> int:
             )
         )
     try:
-        lag = asyncio.run(consumer_lag(config.kafka_bootstrap))
+        lag = asyncio.run(consumer_lag(config.kafka_access()))
     except (KafkaError, OSError):
         lag = {}
     print(f"{'process':<18}{'pid':>8}  {'address':<28}{'state':<16}consumer lag")
@@ -181,16 +193,18 @@ def logs(config: StackConfig, name: str) -> None:
 def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
     from stack import dlq
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", config.kafka_bootstrap)
+    access = (
+        KafkaAccess.from_env(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ
+        else config.kafka_access()
+    )
     if args.action == "list":
-        dlq.show(bootstrap, [args.service] if args.service else dlq.ALL_SERVICES)
+        dlq.show(access, [args.service] if args.service else dlq.ALL_SERVICES)
         return 0
     if not args.service or not (args.offsets or args.all):
         raise SystemExit("redrive needs a service and offsets (or --all)")
     redriven = asyncio.run(
-        dlq.redrive(
-            bootstrap, args.service, None if args.all else set(args.offsets), force=args.force
-        )
+        dlq.redrive(access, args.service, None if args.all else set(args.offsets), force=args.force)
     )
     print(f"re-drove {redriven.sent} message(s) from {args.service}.dlq")
     if redriven.too_old:
@@ -307,10 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "down":
         down(config)
     elif args.command == "topics":
-        bootstrap = args.bootstrap or config.kafka_bootstrap
-        asyncio.run(kafka.wait_ready(bootstrap, timeout_s=120))
-        created = asyncio.run(kafka.ensure_topics(bootstrap))
-        print(f"{created} topics created on {bootstrap}; {len(ALL_TOPICS)} in all")
+        access = KafkaAccess.from_env(args.bootstrap) if args.bootstrap else config.kafka_access()
+        asyncio.run(kafka.wait_ready(access, timeout_s=120))
+        created = asyncio.run(kafka.ensure_topics(access))
+        print(f"{created} topics created on {access.bootstrap_servers}; {len(ALL_TOPICS)} in all")
     elif args.command == "status":
         return status(config)
     elif args.command in ("stop", "restart"):

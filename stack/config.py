@@ -1,8 +1,11 @@
 """Where the local stack keeps its files and which ports it uses; all from the environment."""
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common.kafka_access import KafkaAccess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +30,11 @@ class StackConfig:
     )
     """``SHOP_TRACING=1``: a Zipkin runs beside the stack and every service sends it spans."""
     zipkin_port: int = field(default_factory=lambda: int(os.environ.get("SHOP_ZIPKIN_PORT", 9411)))
+    kafka_security: str = field(
+        default_factory=lambda: _security(os.environ.get("SHOP_KAFKA_SECURITY", ""))
+    )
+    """``SHOP_KAFKA_SECURITY=scram``: SASL/SCRAM-SHA-512 on every listener, a principal per
+    service with the ACLs of :mod:`stack.kafka_acls`; unset, plaintext with no authorisation."""
 
     @property
     def jars_dir(self) -> Path:
@@ -80,6 +88,46 @@ class StackConfig:
         return ",".join(node.address for node in self.kafka_nodes)
 
     @property
+    def scram(self) -> bool:
+        return self.kafka_security == "scram"
+
+    def kafka_access(self, principal: str = "admin", bootstrap: str | None = None) -> KafkaAccess:
+        """How ``principal`` reaches this stack's Kafka (every node, or ``bootstrap``)."""
+        servers = bootstrap or self.kafka_bootstrap
+        if not self.scram:
+            return KafkaAccess(servers)
+        return KafkaAccess(
+            servers,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=principal,
+            sasl_password=self.secret(f"kafka/{principal}"),
+        )
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """The same as a process's environment (the settings of :mod:`common.kafka_access`)."""
+        access = self.kafka_access(principal)
+        env = {"KAFKA_BOOTSTRAP_SERVERS": access.bootstrap_servers}
+        if access.sasl:
+            env.update(
+                KAFKA_SECURITY_PROTOCOL=access.security_protocol,
+                KAFKA_SASL_MECHANISM=access.sasl_mechanism,
+                KAFKA_SASL_USERNAME=access.sasl_username,
+                KAFKA_SASL_PASSWORD=access.sasl_password,
+            )
+        return env
+
+    def secret(self, name: str) -> str:
+        """A random secret made once per local stack and kept in its state folder (mode 600),
+        so it survives restarts, e.g. ``jwt_secret`` or ``kafka/order_svc``."""
+        path = self.state_dir / "secrets" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    @property
     def database_url(self) -> str:
         """The server every service's own database lives on (one database per service)."""
         return os.environ.get(
@@ -108,6 +156,12 @@ class KafkaNode:
     @property
     def controller_address(self) -> str:
         return f"127.0.0.1:{self.controller_port}"
+
+
+def _security(value: str) -> str:
+    if value not in ("", "plaintext", "scram"):
+        raise SystemExit(f"SHOP_KAFKA_SECURITY must be scram or unset, not {value!r}")
+    return "scram" if value == "scram" else ""
 
 
 def _brokers(value: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from stack.config import StackConfig
-from stack.services import DEFAULT_ADMIN_EMAIL, SERVICES, local_secret
+from stack.services import DEFAULT_ADMIN_EMAIL, SERVICES
 
 GATEWAY = next(service for service in SERVICES if service.name == "gateway_svc")
 _print_lock = threading.Lock()
@@ -71,9 +71,7 @@ def follow(api: Api, label: str, order_id: str, shown: int = 0) -> dict[str, Any
 def main() -> int:
     base = os.environ.get("SHOP_GATEWAY_URL", GATEWAY.url)
     admin_email = os.environ.get("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
-    admin_password = os.environ.get("SHOP_ADMIN_PASSWORD") or local_secret(
-        StackConfig(), "admin_password"
-    )
+    admin_password = os.environ.get("SHOP_ADMIN_PASSWORD") or StackConfig().secret("admin_password")
     try:
         httpx.get(f"{base}/healthz", timeout=2)
     except httpx.HTTPError:
@@ -161,7 +159,9 @@ def main() -> int:
     say(f"stock now: {levels}")
     notes = customer.call("GET", "/me/notifications")["items"]
     say(f"the customer has {len(notes)} notifications; watch the saga with:")
-    print("    kcat -b 127.0.0.1:9092 -C -t orders.events -J -e", flush=True)
+    print(
+        f"    kcat -F {StackConfig().state_dir / 'kcat.conf'} -C -t orders.events -J -e", flush=True
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from common.kafka_access import KafkaAccess
 from common.settings import ServiceSettings
 from schemas.topics import CONSUMING_SERVICES, dead_letter_topic
 
@@ -49,12 +50,10 @@ class DeadLetter:
         )
 
 
-async def read(bootstrap: str, service: str) -> list[DeadLetter]:
+async def read(access: KafkaAccess, service: str) -> list[DeadLetter]:
     """Every record on the service's dead-letter topic, oldest first."""
     topic = dead_letter_topic(service)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = AIOKafkaConsumer(**access.client_options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     letters: list[DeadLetter] = []
     try:
@@ -95,21 +94,21 @@ class Redriven(NamedTuple):
 
 
 async def redrive(
-    bootstrap: str, service: str, offsets: set[int] | None, *, force: bool = False
+    access: KafkaAccess, service: str, offsets: set[int] | None, *, force: bool = False
 ) -> Redriven:
     """Publish the chosen dead letters (all with ``None``) to their original topics. A letter
     whose message was written more than :func:`inbox_keep` ago is refused unless ``force``:
     a consumer that applied it may have forgotten its id, and would apply it again."""
     oldest = datetime.now(UTC) - inbox_keep(service)
     chosen, too_old = [], []
-    for letter in await read(bootstrap, service):
+    for letter in await read(access, service):
         if offsets is not None and letter.offset not in offsets:
             continue
         if letter.written_at < oldest and not force:
             too_old.append(letter.offset)
         else:
             chosen.append(letter)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**access.client_options(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for letter in chosen:
@@ -128,10 +127,10 @@ async def redrive(
     return Redriven(len(chosen), too_old)
 
 
-def show(bootstrap: str, services: list[str]) -> int:
+def show(access: KafkaAccess, services: list[str]) -> int:
     total = 0
     for service in services:
-        letters = asyncio.run(read(bootstrap, service))
+        letters = asyncio.run(read(access, service))
         total += len(letters)
         print(f"{dead_letter_topic(service).name}: {len(letters)} message(s)")
         for letter in letters:

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from common.kafka_access import KafkaAccess
 from schemas.topics import (
     ALL_TOPICS,
     RETENTION_HOURS,
@@ -20,6 +21,7 @@ from schemas.topics import (
 )
 from stack import procs
 from stack.config import ROOT, KafkaNode, StackConfig
+from stack.kafka_acls import ADMIN, PRINCIPALS
 from stack.progress import step
 
 NAME = "kafka"
@@ -87,17 +89,14 @@ def _properties(config: StackConfig, node: KafkaNode) -> Path:
         quorum = f"controller.quorum.voters={voters}"
     path = node.folder / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)  # with SCRAM, it holds the admin's password
     path.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
                 quorum,
-                f"listeners=PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
-                f"advertised.listeners=PLAINTEXT://{node.address}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                *(_scram_listeners(config, node) if config.scram else _plain_listeners(node)),
                 f"log.dirs={node.folder / 'data'}",
                 "num.partitions=6",
                 "auto.create.topics.enable=false",
@@ -121,6 +120,55 @@ def _properties(config: StackConfig, node: KafkaNode) -> Path:
     return path
 
 
+def _plain_listeners(node: KafkaNode) -> list[str]:
+    return [
+        f"listeners=PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+        f"advertised.listeners=PLAINTEXT://{node.address}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
+
+
+def _scram_listeners(config: StackConfig, node: KafkaNode) -> list[str]:
+    """Clients and brokers authenticate with SCRAM-SHA-512 (its credentials are in the cluster's
+    metadata, written when the storage is formatted); the controllers, which cannot read those
+    before they run, with PLAIN and the admin's password. The clients' listener takes PLAIN
+    too, with the same passwords, for kcat: Debian's librdkafka (2.0) cannot do SCRAM with
+    Kafka 4 (librdkafka#4895, fixed in 2.6.1). ACLs decide the rest: ``admin`` is the only
+    super user, and nothing without a grant is allowed."""
+    password = config.secret(f"kafka/{ADMIN}")
+    users = " ".join(
+        f'user_{principal}="{config.secret(f"kafka/{principal}")}"'
+        for principal in (ADMIN, *PRINCIPALS)
+    )
+    scram = f'ScramLoginModule required username="{ADMIN}" password="{password}";'
+    plain = (
+        f'PlainLoginModule required username="{ADMIN}" password="{password}"'
+        f' user_{ADMIN}="{password}";'
+    )
+    return [
+        f"listeners=SASL_PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+        f"advertised.listeners=SASL_PLAINTEXT://{node.address}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=SASL_PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+        f"org.apache.kafka.common.security.scram.{scram}",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config="
+        f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.controller.plain.sasl.jaas.config="
+        f"org.apache.kafka.common.security.plain.{plain}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{ADMIN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
 def _replication(brokers: int) -> tuple[int, int]:
     """Replicas per partition and the in-sync replicas a write needs: 3 and 2 on a cluster (one
     broker may be down and writes go on, acknowledged by two), 1 and 1 on one broker."""
@@ -130,6 +178,8 @@ def _replication(brokers: int) -> tuple[int, int]:
 
 def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None:
     """Format each node's storage that is not yet formatted, all with the cluster's one id."""
+    for n in formats:
+        _check_security(config, n)
     todo = {
         n: p for n, p in formats.items() if not (n.folder / "data" / "meta.properties").exists()
     }
@@ -150,6 +200,11 @@ def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None
         )
     )
     standalone = ["--standalone"] if len(config.kafka_nodes) == 1 else []
+    credentials = [
+        f"--add-scram=SCRAM-SHA-512=[name={principal},password={config.secret(f'kafka/{principal}')}]"
+        for principal in (ADMIN, *PRINCIPALS)
+        if config.scram
+    ]
     formatting = [
         subprocess.Popen(
             _java(
@@ -161,6 +216,7 @@ def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None
                 "-c",
                 str(properties),
                 *standalone,
+                *credentials,
                 "--ignore-formatted",
             ),
             stdout=subprocess.PIPE,
@@ -172,6 +228,29 @@ def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None
         output, _ = process.communicate()
         if process.returncode != 0:
             raise SystemExit(f"formatting Kafka's storage failed:\n{output.decode()}")
+    for n in todo:
+        _security_mark(n).write_text(_security_name(config))
+
+
+def _security_mark(node: KafkaNode) -> Path:
+    return node.folder / "security"
+
+
+def _security_name(config: StackConfig) -> str:
+    return "scram" if config.scram else "plaintext"
+
+
+def _check_security(config: StackConfig, node: KafkaNode) -> None:
+    """A storage formatted in one mode does not start in the other: SCRAM's credentials are
+    written when the storage is formatted."""
+    mark = _security_mark(node)
+    formatted = mark.read_text().strip() if mark.exists() else "plaintext"
+    if (node.folder / "data" / "meta.properties").exists() and formatted != _security_name(config):
+        raise SystemExit(
+            f"{node.name}'s storage in {node.folder} was formatted for {formatted}, not"
+            f" {_security_name(config)} (SHOP_KAFKA_SECURITY): make clean first, or use"
+            f" another SHOP_STATE_DIR"
+        )
 
 
 def _cluster_id(config: StackConfig) -> str | None:
@@ -236,19 +315,19 @@ def _wait_for_log_line(
     raise SystemExit(f"{node.name} did not start within {timeout_s:.0f}s; see {log}")
 
 
-async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+async def _admin(access: KafkaAccess) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**access.client_options(), request_timeout_ms=5000)
     await admin.start()
     return admin
 
 
-async def wait_ready(bootstrap: str, timeout_s: float = 60, brokers: int = 1) -> None:
+async def wait_ready(access: KafkaAccess, timeout_s: float = 60, brokers: int = 1) -> None:
     """Ready means the cluster answers a metadata request with at least ``brokers`` brokers in
     it, not merely that a port is open."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = await _admin(bootstrap)
+            admin = await _admin(access)
             try:
                 cluster = await admin.describe_cluster()
             finally:
@@ -263,10 +342,10 @@ async def wait_ready(bootstrap: str, timeout_s: float = 60, brokers: int = 1) ->
         await asyncio.sleep(0.3)
 
 
-async def under_replicated(bootstrap: str) -> list[str]:
+async def under_replicated(access: KafkaAccess) -> list[str]:
     """The partitions (``topic/partition``) whose in-sync replicas are fewer than their
     replicas: a rolling restart waits for none before it takes the next broker down."""
-    admin = await _admin(bootstrap)
+    admin = await _admin(access)
     try:
         topics = await admin.describe_topics()
     finally:
@@ -279,17 +358,17 @@ async def under_replicated(bootstrap: str) -> list[str]:
     ]
 
 
-async def wait_in_sync(bootstrap: str, timeout_s: float = 120) -> None:
+async def wait_in_sync(access: KafkaAccess, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while lagging := await under_replicated(bootstrap):
+    while lagging := await under_replicated(access):
         if time.monotonic() > deadline:
             raise SystemExit(f"{len(lagging)} partitions not in sync: {', '.join(lagging[:5])}…")
         await asyncio.sleep(0.5)
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) -> int:
+async def ensure_topics(access: KafkaAccess, topics: Iterable[Topic] = ALL_TOPICS) -> int:
     """Create the missing topics; returns how many were created."""
-    admin = await _admin(bootstrap)
+    admin = await _admin(access)
     try:
         existing = set(await admin.list_topics())
         replicas, min_isr = _replication(len((await admin.describe_cluster())["brokers"]))
@@ -313,12 +392,37 @@ async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = ALL_TOPICS) ->
         await admin.close()
 
 
-async def is_ready(bootstrap: str) -> bool:
+async def is_ready(access: KafkaAccess) -> bool:
     try:
-        await asyncio.wait_for(wait_ready(bootstrap, timeout_s=0), 5)
+        await asyncio.wait_for(wait_ready(access, timeout_s=0), 5)
     except (KafkaError, OSError, TimeoutError):
         return False
     return True
+
+
+def write_kcat_conf(config: StackConfig) -> Path:
+    """``.cache/kcat.conf``: ``kcat -F .cache/kcat.conf -L`` reaches the stack's Kafka as its
+    admin (mode 600: with SCRAM it holds the password)."""
+    path = config.state_dir / "kcat.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(kcat_conf(config))
+    return path
+
+
+def kcat_conf(config: StackConfig, principal: str = ADMIN) -> str:
+    """kcat's settings for ``principal``; with SCRAM on, it signs in with PLAIN (the listener
+    takes both; see :func:`_scram_listeners` for why)."""
+    access = config.kafka_access(principal)
+    lines = [f"bootstrap.servers={access.bootstrap_servers}"]
+    if access.sasl:
+        lines += [
+            f"security.protocol={access.security_protocol.lower()}",
+            "sasl.mechanisms=PLAIN",
+            f"sasl.username={access.sasl_username}",
+            f"sasl.password={access.sasl_password}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def shift_offsets(config: StackConfig, group: str, by: int) -> str:

@@ -1,7 +1,6 @@
 """The shop's own processes: the six domain services and the gateway."""
 
 import os
-import secrets
 import sys
 import time
 from dataclasses import dataclass
@@ -45,35 +44,24 @@ def environment(config: StackConfig, service: Service) -> dict[str, str]:
     """The user's environment, plus where everything of this stack is."""
     env = dict(os.environ)
     env.update(
-        KAFKA_BOOTSTRAP_SERVERS=config.kafka_bootstrap,
         DATABASE_URL=config.database_url,
         HTTP_PORT=str(service.port),
         PYTHONUNBUFFERED="1",
     )
+    env.update(config.kafka_env(service.name))
     env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
     if config.tracing or procs.running_pid(config, zipkin.NAME) is not None:
         # a service restarted alone (stack restart, the fault suite) stays traced while the
         # stack's Zipkin runs, whatever the shell it was restarted from says
         env["SHOP_TRACING"] = "1"
         env.setdefault("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.spans_endpoint(config))
-    env.setdefault("JWT_SECRET", local_secret(config, "jwt_secret"))
+    env.setdefault("JWT_SECRET", config.secret("jwt_secret"))
     env.setdefault("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
-    env.setdefault("SHOP_ADMIN_PASSWORD", local_secret(config, "admin_password"))
+    env.setdefault("SHOP_ADMIN_PASSWORD", config.secret("admin_password"))
     return env
 
 
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
-
-
-def local_secret(config: StackConfig, name: str) -> str:
-    """A random secret made once per local stack and kept in its state folder (mode 600), so it
-    survives restarts. The environment variable of the same purpose overrides it."""
-    path = config.state_dir / "secrets" / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24))
-    return path.read_text().strip()
 
 
 def start(config: StackConfig, service: Service) -> bool:

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from aiokafka import ConsumerRecord
 
+from common.kafka_access import KafkaAccess
 from stack import kafka, postgres
 from stack.config import ROOT, StackConfig
 
@@ -33,6 +34,10 @@ class Infra:
     kafka_bootstrap: str
     database_url: str
     """A SQLAlchemy URL of the server; each test picks its own database names on it."""
+
+    @property
+    def kafka_access(self) -> KafkaAccess:
+        return KafkaAccess(self.kafka_bootstrap)
 
 
 def consumer_record(
@@ -87,7 +92,7 @@ def _containers() -> Iterator[Infra]:
         PostgresContainer("postgres:16", driver="psycopg") as db,
     ):
         bootstrap = broker.get_bootstrap_server()
-        asyncio.run(kafka.ensure_topics(bootstrap))
+        asyncio.run(kafka.ensure_topics(KafkaAccess(bootstrap)))
         yield Infra(bootstrap, db.get_connection_url())
 
 
@@ -104,8 +109,8 @@ def _local_processes() -> Iterator[Infra]:
     shutil.rmtree(config.state_dir, ignore_errors=True)
     try:
         kafka.start(config)
-        asyncio.run(kafka.wait_ready(config.kafka_bootstrap))
-        asyncio.run(kafka.ensure_topics(config.kafka_bootstrap))
+        asyncio.run(kafka.wait_ready(config.kafka_access()))
+        asyncio.run(kafka.ensure_topics(config.kafka_access()))
         postgres.start(config)
         yield Infra(
             config.kafka_bootstrap,

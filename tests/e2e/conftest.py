@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from common.kafka_access import KafkaAccess
 from gateway_svc.auth import ADMINS_ONLY
-from stack.config import ROOT
+from stack.config import ROOT, StackConfig
 from stack.services import SERVICES
 
 ADMIN_EMAIL = "admin@example.com"
@@ -36,6 +37,24 @@ class Shop:
 
     def service_url(self, base_port: int) -> str:
         return f"http://127.0.0.1:{base_port + int(self.env['SHOP_HTTP_PORT_OFFSET'])}"
+
+    @property
+    def config(self) -> StackConfig:
+        """The launcher's view of this shop: its folder, ports and Kafka's settings."""
+        env = self.env
+        return StackConfig(
+            state_dir=Path(env["SHOP_STATE_DIR"]),
+            kafka_port=int(env["SHOP_KAFKA_PORT"]),
+            kafka_controller_port=int(env["SHOP_KAFKA_CONTROLLER_PORT"]),
+            pg_port=int(env["SHOP_PG_PORT"]),
+            kafka_brokers=int(env.get("SHOP_KAFKA_BROKERS", "1")),
+            kafka_security=env.get("SHOP_KAFKA_SECURITY", ""),
+        )
+
+    @property
+    def kafka_access(self) -> KafkaAccess:
+        """The shop's Kafka as its admin reaches it."""
+        return self.config.kafka_access()
 
     def pg_url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.env['SHOP_PG_PORT']}/{database}"

@@ -1,13 +1,16 @@
-"""Kafka as three nodes (``SHOP_KAFKA_BROKERS=3``): every partition on three replicas, and no
-acknowledged write lost when the broker that leads the most partitions is killed, or when the
-nodes are restarted one after another under a stream of writes.
+"""Kafka as production runs it, on this machine: three nodes (``SHOP_KAFKA_BROKERS=3``), every
+partition on three replicas, SASL/SCRAM with an ACL per service (``SHOP_KAFKA_SECURITY=scram``),
+and the whole shop on it. No acknowledged write is lost when the broker that leads the most
+partitions is killed, or when the nodes are restarted one after another under a stream of
+writes.
 
-Runs its own cluster on its own ports and folder, beside any other stack.
+Runs its own shop on its own ports and folder, beside any other stack.
 """
 
 import asyncio
 import os
 import re
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,46 +23,58 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from common.kafka_access import KafkaAccess
 from schemas.topics import ALL_TOPICS, ORDERS_EVENTS, PAYMENTS_EVENTS, Topic
-from tests.conftest import Infra, eventually
-from tests.e2e.conftest import launcher
+from stack import kafka
+from stack.kafka_acls import PRINCIPALS
+from tests.conftest import eventually
+from tests.e2e.conftest import Shop, launcher, new_product, payment_method, stack_up
 from tests.integration.conftest import read_to_end
 
 pytestmark = pytest.mark.e2e
 
 KAFKA_PORT = int(os.environ.get("SHOP_E2E_CLUSTER_KAFKA_PORT", 29492))
 PG_PORT = int(os.environ.get("SHOP_E2E_CLUSTER_PG_PORT", 25536))
-BOOTSTRAP = ",".join(f"127.0.0.1:{KAFKA_PORT + 2 * i}" for i in range(3))
+OFFSET = int(os.environ.get("SHOP_E2E_CLUSTER_HTTP_PORT_OFFSET", 500))
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    env = {
-        **os.environ,
-        "SHOP_STATE_DIR": str(tmp_path_factory.mktemp("cluster")),
-        "SHOP_KAFKA_BROKERS": "3",
-        "SHOP_KAFKA_PORT": str(KAFKA_PORT),
-        "SHOP_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-        "SHOP_PG_PORT": str(PG_PORT),
-    }
-    env.pop("DATABASE_URL", None)
-    up = launcher(env, "up", "--infra-only")
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield env
-    finally:
-        down = launcher(env, "down")
-        assert "kafka-3" in down.stdout + down.stderr
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    state = tmp_path_factory.mktemp("cluster")
+    with stack_up(
+        state,
+        kafka_port=KAFKA_PORT,
+        pg_port=PG_PORT,
+        offset=OFFSET,
+        SHOP_KAFKA_BROKERS="3",
+        SHOP_KAFKA_SECURITY="scram",
+    ) as shop:
+        yield shop
+    left = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
+    assert not left, f"processes left after down: {left}"
 
 
-def stack(env: dict[str, str], *args: str) -> str:
-    result = launcher(env, *args)
+def stack(shop: Shop, *args: str) -> str:
+    result = launcher(shop.env, *args)
     assert result.returncode == 0, f"stack {' '.join(args)}:\n{result.stdout}{result.stderr}"
     return result.stdout + result.stderr
 
 
-async def _describe() -> tuple[int, list[dict[str, object]], dict[str, str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+def kcat(*args: str, config: str | None = None, send: str = "") -> subprocess.CompletedProcess[str]:
+    flags = ["-F", config] if config else []
+    return subprocess.run(
+        ["kcat", *flags, *args], capture_output=True, text=True, timeout=60, input=send
+    )
+
+
+def kcat_config(shop: Shop, principal: str) -> str:
+    path = Path(shop.env["SHOP_STATE_DIR"]) / f"kcat-{principal}.conf"
+    path.write_text(kafka.kcat_conf(shop.config, principal))
+    return str(path)
+
+
+async def _describe(access: KafkaAccess) -> tuple[int, list[dict[str, object]], dict[str, str]]:
+    admin = AIOKafkaAdminClient(**access.client_options())
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -73,27 +88,72 @@ async def _describe() -> tuple[int, list[dict[str, object]], dict[str, str]]:
     return len(cluster["brokers"]), topics, settings
 
 
-def test_three_brokers_hold_every_partition_on_three_replicas(cluster: dict[str, str]) -> None:
-    brokers, topics, settings = asyncio.run(_describe())
+def test_three_brokers_hold_every_partition_on_three_replicas(cluster: Shop) -> None:
+    brokers, topics, settings = asyncio.run(_describe(cluster.kafka_access))
     assert brokers == 3
     assert {t["topic"] for t in topics} == {topic.name for topic in ALL_TOPICS}
     replicas = Counter(len(p["replicas"]) for t in topics for p in t["partitions"])  # type: ignore[attr-defined]
     assert set(replicas) == {3}, replicas
     assert settings["min.insync.replicas"] == "2"
-    status = launcher(cluster, "status").stdout
-    assert [line.split()[0] for line in status.splitlines()[1:4]] == [
-        "kafka-1",
-        "kafka-2",
-        "kafka-3",
-    ]
-    assert all(" ready " in line for line in status.splitlines()[1:4]), status
+    status = launcher(cluster.env, "status").stdout.splitlines()
+    assert [line.split()[0] for line in status[1:4]] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert all(" ready " in line for line in status[1:4]), status
+
+
+def test_kcat_lists_the_cluster_with_the_launchers_config_and_nothing_without(
+    cluster: Shop,
+) -> None:
+    config = str(Path(cluster.env["SHOP_STATE_DIR"]) / "kcat.conf")
+    listed = kcat("-L", config=config)
+    assert listed.returncode == 0, listed.stderr
+    assert " 3 brokers:" in listed.stdout
+    partitions = re.findall(r"partition \d+, leader \d+, replicas: ([\d,]+),", listed.stdout)
+    # the shop's topics, and Kafka's own __consumer_offsets
+    assert len(partitions) == sum(topic.partitions for topic in ALL_TOPICS) + 6
+    assert {len(replicas.split(",")) for replicas in partitions} == {3}
+
+    anonymous = kcat("-b", cluster.config.kafka_bootstrap, "-L", "-m", "5")
+    assert anonymous.returncode != 0 and "topic" not in anonymous.stdout, anonymous.stdout
+
+
+def test_a_service_reads_what_it_consumes_and_cannot_write_what_it_does_not_own(
+    cluster: Shop,
+) -> None:
+    notifications = kcat_config(cluster, "notification_svc")
+    read = kcat("-C", "-t", "users.events", "-e", "-q", config=notifications)
+    assert read.returncode == 0, read.stderr
+    succeeded = '{"type": "PaymentSucceeded", "data": {}}\n'  # a forged one: never written
+    forged = kcat("-P", "-t", "payments.events", "-k", "o-1", config=notifications, send=succeeded)
+    assert "Topic authorization failed" in forged.stderr, forged.stderr
+    # nor may it read what it does not consume, nor join another service's group
+    other = kcat("-C", "-t", "orders.commands", "-e", "-q", config=notifications)
+    assert "authoriz" in other.stderr.lower(), other.stderr
+    group = kcat("-G", "payment_svc", "users.events", "-e", "-q", config=notifications)
+    assert "authoriz" in group.stderr.lower(), group.stderr
+    assert {"gateway_svc", "notification_svc", "order_svc"} <= set(PRINCIPALS)
+
+
+def test_an_order_is_paid_on_the_secured_cluster(cluster: Shop) -> None:
+    admin, customer = cluster.admin(), cluster.customer("Clustered")
+    product = new_product(admin, price="4.00", stock=3)
+    placed = customer.post(
+        "/orders",
+        json={
+            "items": [{"product_id": product, "quantity": 1}],
+            "payment_method_id": payment_method(customer),
+        },
+    )
+    assert placed.status_code == 202, placed.text
+    paid = customer.get(f"/orders/{placed.json()['id']}", params={"wait": 30}).json()
+    assert paid["status"] == "Paid", paid
 
 
 class Writes:
     """A stream of idempotent ``acks=all`` writes to one topic in a thread of its own; what the
     cluster acknowledged, counted per value."""
 
-    def __init__(self, topic: Topic) -> None:
+    def __init__(self, access: KafkaAccess, topic: Topic) -> None:
+        self.access = access
         self.topic = topic
         self.acknowledged: list[bytes] = []
         self.failed = 0
@@ -102,7 +162,7 @@ class Writes:
 
     async def _run(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=BOOTSTRAP,
+            **self.access.client_options(),
             enable_idempotence=True,
             acks="all",
             request_timeout_ms=30_000,
@@ -133,14 +193,14 @@ class Writes:
             self._thread.join(timeout=60)
 
 
-async def _leaders() -> Counter[int]:
-    _, topics, _ = await _describe()
+async def _leaders(access: KafkaAccess) -> Counter[int]:
+    _, topics, _ = await _describe(access)
     return Counter(p["leader"] for t in topics for p in t["partitions"])  # type: ignore[attr-defined]
 
 
 def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
     assert len(writes.acknowledged) > 50, "too few writes to show anything"
-    records = asyncio.run(read_to_end(Infra(BOOTSTRAP, database_url=""), writes.topic))
+    records = asyncio.run(read_to_end(writes.access, writes.topic))
     found = Counter(record.value for record in records)
     missing = [value for value in writes.acknowledged if found[value] == 0]
     doubled = [value for value, count in found.items() if count > 1]
@@ -148,9 +208,10 @@ def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
     assert not doubled, f"{len(doubled)} writes doubled, e.g. {doubled[:3]}"
 
 
-def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: dict[str, str]) -> None:
-    busiest, _ = asyncio.run(_leaders()).most_common(1)[0]
-    with Writes(ORDERS_EVENTS).running() as writes:
+def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -> None:
+    access = cluster.kafka_access
+    busiest, _ = asyncio.run(_leaders(access)).most_common(1)[0]
+    with Writes(access, ORDERS_EVENTS).running() as writes:
         asyncio.run(asyncio.sleep(2))
         stack(cluster, "stop", f"kafka-{busiest}", "--kill")
         # its partitions have no leader until the controllers fence it, a broker session
@@ -159,23 +220,26 @@ def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: dict[st
         assert asyncio.run(
             eventually(lambda: len(writes.acknowledged) > killed_at + 20, timeout_s=45)
         )
-        assert busiest not in asyncio.run(_leaders())
+        assert busiest not in asyncio.run(_leaders(access))
         assert "catching up" in stack(cluster, "start", f"kafka-{busiest}")
     _assert_nothing_lost_or_doubled(writes)
 
 
-def test_a_rolling_restart_loses_no_acknowledged_write(cluster: dict[str, str]) -> None:
-    with Writes(PAYMENTS_EVENTS).running() as writes:
+def test_a_rolling_restart_loses_no_acknowledged_write(cluster: Shop) -> None:
+    with Writes(cluster.kafka_access, PAYMENTS_EVENTS).running() as writes:
         for node in ("kafka-1", "kafka-2", "kafka-3"):
             out = stack(cluster, "restart", node)
             assert re.search(rf"{node} +stopped", out) and "catching up" in out, out
     _assert_nothing_lost_or_doubled(writes)
-    status = launcher(cluster, "status").stdout.splitlines()[1:4]
-    assert all(" ready " in line for line in status), status
+    status = launcher(cluster.env, "status").stdout.splitlines()
+    assert all(" ready " in line for line in status[1:]), status
 
 
-def test_node_folders_are_the_nodes_own(cluster: dict[str, str]) -> None:
-    state = Path(cluster["SHOP_STATE_DIR"])
+def test_the_nodes_share_one_cluster_id_and_keep_their_secrets_private(cluster: Shop) -> None:
+    state = Path(cluster.env["SHOP_STATE_DIR"])
     metas = [(state / f"kafka-{i}" / "data" / "meta.properties").read_text() for i in (1, 2, 3)]
     ids = {meta.split("cluster.id=")[1].split()[0] for meta in metas}
     assert len(ids) == 1, ids
+    secrets = [state / "kcat.conf", *(state / "secrets" / "kafka").iterdir()]
+    secrets += [state / f"kafka-{i}" / "server.properties" for i in (1, 2, 3)]
+    assert {oct(path.stat().st_mode & 0o777) for path in secrets} == {oct(0o600)}

@@ -213,7 +213,7 @@ def envelope(message_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def dead_letters(shop: Shop, service: str) -> dict[str, dict[str, str]]:
     """The headers of each dead letter of ``service``, by its key."""
-    letters = asyncio.run(dlq.read(bootstrap(shop), service))
+    letters = asyncio.run(dlq.read(shop.kafka_access, service))
     return {(letter.key or b"").decode(): letter.headers for letter in letters}
 
 

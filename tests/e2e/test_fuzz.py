@@ -222,15 +222,15 @@ def test_fuzz_sent_enough_requests_and_got_no_server_error(
 def test_no_command_the_fuzz_got_accepted_was_dead_lettered(shop: Shop) -> None:
     if not accepted:
         pytest.skip("the fuzz tests did not run in this session")
-    bootstrap = f"127.0.0.1:{shop.env['SHOP_KAFKA_PORT']}"
+    access = shop.kafka_access
     deadline = time.monotonic() + 60
-    while (behind := sum(asyncio.run(consumer_lag(bootstrap)).values())) > 0:
+    while (behind := sum(asyncio.run(consumer_lag(access)).values())) > 0:
         assert time.monotonic() < deadline, f"consumers still {behind} messages behind"
         time.sleep(0.5)
     dead = [
         f"{letter.service}: {letter.headers.get('type')} {letter.headers.get('dlq.reason')}"
         for service in CONSUMED_TOPICS
-        for letter in asyncio.run(dlq.read(bootstrap, service))
+        for letter in asyncio.run(dlq.read(access, service))
         if _mentions(json.loads(letter.value or b"null"), accepted)
     ]
     assert not dead, "\n".join(dead)

@@ -13,7 +13,7 @@ import pytest
 
 from schemas.topics import PAYMENTS_EVENTS
 from stack import dlq
-from tests.e2e.conftest import Shop, bootstrap, eventually, launcher, publish_with_kcat, told
+from tests.e2e.conftest import Shop, eventually, launcher, publish_with_kcat, told
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kcat") is None, reason="publishes with kcat (apt-get install kcat)"
@@ -86,5 +86,5 @@ def test_a_v1_refund_dead_lettered_then_redriven_is_told_with_the_reason_its_upc
 
 
 def dead_letter_of(shop: Shop, message_id: str) -> dlq.DeadLetter | None:
-    letters = asyncio.run(dlq.read(bootstrap(shop), "notification_svc"))
+    letters = asyncio.run(dlq.read(shop.kafka_access, "notification_svc"))
     return next((x for x in letters if message_id.encode() in (x.value or b"")), None)

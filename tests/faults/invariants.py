@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from aiokafka.errors import KafkaError
 
+from common.kafka_access import KafkaAccess
 from common.lag import consumer_lag
 from payment_svc.adapters import SimulatedProvider
 from payment_svc.reconcile import reconcile
@@ -94,9 +95,9 @@ class Findings:
 class Databases:
     """The shop's state as its databases (and its consumer groups' progress) tell it."""
 
-    def __init__(self, pg_port: str, kafka_bootstrap: str) -> None:
+    def __init__(self, pg_port: str, kafka: KafkaAccess) -> None:
         self._port = pg_port
-        self._bootstrap = kafka_bootstrap
+        self._kafka = kafka
 
     def rows(self, database: str, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url(database), connect_timeout=5) as conn:
@@ -189,7 +190,7 @@ class Databases:
         return {db: n for db, n in counts.items() if n}
 
     def consumer_lag(self) -> dict[str, int]:
-        lag = asyncio.run(consumer_lag(self._bootstrap))
+        lag = asyncio.run(consumer_lag(self._kafka))
         return {group: n for group, n in lag.items() if n}
 
     def wait_until_settled(self, order_ids: Iterable[str], timeout_s: float = 180) -> float:

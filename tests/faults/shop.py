@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.kafka_access import KafkaAccess
 from stack import dlq
 from tests.e2e.conftest import (
     ADMIN_EMAIL,
@@ -38,7 +39,11 @@ class FaultShop:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.shop.env['SHOP_KAFKA_PORT']}"
+        return self.shop.config.kafka_bootstrap
+
+    @property
+    def kafka_access(self) -> KafkaAccess:
+        return self.shop.kafka_access
 
     def stack(self, *args: str) -> str:
         result = launcher(self.shop.env, *args)
@@ -70,7 +75,7 @@ class FaultShop:
         there are some (or none, after ``within_s``)."""
         deadline = time.monotonic() + within_s
         while True:
-            letters = asyncio.run(dlq.read(self.bootstrap, service))
+            letters = asyncio.run(dlq.read(self.kafka_access, service))
             new = [letter for letter in letters if letter.offset not in before]
             if new or time.monotonic() > deadline:
                 return new
@@ -142,7 +147,7 @@ def running_fault_shop(state_dir: Path) -> Iterator[FaultShop]:
             )
         yield FaultShop(
             shop=shop,
-            databases=Databases(env["SHOP_PG_PORT"], f"127.0.0.1:{kafka_port}"),
+            databases=Databases(env["SHOP_PG_PORT"], shop.kafka_access),
             catalog=Catalog(plenty=plenty, sold_out=sold_out),
             buyers=buyers,
         )

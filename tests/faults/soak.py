@@ -202,7 +202,7 @@ class Soak:
         self.report.dead_letters_redriven += len(offsets)
 
     def _letters(self, service: str) -> list[dlq.DeadLetter]:
-        return asyncio.run(dlq.read(self._fs.bootstrap, service))
+        return asyncio.run(dlq.read(self._fs.kafka_access, service))
 
     def _check(self, tally: Tally) -> None:
         databases = self._fs.databases

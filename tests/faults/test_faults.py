@@ -16,6 +16,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from common.kafka_access import KafkaAccess
 from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
 from stack import dlq
 from stack.config import ROOT
@@ -72,7 +73,7 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
 def dead_letters_not_poison(fs: FaultShop) -> list[str]:
     wrong = []
     for service, expected in POISON.items():
-        letters = asyncio.run(dlq.read(fs.bootstrap, service))
+        letters = asyncio.run(dlq.read(fs.kafka_access, service))
         values = {letter.value for letter in letters}
         wrong += [
             f"{service}: {x.headers.get('dlq.reason')}" for x in letters if x.value not in expected
@@ -97,13 +98,14 @@ def sigterm_every_service(fs: FaultShop) -> None:
 
 def redeliver(fs: FaultShop) -> None:
     """Publish the last records of every topic again, and rewind payment_svc's group."""
-    asyncio.run(_republish_tail(fs.bootstrap, per_partition=20))
+    asyncio.run(_republish_tail(fs.kafka_access, per_partition=20))
     fs.stack("rewind", "payment_svc", "--by", "30")
 
 
-async def _republish_tail(servers: str, per_partition: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=servers, enable_idempotence=True)
+async def _republish_tail(access: KafkaAccess, per_partition: int) -> None:
+    options = access.client_options()
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, group_id=None)
+    producer = AIOKafkaProducer(**options, enable_idempotence=True)
     await consumer.start()
     await producer.start()
     try:
@@ -137,11 +139,11 @@ async def _republish_tail(servers: str, per_partition: int) -> None:
 
 def poison(fs: FaultShop) -> None:
     """Malformed, oversized-looking, wrong-typed and unknown messages on every consumed topic."""
-    asyncio.run(_publish_poison(fs.bootstrap))
+    asyncio.run(_publish_poison(fs.kafka_access))
 
 
-async def _publish_poison(servers: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers)
+async def _publish_poison(access: KafkaAccess) -> None:
+    producer = AIOKafkaProducer(**access.client_options())
     await producer.start()
     try:
         topics = {topic for topics in CONSUMERS.values() for topic in topics}
@@ -168,7 +170,7 @@ def stalled_consumer(fs: FaultShop) -> None:
     group rebalances around it; then it wakes up, and is stopped."""
     env = {
         **fs.shop.env,
-        "KAFKA_BOOTSTRAP_SERVERS": fs.bootstrap,
+        **fs.shop.config.kafka_env("order_svc"),
         "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{fs.shop.env['SHOP_PG_PORT']}/postgres",
         "HTTP_PORT": str(8002 + int(fs.shop.env["SHOP_HTTP_PORT_OFFSET"]) + 50),
         "CONSUMER_REPLICA": "2",
@@ -212,7 +214,7 @@ def provider_down_redrive(fs: FaultShop) -> None:
     """The provider unavailable long enough for payment_svc to dead-letter reservations after
     its tries; once it is back, an operator re-drives them. Their orders end once, whether the
     sweep settled them first or the re-drive did."""
-    before = {letter.offset for letter in asyncio.run(dlq.read(fs.bootstrap, "payment_svc"))}
+    before = {letter.offset for letter in asyncio.run(dlq.read(fs.kafka_access, "payment_svc"))}
     fs.provider_window("unavailable=1", 4)
     new = fs.new_dead_letters("payment_svc", before)
     assert new, "the provider was down 4 s and payment_svc dead-lettered nothing"

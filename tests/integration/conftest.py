@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from common.broker import BatchConsumer, Handlers
 from common.inbox import InboxMixin
+from common.kafka_access import KafkaAccess
 from common.producer import kafka_headers
 from common.runtime import Runtime
 from common.settings import ServiceSettings
@@ -86,11 +87,9 @@ async def read_topic(
     return records
 
 
-async def read_to_end(infra: Infra, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_to_end(access: KafkaAccess, topic: Topic) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` up to its end offsets at the time of the call."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=infra.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = AIOKafkaConsumer(**access.client_options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:

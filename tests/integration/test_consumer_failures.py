@@ -89,7 +89,7 @@ async def test_a_deadlock_in_a_direct_statement_is_retried_until_it_clears_not_d
         await in_inbox(runtime, Inbox, envelope)
 
     assert calls == deadlocks + 1
-    letters = await read_to_end(infra, dead_letter_topic(settings.service_name))
+    letters = await read_to_end(infra.kafka_access, dead_letter_topic(settings.service_name))
     assert [letter for letter in letters if letter.key == event.key()] == []
 
 
@@ -146,7 +146,9 @@ async def dead_letters_of(runtime: Runtime, infra: Infra, marker: tuple[str, byt
             return await session.scalar(select(func.count()).select_from(Outbox)) == 0
 
     await eventually(outbox_empty)
-    letters = await read_to_end(infra, dead_letter_topic(runtime.settings.service_name))
+    letters = await read_to_end(
+        infra.kafka_access, dead_letter_topic(runtime.settings.service_name)
+    )
     return [letter for letter in letters if marker in letter.headers]
 
 

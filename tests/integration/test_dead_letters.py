@@ -33,7 +33,7 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
         await producer.send_and_wait(USERS_EVENTS.name, broken, key=event.key())
 
         async def listed() -> list[dlq.DeadLetter]:
-            letters = await dlq.read(infra.kafka_bootstrap, "notification_svc")
+            letters = await dlq.read(infra.kafka_access, "notification_svc")
             return [letter for letter in letters if letter.value == broken]
 
         [letter] = await eventually(listed)
@@ -43,7 +43,7 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
 
     assert "dlq.written_at" in letter.headers  # the original's time, for the redrive's check
     assert abs(datetime.now(UTC) - letter.written_at) < timedelta(minutes=5)
-    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {letter.offset}) == (1, [])
+    assert await dlq.redrive(infra.kafka_access, "notification_svc", {letter.offset}) == (1, [])
     records = await read_topic(
         infra,
         USERS_EVENTS.name,
@@ -94,8 +94,8 @@ async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_fo
 ) -> None:
     offset, value = await _old_letter(producer)
 
-    refused = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset})
-    forced = await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset}, force=True)
+    refused = await dlq.redrive(infra.kafka_access, "notification_svc", {offset})
+    forced = await dlq.redrive(infra.kafka_access, "notification_svc", {offset}, force=True)
 
     assert refused == (0, [offset])
     assert forced == (1, [])
@@ -129,10 +129,10 @@ async def test_a_letter_with_a_header_without_a_value_is_listed_and_redriven_wit
 ) -> None:
     offset, value = await _letter(producer, b"a header without a value", ("blank", None))
 
-    letters = await dlq.read(infra.kafka_bootstrap, "notification_svc")
+    letters = await dlq.read(infra.kafka_access, "notification_svc")
     [letter] = [letter for letter in letters if letter.offset == offset]
     assert letter.headers["dlq.reason"] == "a header without a value"
-    assert await dlq.redrive(infra.kafka_bootstrap, "notification_svc", {offset}) == (1, [])
+    assert await dlq.redrive(infra.kafka_access, "notification_svc", {offset}) == (1, [])
     records = await read_topic(
         infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
     )

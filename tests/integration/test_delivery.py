@@ -3,6 +3,7 @@ services: user_svc's outbox feeds notification_svc's tables."""
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from notification_svc.models import Notification, UserContact
 from notification_svc.settings import Settings as NotificationSettings
 from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
-from schemas.users import UserRegistered
+from schemas.users import UserRegistered, UserUpdated
 from tests.conftest import Infra, eventually, unique
 from tests.integration.conftest import committed_offset, in_inbox, read_topic, running
 from user_svc import services as user_services
@@ -337,6 +338,47 @@ async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
         await eventually(lambda: relay.published > published_before)  # the poll finds it
         async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
+
+
+async def test_two_replicas_relaying_one_outbox_keep_each_keys_order(
+    settings_for: Callable[..., Any], infra: Infra
+) -> None:
+    """Two processes of one service share its database, so both relays see every row; the
+    messages of each key still reach Kafka once each, in the order they were committed."""
+    # small relay batches, so that two relays free to run at once would split every burst
+    first = settings_for(UserSettings, relay_batch_size=3, relay_idle_poll_s=0.02)
+    second = first.model_copy(update={"consumer_replica": 2})
+    keys = [uuid4() for _ in range(4)]
+    async with (
+        running(create_user_app(first)) as one,
+        running(create_user_app(second)) as two,
+    ):
+        assert one.relay is not None and two.relay is not None
+        for burst in range(20):  # bursts of 6, each key's messages numbered in commit order
+            committing = one if burst % 2 else two  # each commit wakes its own process's relay
+            assert committing.sessionmaker is not None
+            async with committing.sessionmaker.begin() as session:
+                for n in range(burst * 6, burst * 6 + 6):
+                    key = keys[n % len(keys)]
+                    updated = UserUpdated(user_id=key, name=f"n{n}", email="k@ex.com")
+                    stage(session, UserOutbox, updated)
+            await asyncio.sleep(0.005)
+        assert await eventually(lambda: one.relay.published + two.relay.published >= 120)
+
+    wanted = {str(key).encode() for key in keys}
+    records = await read_topic(
+        infra,
+        USERS_EVENTS.name,
+        lambda found: sum(r.key in wanted for r in found) >= 120,
+    )
+    for key in keys:
+        names = [
+            json.loads(r.value or b"{}")["data"]["name"]
+            for r in records
+            if r.key == str(key).encode()
+        ]
+        numbers = [int(name[1:]) for name in names]
+        assert numbers == sorted(numbers) and len(numbers) == len(set(numbers)) == 30, numbers
 
 
 async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round(

@@ -119,7 +119,7 @@ async def published(service: NotificationService, user_id: UUID) -> list[Envelop
             return await session.scalar(select(func.count()).select_from(Outbox)) == 0
 
     await eventually(outbox_empty)
-    records = await read_to_end(service.infra, NOTIFICATIONS_EVENTS)
+    records = await read_to_end(service.infra.kafka_access, NOTIFICATIONS_EVENTS)
     return [
         Envelope.model_validate_json(r.value) for r in records if r.key == str(user_id).encode()
     ]

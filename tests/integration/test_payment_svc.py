@@ -105,7 +105,7 @@ async def published(payments: PaymentService, infra: Infra, key: UUID) -> list[E
             return await session.scalar(select(func.count()).select_from(Outbox)) == 0
 
     await eventually(outbox_empty)
-    records = await read_to_end(infra, PAYMENTS_EVENTS)
+    records = await read_to_end(infra.kafka_access, PAYMENTS_EVENTS)
     return [Envelope.model_validate_json(r.value) for r in records if r.key == str(key).encode()]
 
 
@@ -540,7 +540,7 @@ async def assert_refunded_once(
 
 async def dead_lettered(infra: Infra, sent: Envelope) -> bool:
     """Whether payment_svc dead-lettered this message (not only another of its order's)."""
-    records = await read_to_end(infra, dead_letter_topic("payment_svc"))
+    records = await read_to_end(infra.kafka_access, dead_letter_topic("payment_svc"))
     return any(str(sent.id).encode() in (record.value or b"") for record in records)
 
 

@@ -2,6 +2,7 @@ import secrets
 from typing import ClassVar
 
 import pytest
+from faststream.security import SASLScram512
 
 from common.settings import ServiceSettings, from_environment
 from stack.services import DEFAULT_ADMIN_EMAIL
@@ -82,7 +83,7 @@ def test_the_first_admin_is_refused_when_half_set(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_launchers_own_first_admin_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    password = secrets.token_urlsafe(24)  # as stack.services.local_secret makes it
+    password = secrets.token_urlsafe(24)  # as StackConfig.secret makes it
     monkeypatch.setenv("SHOP_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
     monkeypatch.setenv("SHOP_ADMIN_PASSWORD", password)
     settings = from_environment(UserSettings)
@@ -90,3 +91,42 @@ def test_the_launchers_own_first_admin_is_accepted(monkeypatch: pytest.MonkeyPat
     assert settings.shop_admin_password is not None
     assert settings.shop_admin_password.get_secret_value() == password
     assert password not in repr(settings)
+
+
+def test_a_secured_kafka_without_its_credentials_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "order_svc")
+    monkeypatch.delenv("KAFKA_SASL_PASSWORD", raising=False)
+    with pytest.raises(SystemExit) as refused:
+        from_environment(Settings)
+    assert "KAFKA_SASL_PASSWORD: required with SASL_SSL" in str(refused.value)
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "GSSAPI")
+    with pytest.raises(SystemExit) as refused:
+        from_environment(Settings)
+    assert "KAFKA_SASL_MECHANISM: 'GSSAPI' is not one of" in str(refused.value)
+
+
+def test_the_ecosystems_kafka_settings_reach_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "b-1.example:9096,b-2.example:9096")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "scram-sha-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "order_svc")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret")
+    access = from_environment(Settings).kafka_access()
+    options = access.client_options()
+    assert options["bootstrap_servers"] == ["b-1.example:9096", "b-2.example:9096"]
+    assert (options["security_protocol"], options["sasl_mechanism"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "order_svc",
+        "s3cret",
+    )
+    assert options["ssl_context"] is not None
+    security = access.faststream_security()
+    assert isinstance(security, SASLScram512) and security.use_ssl
+    assert "s3cret" not in repr(from_environment(Settings))  # a secret, never printed
