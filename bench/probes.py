@@ -36,7 +36,7 @@ def stack_roots(config: StackConfig) -> dict[str, int]:
     postmaster = _postmaster_pid(config)
     if postmaster is not None:
         roots["postgres"] = postmaster
-    for service in services.SERVICES:
+    for service in services.known(config):  # each replica by its own name (order_svc#2)
         pid = procs.running_pid(config, service.name)
         if pid is not None:
             roots[service.name] = pid

@@ -520,8 +520,9 @@ async def ensure_database(url: str) -> None:
         if await found.fetchone() is None:
             try:
                 await conn.execute(f'CREATE DATABASE "{target.database}"')
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another replica created it first
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                pass  # another replica created it first (caught by the catalog's index when
+                # both were creating it at once)
 
 
 def alembic_config(versions: Path, metadata: MetaData, connection: Connection) -> Config:

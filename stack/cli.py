@@ -50,16 +50,17 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     # Faults switched on a run before (provider-faults) do not outlive it: the simulated
     # provider starts with PAYMENT_PROVIDER_FAULTS.
     asyncio.run(set_faults(_payment_settings(config).provider_ledger_url(), None))
-    started = [service for service in services.SERVICES if services.start(config, service)]
-    for service in services.SERVICES:
+    everyone = services.processes(config)
+    started = [service for service in everyone if services.start(config, service)]
+    for service in everyone:
         if service not in started:
             step(service.name, "already running")
-    if config.tracing and len(started) < len(services.SERVICES):
+    if config.tracing and len(started) < len(everyone):
         step("zipkin", "services that were already running keep their tracing (make down first)")
     if started:
         step("services", f"started {len(started)}; waiting until each is ready...")
-    services.wait_ready(config, services.SERVICES)
-    gateway = services.SERVICES[-1]
+    services.wait_ready(config, everyone)
+    gateway = everyone[-1]
     admin_email = os.environ.get("SHOP_ADMIN_EMAIL", services.DEFAULT_ADMIN_EMAIL)
     traces = f"  traces    {zipkin.url(config)}  (Zipkin)\n" if config.tracing else ""
     print(
@@ -78,7 +79,7 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
 
 def down(config: StackConfig) -> None:
     """Stop everything ``up`` started: the services, then Kafka and PostgreSQL."""
-    for service in reversed(services.SERVICES):
+    for service in reversed(services.known(config)):
         if services.stop(config, service):
             step(service.name, "stopped")
     if zipkin.stop(config):
@@ -131,12 +132,12 @@ def _kafka_nodes(config: StackConfig, name: str) -> tuple[KafkaNode, ...]:
 
 
 def _service(name: str) -> services.Service:
-    for service in services.SERVICES:
-        if service.name == name:
-            return service
+    found = services.named(name)
+    if found is not None:
+        return found
     nodes = [node.name for node in StackConfig().kafka_nodes if node.name != "kafka"]
     known = ", ".join(["kafka", *nodes, "postgres", *(s.name for s in services.SERVICES)])
-    raise SystemExit(f"unknown process {name!r}; one of {known}")
+    raise SystemExit(f"unknown process {name!r}; one of {known}, or a replica such as order_svc#2")
 
 
 def status(config: StackConfig) -> int:
@@ -163,7 +164,7 @@ def status(config: StackConfig) -> int:
     if config.tracing or zipkin_pid is not None:
         ready = "ready" if zipkin.is_ready(config) else "not ready"
         rows.append((zipkin.NAME, zipkin_pid, zipkin.url(config), ready))
-    for service in services.SERVICES:
+    for service in services.known(config):
         rows.append(
             (
                 service.name,

@@ -2,10 +2,12 @@
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.kafka_access import KafkaAccess
+from schemas.topics import CONSUMING_SERVICES, PARTITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,11 @@ class StackConfig:
     )
     """``SHOP_TRACING=1``: a Zipkin runs beside the stack and every service sends it spans."""
     zipkin_port: int = field(default_factory=lambda: int(os.environ.get("SHOP_ZIPKIN_PORT", 9411)))
+    replicas: Mapping[str, int] = field(
+        default_factory=lambda: _replicas(os.environ.get("SHOP_REPLICAS", ""))
+    )
+    """``SHOP_REPLICAS=2`` (every domain service) or ``order_svc=3,product_svc=2``: how many
+    processes of each service ``up`` starts; one where unsaid, and the gateway always one."""
     kafka_security: str = field(
         default_factory=lambda: _security(os.environ.get("SHOP_KAFKA_SECURITY", ""))
     )
@@ -156,6 +163,32 @@ class KafkaNode:
     @property
     def controller_address(self) -> str:
         return f"127.0.0.1:{self.controller_port}"
+
+
+def _replicas(value: str) -> dict[str, int]:
+    """``2``, or ``order_svc=3,product_svc=2``; refused by name when it names no domain service
+    or asks for more processes than a topic has partitions."""
+    value = value.strip()
+    if not value:
+        return {}
+    wanted: dict[str, int] = {}
+    if value.isdigit():
+        wanted = dict.fromkeys(CONSUMING_SERVICES, int(value))
+    else:
+        for part in value.split(","):
+            service, _, given = part.strip().partition("=")
+            if service not in CONSUMING_SERVICES or not given.strip().isdigit():
+                raise SystemExit(
+                    f"SHOP_REPLICAS: {part.strip()!r} is not <service>=<count> for one of"
+                    f" {', '.join(CONSUMING_SERVICES)}"
+                )
+            wanted[service] = int(given)
+    for service, count in wanted.items():
+        if not 1 <= count <= PARTITIONS:
+            raise SystemExit(
+                f"SHOP_REPLICAS: {service}={count}; from 1 to {PARTITIONS} (a topic's partitions)"
+            )
+    return wanted
 
 
 def _security(value: str) -> str:

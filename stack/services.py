@@ -1,9 +1,10 @@
-"""The shop's own processes: the six domain services and the gateway."""
+"""The shop's own processes: the six domain services, each as one process or several replicas
+(``SHOP_REPLICAS``), and the gateway."""
 
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -17,12 +18,19 @@ PORT_OFFSET = int(os.environ.get("SHOP_HTTP_PORT_OFFSET", "0"))
 
 @dataclass(frozen=True)
 class Service:
-    name: str
+    package: str
     base_port: int
+    replica: int = 1
+    """Its slot among the service's processes: ``order_svc`` is the first, ``order_svc#2`` the
+    second, on its port plus 100 (8102), and so on."""
+
+    @property
+    def name(self) -> str:
+        return self.package if self.replica == 1 else f"{self.package}#{self.replica}"
 
     @property
     def port(self) -> int:
-        return self.base_port + PORT_OFFSET
+        return self.base_port + PORT_OFFSET + 100 * (self.replica - 1)
 
     @property
     def url(self) -> str:
@@ -40,16 +48,53 @@ SERVICES = (
 )
 
 
+def processes(config: StackConfig) -> tuple[Service, ...]:
+    """Every process ``up`` starts: each service's replicas (``SHOP_REPLICAS``), the gateway
+    last."""
+    return tuple(
+        replace(service, replica=replica)
+        for service in SERVICES
+        for replica in range(1, config.replicas.get(service.package, 1) + 1)
+    )
+
+
+def known(config: StackConfig) -> tuple[Service, ...]:
+    """:func:`processes`, and any replica that runs beyond them (started under a larger
+    ``SHOP_REPLICAS``), so that ``down`` and ``status`` leave none out."""
+    extra = []
+    for service in SERVICES:
+        for path in config.run_dir.glob(f"{service.package}#*.pid"):
+            replica = path.stem.split("#", 1)[1]
+            if replica.isdigit():
+                extra.append(replace(service, replica=int(replica)))
+    wanted = processes(config)
+    return wanted + tuple(sorted(set(extra) - set(wanted), key=lambda s: (s.package, s.replica)))
+
+
+def named(name: str) -> Service | None:
+    """``order_svc`` or one of its replicas, ``order_svc#2``."""
+    package, _, replica = name.partition("#")
+    for service in SERVICES:
+        if service.package == package:
+            if not replica:
+                return service
+            if replica.isdigit() and int(replica) >= 1 and service.package != "gateway_svc":
+                return replace(service, replica=int(replica))
+    return None
+
+
 def environment(config: StackConfig, service: Service) -> dict[str, str]:
     """The user's environment, plus where everything of this stack is."""
     env = dict(os.environ)
     env.update(
         DATABASE_URL=config.database_url,
         HTTP_PORT=str(service.port),
+        CONSUMER_REPLICA=str(service.replica),
         PYTHONUNBUFFERED="1",
     )
-    env.update(config.kafka_env(service.name))
-    env.update({f"{other.name.upper()}_URL": other.url for other in SERVICES})
+    env.update(config.kafka_env(service.package))
+    # the gateway calls each service's first process (several behind a balancer elsewhere)
+    env.update({f"{other.package.upper()}_URL": other.url for other in SERVICES})
     if config.tracing or procs.running_pid(config, zipkin.NAME) is not None:
         # a service restarted alone (stack restart, the fault suite) stays traced while the
         # stack's Zipkin runs, whatever the shell it was restarted from says
@@ -71,9 +116,9 @@ def start(config: StackConfig, service: Service) -> bool:
     procs.start(
         config,
         service.name,
-        [sys.executable, "-m", service.name],
+        [sys.executable, "-m", service.package],
         env=environment(config, service),
-        marker=f"-m {service.name}",
+        marker=f"-m {service.package}",
         cwd=ROOT,
     )
     return True
