@@ -16,7 +16,10 @@ from stack.config import ROOT
 from tests.faults.figures import shown
 from tests.faults.shop import FaultShop, ShopDidNotStartError, running_fault_shop
 
-SHORT_CASES = "kill_payment_svc,kill_product_svc,sigterm_order_svc,redeliver,poison,provider_errors"
+SHORT_CASES = (
+    "kill_payment_svc,kill_product_svc,sigterm_order_svc,redeliver,poison,provider_errors,"
+    "failover_kill_busiest_broker,failover_kill_one_replica_each"
+)
 SOAK = "soak"
 """The short soak's name in SHOP_FAULTS_CASES (``all`` includes it)."""
 FIGURES_FILE = ROOT / ".cache" / "faults" / "figures.json"

@@ -7,10 +7,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.kafka_access import KafkaAccess
+from schemas.topics import CONSUMED_TOPICS
 from stack import dlq
 from tests.e2e.conftest import (
     ADMIN_EMAIL,
@@ -36,6 +37,14 @@ class FaultShop:
     databases: Databases
     catalog: Catalog
     buyers: list[Buyer]
+    accepted: dict[str, str] = field(default_factory=dict)
+    """Every order the shop accepted in the cases so far, checked after each case."""
+    poison: dict[str, set[bytes]] = field(
+        default_factory=lambda: {service: set() for service in CONSUMED_TOPICS}
+    )
+    """What each service's dead-letter topic must hold, and nothing else."""
+    hot_products: set[str] = field(default_factory=set)
+    """Products raced for their last units (the failover cases): each must end sold out."""
 
     @property
     def bootstrap(self) -> str:
@@ -105,18 +114,28 @@ class FaultShop:
         self.stack("start", name)
 
 
+CLUSTER = {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram", "SHOP_REPLICAS": "2"}
+"""Kafka as production runs it: three brokers, SASL/SCRAM with ACLs, two processes of each
+service (the failover cases' shop)."""
+
+
 @contextmanager
-def running_fault_shop(state_dir: Path) -> Iterator[FaultShop]:
-    """``python -m stack up`` on the fault suite's ports (SHOP_FAULTS_*), in ``state_dir``, with
-    six products (one sold out) and twelve buyers; everything stopped on the way out."""
-    kafka_port = int(os.environ.get("SHOP_FAULTS_KAFKA_PORT", 29792))
+def running_fault_shop(state_dir: Path, *, cluster: bool = False) -> Iterator[FaultShop]:
+    """``python -m stack up`` on the fault suite's ports (SHOP_FAULTS_*, or SHOP_FAULTS_CLUSTER_*
+    for a ``cluster``, :data:`CLUSTER`), in ``state_dir``, with six products (one sold out) and
+    twelve buyers; everything stopped on the way out."""
+    prefix = "SHOP_FAULTS_CLUSTER_" if cluster else "SHOP_FAULTS_"
+    kafka_port = int(os.environ.get(f"{prefix}KAFKA_PORT", 29892 if cluster else 29792))
     env = {
         **os.environ,
+        **(CLUSTER if cluster else {}),
         "SHOP_STATE_DIR": str(state_dir),
         "SHOP_KAFKA_PORT": str(kafka_port),
         "SHOP_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
-        "SHOP_PG_PORT": os.environ.get("SHOP_FAULTS_PG_PORT", "25734"),
-        "SHOP_HTTP_PORT_OFFSET": os.environ.get("SHOP_FAULTS_HTTP_PORT_OFFSET", "600"),
+        "SHOP_PG_PORT": os.environ.get(f"{prefix}PG_PORT", "25834" if cluster else "25734"),
+        "SHOP_HTTP_PORT_OFFSET": os.environ.get(
+            f"{prefix}HTTP_PORT_OFFSET", "700" if cluster else "600"
+        ),
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT_PER_MINUTE": "100000",

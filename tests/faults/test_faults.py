@@ -20,7 +20,7 @@ from common.kafka_access import KafkaAccess
 from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
 from stack import dlq
 from stack.config import ROOT
-from tests.faults.conftest import FIGURES, SOAK, chosen_cases, faults_rate, faults_seconds
+from tests.faults.conftest import FIGURES, chosen_cases, faults_rate, faults_seconds
 from tests.faults.figures import FaultWindow, fault_figures
 from tests.faults.load import CANCEL_SHARE, OrderStream
 from tests.faults.shop import SERVICES, FaultShop
@@ -28,9 +28,6 @@ from tests.faults.shop import SERVICES, FaultShop
 pytestmark = pytest.mark.faults
 
 CONSUMERS = CONSUMED_TOPICS
-ACCEPTED: dict[str, str] = {}
-POISON: dict[str, set[bytes]] = {service: set() for service in CONSUMERS}
-"""What each service's dead-letter topic must hold, and nothing else."""
 
 
 def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
@@ -46,9 +43,9 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
     fault = FaultWindow(name, started, time.time(), restarted_service(name))
     time.sleep(max(1.0, seconds * 2 / 3))
     tally = stream.stop()
-    ACCEPTED.update(tally.accepted)
-    recovery = fs.databases.wait_until_settled(ACCEPTED)
-    findings = fs.databases.check(ACCEPTED)
+    fs.accepted.update(tally.accepted)
+    recovery = fs.databases.wait_until_settled(fs.accepted)
+    findings = fs.databases.check(fs.accepted)
     letters_wrong = dead_letters_not_poison(fs)
     FIGURES.append(
         {
@@ -72,7 +69,7 @@ def run_case(fs: FaultShop, name: str, inject: Callable[[], None]) -> None:
 
 def dead_letters_not_poison(fs: FaultShop) -> list[str]:
     wrong = []
-    for service, expected in POISON.items():
+    for service, expected in fs.poison.items():
         letters = asyncio.run(dlq.read(fs.kafka_access, service))
         values = {letter.value for letter in letters}
         wrong += [
@@ -139,11 +136,11 @@ async def _republish_tail(access: KafkaAccess, per_partition: int) -> None:
 
 def poison(fs: FaultShop) -> None:
     """Malformed, oversized-looking, wrong-typed and unknown messages on every consumed topic."""
-    asyncio.run(_publish_poison(fs.kafka_access))
+    asyncio.run(_publish_poison(fs))
 
 
-async def _publish_poison(access: KafkaAccess) -> None:
-    producer = AIOKafkaProducer(**access.client_options())
+async def _publish_poison(fs: FaultShop) -> None:
+    producer = AIOKafkaProducer(**fs.kafka_access.client_options())
     await producer.start()
     try:
         topics = {topic for topics in CONSUMERS.values() for topic in topics}
@@ -160,7 +157,7 @@ async def _publish_poison(access: KafkaAccess) -> None:
                 await producer.send_and_wait(topic.name, payload, key=tag.encode())
                 for service, consumed in CONSUMERS.items():
                     if topic in consumed:
-                        POISON[service].add(payload)
+                        fs.poison[service].add(payload)
     finally:
         await producer.stop()
 
@@ -218,7 +215,7 @@ def provider_down_redrive(fs: FaultShop) -> None:
     fs.provider_window("unavailable=1", 4)
     new = fs.new_dead_letters("payment_svc", before)
     assert new, "the provider was down 4 s and payment_svc dead-lettered nothing"
-    POISON["payment_svc"].update(letter.value for letter in new)  # expected there, not poison
+    fs.poison["payment_svc"].update(letter.value for letter in new)  # expected there, not poison
     fs.stack("dlq", "redrive", "payment_svc", *(str(letter.offset) for letter in new))
 
 
@@ -254,7 +251,7 @@ FULL = [f"kill_{s}" for s in SERVICES] + [
 
 def selected() -> list[str]:
     cases = chosen_cases()
-    return FULL if cases == ["all"] else [case for case in cases if case != SOAK]
+    return FULL if cases == ["all"] else [case for case in cases if case in CASES]
 
 
 @pytest.mark.parametrize("case", selected())
@@ -267,4 +264,4 @@ def test_duplicates_were_tried_and_absorbed(fault_shop: FaultShop) -> None:
         pytest.skip("no fault case ran")
     assert fault_shop.databases.duplicates_absorbed() > 0
     if os.environ.get("SHOP_FAULTS_MIN_ORDERS"):
-        assert len(ACCEPTED) >= int(os.environ["SHOP_FAULTS_MIN_ORDERS"])
+        assert len(fault_shop.accepted) >= int(os.environ["SHOP_FAULTS_MIN_ORDERS"])
