@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 READY  := $(VENV)/.installed
 SERVICE ?= gateway_svc
 
-.PHONY: install up down status logs test lint contracts contracts-refresh format clean demo dlq bench faults soak bench-tracing
+.PHONY: install up down status logs test lint contracts contracts-refresh format clean demo dlq bench faults soak bench-tracing bench-cluster bench-replicas
 
 install: $(READY)
 
@@ -72,4 +72,10 @@ bench: $(READY)  ## baselines, then orders stepped up to the knee, then reads: m
 	@$(PY) -m bench $(ARGS)
 
 bench-tracing: $(READY)  ## the bench with tracing off, on at 100% and at 10%, back to back: make bench-tracing ARGS=--quick
-	@$(PY) -m bench.tracing $(ARGS)
+	@$(PY) -m bench.variants tracing $(ARGS)
+
+bench-cluster: $(READY)  ## the bench on one broker, then on three brokers with SCRAM and two processes of each service
+	@$(PY) -m bench.variants cluster $(ARGS)
+
+bench-replicas: $(READY)  ## the bench with 1, 2 and 3 processes of payment_svc, the busiest service
+	@$(PY) -m bench.variants replicas $(ARGS)

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from common.db import libpq_url
+from common.kafka_access import KafkaAccess
 from schemas.topics import CONSUMING_SERVICES, DOMAIN_TOPICS
 from stack import postgres, procs, services
 from stack.config import StackConfig
@@ -239,10 +240,10 @@ def pg_counters(url: str, databases: Iterable[str] = CONSUMING_SERVICES) -> PgCo
 class KafkaOffsets:
     """End offsets of the shop's topics and the offsets each service's group committed."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    def __init__(self, access: KafkaAccess) -> None:
+        options = access.client_options()
+        self._admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
+        self._consumer = AIOKafkaConsumer(**options, group_id=None)
         self._lock = asyncio.Lock()  # one request at a time on the shared clients
         self._partitions = [
             TopicPartition(topic.name, partition)

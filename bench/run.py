@@ -79,7 +79,7 @@ class ShopBench:
 
     async def run(self) -> None:
         options = self.options
-        async with probes.KafkaOffsets(self.config.kafka_bootstrap) as offsets:
+        async with probes.KafkaOffsets(self.config.kafka_access()) as offsets:
             self.offsets = offsets
             try:
                 await self._setup()
@@ -142,7 +142,7 @@ class ShopBench:
     async def _steps(self) -> None:
         options = self.options
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-        tail = OrderTail(self.config.kafka_bootstrap)
+        tail = OrderTail(self.config.kafka_access())
         await tail.start()
         try:
             async with httpx.AsyncClient(base_url=GATEWAY.url, timeout=30, limits=limits) as http:

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from bench.stats import Latency
+from common.kafka_access import KafkaAccess
 from schemas.topics import INVENTORY_EVENTS, ORDERS_COMMANDS, ORDERS_EVENTS, PAYMENTS_EVENTS
 
 FINAL_TYPES = frozenset({"OrderPaid", "OrderCancelled", "OrderRejected"})
@@ -63,7 +64,7 @@ class OrderTail:
     a consumer group; remembers the first final event of every order, and when each message of
     its path was produced."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, access: KafkaAccess) -> None:
         self.finals: dict[str, Final] = {}
         self.path_stamps: dict[str, dict[str, float]] = {}
         """Order id -> message type -> when it was produced (the record's timestamp, s)."""
@@ -72,7 +73,7 @@ class OrderTail:
         # record produced on one of its four topics), which spares the broker and the bench's
         # own client the work on the cores that the shop shares with them.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **access.client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=FETCH_WAIT_MS,

@@ -1,11 +1,18 @@
-"""``python -m bench.tracing [--rounds N] [bench options]`` (``make bench-tracing``): what tracing
-costs. The same bench (:mod:`bench.run`) for each variant back to back, the stack restarted for
-each: tracing off, on with every trace sampled, on with one in ten (OpenTelemetry's own sampler
-variables), the variants taken in turn ``N`` times. Prints, side by side, each variant's median
+"""``python -m bench.variants COMPARISON [--rounds N] [bench options]``: the same bench
+(:mod:`bench.run`) for each variant of the stack's settings, back to back, the stack restarted
+for each and the variants taken in turn ``N`` times. Prints, side by side, each variant's median
 (and range) of the knee, the p99 from the client's send to the order's end and the CPU seconds
-per order at a rate all of them hold, and each as a ratio of tracing off. CPU counts the shop's
-processes (services, Kafka, PostgreSQL), not the Zipkin that receives the spans. Each run's
-JSON goes to ``<state dir>/bench/tracing/``."""
+per order at a rate all of them hold, and each as a ratio of the first variant. CPU counts the
+shop's processes (services, Kafka, PostgreSQL), not a Zipkin that receives spans. Each run's
+JSON goes to ``<state dir>/bench/<comparison>/``.
+
+- ``tracing`` (``make bench-tracing``): tracing off, on with every trace sampled, on with one in
+  ten (OpenTelemetry's own sampler variables).
+- ``cluster`` (``make bench-cluster``): one broker, against three brokers with SASL/SCRAM and
+  two processes of each service.
+- ``replicas`` (``make bench-replicas``): 1, 2 and 3 processes of the busiest service
+  (payment_svc, the group with the most messages per order), on one broker.
+"""
 
 import argparse
 import contextlib
@@ -20,19 +27,32 @@ from stack import cli
 from stack.config import StackConfig
 from stack.progress import step
 
-VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("off", {}),
-    ("on, 100%", {"SHOP_TRACING": "1"}),
-    (
-        "on, 10%",
-        {
-            "SHOP_TRACING": "1",
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.1",
-        },
+Variants = tuple[tuple[str, dict[str, str]], ...]
+COMPARISONS: dict[str, Variants] = {
+    "tracing": (
+        ("off", {}),
+        ("on, 100%", {"SHOP_TRACING": "1"}),
+        (
+            "on, 10%",
+            {
+                "SHOP_TRACING": "1",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            },
+        ),
     ),
-)
-TRACING_VARIABLES = ("SHOP_TRACING", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
+    "cluster": (
+        ("1 broker", {}),
+        (
+            "3+SCRAM+2x",
+            {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram", "SHOP_REPLICAS": "2"},
+        ),
+    ),
+    "replicas": tuple((f"payment x{n}", {"SHOP_REPLICAS": f"payment_svc={n}"}) for n in (1, 2, 3)),
+}
+VARIABLES = {name for variants in COMPARISONS.values() for _, env in variants for name in env}
+"""Every setting a variant sets: cleared before each, so that one's does not leak into the
+next."""
 COMPARED_AT = 50.0
 """Orders/s at which the p99 and the CPU per order are compared: a rate every variant held on
 this 2-core machine (tracing at 100% did not hold 100/s)."""
@@ -79,17 +99,17 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}" if value is not None and base else "-"
 
 
-def render(rounds: list[list[Figures]]) -> str:
-    """Per variant: the median of the rounds (and their range), and its ratio to tracing off."""
+def render(rounds: list[list[Figures]], comparison: str = "tracing") -> str:
+    """Per variant: the median of the rounds (and their range), and its ratio to the first."""
     names = [row.variant for row in rounds[0]]
     columns = {
         name: [row for one in rounds for row in one if row.variant == name] for name in names
     }
     base = columns[names[0]]
     lines = [
-        f"tracing cost: {len(rounds)} round(s) of each, back to back; median (range);"
+        f"{comparison}: {len(rounds)} round(s) of each, back to back; median (range);"
         f" p99 and CPU per order at {COMPARED_AT:.0f}/s",
-        f"{'tracing':<10}{'knee/s':>18}{'ratio':>7}{'p99 s':>22}{'ratio':>7}"
+        f"{'variant':<12}{'knee/s':>16}{'ratio':>7}{'p99 s':>22}{'ratio':>7}"
         f"{'CPU s/order':>24}{'ratio':>7}",
     ]
     for name in names:
@@ -98,7 +118,7 @@ def render(rounds: list[list[Figures]]) -> str:
         p99s = [r.p99_s for r in rows]
         cpus = [r.cpu_per_order_s for r in rows]
         lines.append(
-            f"{name:<10}{_spread(knees, 0):>18}"
+            f"{name:<12}{_spread(knees, 0):>16}"
             f"{_ratio(_median(knees), _median([r.knee for r in base])):>7}"
             f"{_spread(p99s, 3):>22}"
             f"{_ratio(_median(p99s), _median([r.p99_s for r in base])):>7}"
@@ -110,6 +130,7 @@ def render(rounds: list[list[Figures]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("comparison", choices=sorted(COMPARISONS))
     own.add_argument("--rounds", type=int, default=1, help="each variant this many times")
     mine, rest = own.parse_known_args(argv)
     opts = options.parse(rest)
@@ -117,24 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[list[Figures]] = []
     for number in range(1, mine.rounds + 1):
         rows: list[Figures] = []
-        for variant, settings in VARIANTS:
-            for name in TRACING_VARIABLES:
+        for variant, settings in COMPARISONS[mine.comparison]:
+            with contextlib.redirect_stdout(sys.stderr):
+                cli.down(StackConfig())  # as the last variant ran, whatever it was
+            for name in VARIABLES:
                 os.environ.pop(name, None)
             os.environ.update(settings)
             config = StackConfig()
-            step("bench", f"round {number}, tracing {variant}: the stack restarted with it...")
-            with contextlib.redirect_stdout(sys.stderr):
-                cli.down(config)
+            step("bench", f"round {number}, {variant}: the stack restarted with it...")
             results = run.run(opts)
             results.ratios = report.compute_ratios(results)
-            results.notes = [f"tracing {variant}, round {number}"]
-            path = report.write_json(results, config.state_dir / "bench" / "tracing")
-            step("bench", f"tracing {variant}: results in {path}")
+            results.notes = [f"{mine.comparison} {variant}, round {number}"]
+            path = report.write_json(results, config.state_dir / "bench" / mine.comparison)
+            step("bench", f"{variant}: results in {path}")
             rows.append(figures(variant, results))
         rounds.append(rows)
     with contextlib.redirect_stdout(sys.stderr):
         cli.down(config)
-    sys.stdout.write(render(rounds))
+    sys.stdout.write(render(rounds, mine.comparison))
     return 0 if all(row.knee is not None for rows in rounds for row in rows) else 1
 
 
