@@ -4,12 +4,15 @@ for each and the variants taken in turn ``N`` times. Prints, side by side, each 
 (and range) of the knee, the p99 from the client's send to the order's end and the CPU seconds
 per order at a rate all of them hold, and each as a ratio of the first variant. CPU counts the
 shop's processes (services, Kafka, PostgreSQL), not a Zipkin that receives spans. Each run's
-JSON goes to ``<state dir>/bench/<comparison>/``.
+JSON goes to ``<state dir>/bench/<comparison>/``; each variant's stack runs in
+``<state dir>/variants/<comparison>/<variant>/``.
 
 - ``tracing`` (``make bench-tracing``): tracing off, on with every trace sampled, on with one in
   ten (OpenTelemetry's own sampler variables).
 - ``cluster`` (``make bench-cluster``): one broker, against three brokers with SASL/SCRAM and
   two processes of each service.
+- ``cluster-steps``: where the cluster's cost comes from, one part at a time: one broker,
+  three brokers, three with SCRAM, one broker with two processes of each service.
 - ``replicas`` (``make bench-replicas``): 1, 2 and 3 processes of the busiest service
   (payment_svc, the group with the most messages per order), on one broker.
 """
@@ -47,6 +50,12 @@ COMPARISONS: dict[str, Variants] = {
             "3+SCRAM+2x",
             {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram", "SHOP_REPLICAS": "2"},
         ),
+    ),
+    "cluster-steps": (
+        ("1 broker", {}),
+        ("3 brokers", {"SHOP_KAFKA_BROKERS": "3"}),
+        ("3+SCRAM", {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram"}),
+        ("1+2x", {"SHOP_REPLICAS": "2"}),
     ),
     "replicas": tuple((f"payment x{n}", {"SHOP_REPLICAS": f"payment_svc={n}"}) for n in (1, 2, 3)),
 }
@@ -134,22 +143,27 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--rounds", type=int, default=1, help="each variant this many times")
     mine, rest = own.parse_known_args(argv)
     opts = options.parse(rest)
+    base = StackConfig().state_dir
     config = StackConfig()
     rounds: list[list[Figures]] = []
     for number in range(1, mine.rounds + 1):
         rows: list[Figures] = []
         for variant, settings in COMPARISONS[mine.comparison]:
             with contextlib.redirect_stdout(sys.stderr):
-                cli.down(StackConfig())  # as the last variant ran, whatever it was
+                cli.down(config)  # as the last variant ran, whatever it was
             for name in VARIABLES:
                 os.environ.pop(name, None)
             os.environ.update(settings)
+            # each variant in a folder of its own: a broker's storage is formatted for one
+            # topology and one security, and the results stay apart
+            slug = "".join(c if c.isalnum() else "-" for c in variant)
+            os.environ["SHOP_STATE_DIR"] = str(base / "variants" / mine.comparison / slug)
             config = StackConfig()
             step("bench", f"round {number}, {variant}: the stack restarted with it...")
             results = run.run(opts)
             results.ratios = report.compute_ratios(results)
             results.notes = [f"{mine.comparison} {variant}, round {number}"]
-            path = report.write_json(results, config.state_dir / "bench" / mine.comparison)
+            path = report.write_json(results, base / "bench" / mine.comparison)
             step("bench", f"{variant}: results in {path}")
             rows.append(figures(variant, results))
         rounds.append(rows)

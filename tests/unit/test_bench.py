@@ -24,6 +24,7 @@ from bench.stats import (
     select_knee,
 )
 from bench.tail import PATH, OrderTail, hop_latencies
+from bench.variants import COMPARISONS, VARIABLES, Figures, render
 from tests.conftest import consumer_record, http_server
 
 
@@ -269,3 +270,22 @@ async def test_reads_come_from_as_many_addresses_as_visitors_each_under_a_per_ad
     assert alone.ok == 5 and alone.statuses["429"] > 5
     assert set(seen) == set(loopback_addresses(64))
     assert many.ok == 5 * 64 and many.visitors == 64
+
+
+def test_variants_are_compared_by_their_medians_with_ratios_to_the_first() -> None:
+    rounds = [
+        [Figures("1 broker", 200, 0.100, 0.020), Figures("3+SCRAM+2x", 100, 0.300, 0.030)],
+        [Figures("1 broker", 150, 0.200, 0.024), Figures("3+SCRAM+2x", 50, 0.500, 0.034)],
+    ]
+    table = render(rounds, "cluster").splitlines()
+    assert table[0].startswith("cluster: 2 round(s) of each")
+    first, second = table[2].split(), table[3].split()
+    assert first[:3] == ["1", "broker", "175"] and "(150-200)" in table[2]
+    assert second[0] == "3+SCRAM+2x" and second[1] == "75" and "0.43" in second
+    assert "2.67" in second  # the p99, 0.400 s against 0.150 s
+    assert set(VARIABLES) >= {"SHOP_TRACING", "SHOP_KAFKA_BROKERS", "SHOP_REPLICAS"}
+    assert [name for name, _ in COMPARISONS["replicas"]] == [
+        "payment x1",
+        "payment x2",
+        "payment x3",
+    ]
