@@ -53,7 +53,8 @@ format: $(READY)
 	$(PY) -m ruff check --fix .
 
 clean: down  ## remove the data folders and logs (keeps the jars and the virtualenv)
-	rm -rf .cache/kafka .cache/postgres .cache/logs .cache/run .cache/test-stack
+	rm -rf .cache/kafka .cache/kafka-[0-9] .cache/postgres .cache/logs .cache/run .cache/test-stack \
+	  .cache/secrets/kafka .cache/kcat.conf .cache/variants
 
 demo: $(READY)  ## a small catalog and a few orders through the gateway, timelines printed live
 	@$(PY) -m stack.demo

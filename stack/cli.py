@@ -10,9 +10,11 @@ import os
 import sys
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from common.kafka_access import KafkaAccess
 from common.lag import consumer_lag
+from common.settings import refusal
 from payment_svc.adapters import Faults, set_faults
 from payment_svc.app import create_provider
 from payment_svc.reconcile import reconcile as compare_ledgers
@@ -84,8 +86,8 @@ def down(config: StackConfig) -> None:
             step(service.name, "stopped")
     if zipkin.stop(config):
         step("zipkin", "stopped")
-    for node in kafka.stop(config):
-        step(node.name, "stopped")
+    for name in kafka.stop(config):
+        step(name, "stopped")
     if not config.external_database and postgres.stop(config):
         step("postgres", "stopped")
     print(f"Everything is down ({elapsed():.1f}s).", flush=True)
@@ -214,8 +216,13 @@ def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
             f" than the inboxes keep ids ({dlq.inbox_keep(args.service)}), so a service that"
             " applied one may apply it again; --force re-drives them all the same"
         )
-        return 1
-    return 0
+    if redriven.unmatched:
+        print(
+            f"refused offsets {', '.join(map(str, redriven.unmatched))}: each letter must be the"
+            " record it names on a topic the service consumes (key and value), and that record"
+            " must still be there; none of these is"
+        )
+    return 1 if redriven.too_old or redriven.unmatched else 0
 
 
 def reconcile(config: StackConfig) -> int:
@@ -251,7 +258,10 @@ def provider_faults(config: StackConfig, spec: str) -> int:
 
 
 def _payment_settings(config: StackConfig) -> PaymentSettings:
-    return PaymentSettings(database_url=config.database_url)
+    try:
+        return PaymentSettings(database_url=config.database_url)
+    except ValidationError as exc:  # by name, never with the values (a password among them)
+        raise SystemExit(refusal(PaymentSettings.service_name, exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,9 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "logs":
         logs(config, args.name)
     elif args.command == "rewind":
-        stop_one(config, args.name, crash=False)
-        print(kafka.shift_offsets(config, args.name, -abs(args.by)))
-        start_one(config, args.name)
+        # every process of the group leaves it first: Kafka resets an empty group only
+        group = [s.name for s in services.known(config) if s.package == _service(args.name).package]
+        for name in group:
+            stop_one(config, name, crash=False)
+        print(kafka.shift_offsets(config, _service(args.name).package, -abs(args.by)))
+        for name in group:
+            start_one(config, name)
     elif args.command == "dlq":
         return dead_letters(config, args)
     elif args.command == "reconcile":

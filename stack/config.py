@@ -130,6 +130,8 @@ class StackConfig:
         path = self.state_dir / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for folder in (self.state_dir / "secrets", path.parent):  # mkdir's mode skips parents
+                folder.chmod(0o700)
             path.touch(mode=0o600)
             path.write_text(secrets.token_urlsafe(24))
         return path.read_text().strip()

@@ -15,16 +15,18 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from common.kafka_access import KafkaAccess
-from common.settings import ServiceSettings
-from schemas.topics import CONSUMING_SERVICES, dead_letter_topic
+from common.settings import ServiceSettings, from_environment
+from schemas.topics import CONSUMED_TOPICS, CONSUMING_SERVICES, dead_letter_topic
 
 
 def inbox_keep(service: str) -> timedelta:
     """How long the inboxes keep an id: ``INBOX_KEEP_HOURS`` as the service reads it (from the
     environment or ``.env``; the services of one stack share it)."""
-    settings: ServiceSettings = importlib.import_module(f"{service}.settings").Settings()
+    settings_class = importlib.import_module(f"{service}.settings").Settings
+    settings: ServiceSettings = from_environment(settings_class)  # refused by name, no values
     return timedelta(hours=settings.inbox_keep_hours)
 
 
@@ -91,6 +93,10 @@ class Redriven(NamedTuple):
     sent: int
     too_old: list[int]
     """Offsets refused: their message is older than the inboxes keep ids (see ``force``)."""
+    unmatched: list[int] = []
+    """Offsets refused: the letter is not the record it names (a topic the service does not
+    consume, or another key or value there), or that record is gone. Anyone who may write a
+    service's dead-letter topic could otherwise have the admin publish anything anywhere."""
 
 
 async def redrive(
@@ -108,13 +114,13 @@ async def redrive(
             too_old.append(letter.offset)
         else:
             chosen.append(letter)
+    unmatched = [letter.offset for letter in chosen if not await _is_original(access, letter)]
+    chosen = [letter for letter in chosen if letter.offset not in unmatched]
     producer = AIOKafkaProducer(**access.client_options(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for letter in chosen:
-            origin = letter.headers.get("dlq.topic")
-            if not origin:
-                continue
+            origin = letter.headers["dlq.topic"]
             headers = [
                 (name, value)
                 for name, value in letter.record_headers
@@ -124,7 +130,42 @@ async def redrive(
             await producer.send_and_wait(origin, letter.value, key=letter.key, headers=headers)
     finally:
         await producer.stop()
-    return Redriven(len(chosen), too_old)
+    return Redriven(len(chosen), too_old, unmatched)
+
+
+async def _is_original(access: KafkaAccess, letter: DeadLetter) -> bool:
+    """Whether the letter's key and value are those of the record its headers name, on a topic
+    its service consumes: only that record is ever published again."""
+    consumed = {topic.name for topic in CONSUMED_TOPICS.get(letter.service, ())}
+    origin = letter.headers.get("dlq.topic", "")
+    try:
+        partition = int(letter.headers["dlq.partition"])
+        offset = int(letter.headers["dlq.offset"])
+    except (KeyError, ValueError):
+        return False
+    if origin not in consumed:
+        return False
+    consumer = AIOKafkaConsumer(**access.client_options(), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        where = TopicPartition(origin, partition)
+        consumer.assign([where])
+        consumer.seek(where, offset)
+        batch = await consumer.getmany(where, timeout_ms=5000, max_records=1)
+    except KafkaError:
+        return False
+    finally:
+        await consumer.stop()
+    found = batch.get(where, [])
+    return (
+        bool(found)
+        and found[0].offset == offset
+        and (found[0].key, found[0].value)
+        == (
+            letter.key,
+            letter.value,
+        )
+    )
 
 
 def show(access: KafkaAccess, services: list[str]) -> int:

@@ -89,7 +89,8 @@ def _properties(config: StackConfig, node: KafkaNode) -> Path:
         quorum = f"controller.quorum.voters={voters}"
     path = node.folder / "server.properties"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)  # with SCRAM, it holds the admin's password
+    path.touch(mode=0o600)  # with SCRAM, it holds the passwords
+    path.chmod(0o600)  # also one written before, under another mode
     path.write_text(
         "\n".join(
             [
@@ -254,7 +255,9 @@ def _check_security(config: StackConfig, node: KafkaNode) -> None:
 
 
 def _cluster_id(config: StackConfig) -> str | None:
-    """The id of the nodes already formatted, so that a node whose folder was wiped rejoins."""
+    """The id of the nodes already formatted: a node formatted after the others (its first
+    start) joins their cluster. A voter whose log was wiped is not safe to bring back this way
+    (its quorum's state is lost with it): stop the cluster and make clean instead."""
     for node in config.kafka_nodes:
         meta = node.folder / "data" / "meta.properties"
         if meta.exists():
@@ -406,6 +409,7 @@ def write_kcat_conf(config: StackConfig) -> Path:
     path = config.state_dir / "kcat.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
+    path.chmod(0o600)
     path.write_text(kcat_conf(config))
     return path
 
@@ -425,6 +429,24 @@ def kcat_conf(config: StackConfig, principal: str = ADMIN) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _admin_client_config(config: StackConfig) -> list[str]:
+    """``--command-config`` for Kafka's own tools: the admin's SCRAM credentials, in a file of
+    mode 600 (never on a command line, where ``ps`` shows it)."""
+    access = config.kafka_access()
+    if not access.sasl:
+        return []
+    path = config.state_dir / "secrets" / "kafka" / "admin.properties"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    path.write_text(
+        f"security.protocol={access.security_protocol}\n"
+        f"sasl.mechanism={access.sasl_mechanism}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required"
+        f' username="{access.sasl_username}" password="{access.sasl_password}";\n'
+    )
+    return ["--command-config", str(path)]
+
+
 def shift_offsets(config: StackConfig, group: str, by: int) -> str:
     """Move an inactive consumer group's offsets on all its topics by ``by`` (negative: rewind),
     with Kafka's own ConsumerGroupCommand. Its members must be stopped first."""
@@ -434,6 +456,7 @@ def shift_offsets(config: StackConfig, group: str, by: int) -> str:
             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
             "--bootstrap-server",
             config.kafka_bootstrap,
+            *_admin_client_config(config),
             "--group",
             group,
             "--reset-offsets",
@@ -449,11 +472,17 @@ def shift_offsets(config: StackConfig, group: str, by: int) -> str:
     return result.stdout
 
 
-def stop(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> list[KafkaNode]:
-    """Stop the nodes (every node by default) together, gracefully; the ones that ran."""
-    nodes = config.kafka_nodes if nodes is None else nodes
-    stopped = procs.stop_all(config, [n.name for n in nodes], grace_s=30)
-    return [n for n in nodes if n.name in stopped]
+def stop(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> list[str]:
+    """Stop the nodes together, gracefully; the names of those that ran. By default every node,
+    also one of a topology other than this shell's (``up`` with ``SHOP_KAFKA_BROKERS=3``,
+    ``down`` without it), found by its pid file."""
+    if nodes is None:
+        names = [n.name for n in config.kafka_nodes]
+        names += sorted({path.stem for path in config.run_dir.glob("kafka*.pid")} - set(names))
+    else:
+        names = [n.name for n in nodes]
+    stopped = procs.stop_all(config, names, grace_s=30)
+    return [name for name in names if name in stopped]
 
 
 def kill(config: StackConfig, nodes: Sequence[KafkaNode] | None = None) -> list[KafkaNode]:

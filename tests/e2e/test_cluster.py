@@ -27,18 +27,20 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from common.kafka_access import KafkaAccess
-from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, ORDERS_EVENTS, PAYMENTS_EVENTS, Topic
+from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, ORDERS_EVENTS, Topic
 from stack import kafka
 from stack.kafka_acls import PRINCIPALS
 from tests.conftest import eventually
 from tests.e2e.conftest import Client, Shop, launcher, new_product, payment_method, stack_up
+from tests.e2e.test_stack import our_processes
 from tests.integration.conftest import read_to_end
 
 pytestmark = pytest.mark.e2e
 
 KAFKA_PORT = int(os.environ.get("SHOP_E2E_CLUSTER_KAFKA_PORT", 29492))
 PG_PORT = int(os.environ.get("SHOP_E2E_CLUSTER_PG_PORT", 25536))
-OFFSET = int(os.environ.get("SHOP_E2E_CLUSTER_HTTP_PORT_OFFSET", 500))
+OFFSET = int(os.environ.get("SHOP_E2E_CLUSTER_HTTP_PORT_OFFSET", 1500))
+"""Its second processes take the ports plus 100: clear of the other test stacks' (100 to 700)."""
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         SHOP_REPLICAS="2",
     ) as shop:
         yield shop
-    left = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
+    left = our_processes(str(state))
     assert not left, f"processes left after down: {left}"
 
 
@@ -134,7 +136,16 @@ def test_a_service_reads_what_it_consumes_and_cannot_write_what_it_does_not_own(
     assert "authoriz" in other.stderr.lower(), other.stderr
     group = kcat("-G", "payment_svc", "users.events", "-e", "-q", config=notifications)
     assert "authoriz" in group.stderr.lower(), group.stderr
-    assert {"gateway_svc", "notification_svc", "order_svc"} <= set(PRINCIPALS)
+    # the gateway writes commands and reads orders.events; no event is its to write
+    gateway = kcat_config(cluster, "gateway_svc")
+    command = '{"type": "PlaceOrder", "data": {}}\n'
+    sent = kcat("-P", "-t", "orders.commands", "-k", "o-2", config=gateway, send=command)
+    assert sent.returncode == 0 and "failed" not in sent.stderr.lower(), sent.stderr
+    event = kcat("-P", "-t", "orders.events", "-k", "o-2", config=gateway, send=succeeded)
+    assert "Topic authorization failed" in event.stderr, event.stderr
+    users = kcat("-C", "-t", "users.events", "-e", "-q", config=gateway)
+    assert "authoriz" in users.stderr.lower(), users.stderr
+    assert set(PRINCIPALS) == {*CONSUMED_TOPICS, "gateway_svc"}
 
 
 def order_ready(shop: Shop) -> tuple[Client, dict[str, Any]]:
@@ -231,6 +242,14 @@ class Writes:
             self._thread.join(timeout=60)
 
 
+def writes_topic(shop: Shop, name: str) -> Topic:
+    """A topic of the test's own, replicated as the shop's are: its writes are no shop's
+    business (on the shop's topics they would all be dead letters)."""
+    topic = Topic(f"e2e.cluster.{name}")
+    asyncio.run(kafka.ensure_topics(shop.kafka_access, [topic]))
+    return topic
+
+
 async def _leaders(access: KafkaAccess) -> Counter[int]:
     _, topics, _ = await _describe(access)
     return Counter(p["leader"] for t in topics for p in t["partitions"])  # type: ignore[attr-defined]
@@ -249,7 +268,7 @@ def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
 def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -> None:
     access = cluster.kafka_access
     busiest, _ = asyncio.run(_leaders(access)).most_common(1)[0]
-    with Writes(access, ORDERS_EVENTS).running() as writes:
+    with Writes(access, writes_topic(cluster, "broker-kill")).running() as writes:
         asyncio.run(asyncio.sleep(2))
         stack(cluster, "stop", f"kafka-{busiest}", "--kill")
         # its partitions have no leader until the controllers fence it, a broker session
@@ -264,7 +283,7 @@ def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -
 
 
 def test_a_rolling_restart_loses_no_acknowledged_write(cluster: Shop) -> None:
-    with Writes(cluster.kafka_access, PAYMENTS_EVENTS).running() as writes:
+    with Writes(cluster.kafka_access, writes_topic(cluster, "rolling")).running() as writes:
         for node in ("kafka-1", "kafka-2", "kafka-3"):
             out = stack(cluster, "restart", node)
             assert re.search(rf"{node} +stopped", out) and "catching up" in out, out

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.settings import Settings as NotificationSettings
@@ -43,7 +43,7 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
 
     assert "dlq.written_at" in letter.headers  # the original's time, for the redrive's check
     assert abs(datetime.now(UTC) - letter.written_at) < timedelta(minutes=5)
-    assert await dlq.redrive(infra.kafka_access, "notification_svc", {letter.offset}) == (1, [])
+    assert await dlq.redrive(infra.kafka_access, "notification_svc", {letter.offset}) == (1, [], [])
     records = await read_topic(
         infra,
         USERS_EVENTS.name,
@@ -60,10 +60,13 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
 async def _letter(
     producer: AIOKafkaProducer, reason: bytes, *headers: tuple[str, bytes | None]
 ) -> tuple[int, bytes]:
-    """A dead letter of a new ``UserRegistered`` from ``users.events``, written straight to
-    notification_svc's dead-letter topic with ``headers`` besides: its offset and value."""
+    """A dead letter of a new ``UserRegistered`` on ``users.events``, written to
+    notification_svc's dead-letter topic as its consumer would, with ``headers`` besides: its
+    offset and value."""
     event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
     value = encode(event.envelope())
+    kept = [("type", b"UserRegistered"), *((n, v) for n, v in headers if n == "blank")]
+    original = await producer.send_and_wait(USERS_EVENTS.name, value, key=event.key(), headers=kept)
     sent = await producer.send_and_wait(
         dead_letter_topic("notification_svc").name,
         value,
@@ -71,11 +74,43 @@ async def _letter(
         headers=[
             ("type", b"UserRegistered"),
             ("dlq.topic", USERS_EVENTS.name.encode()),
+            ("dlq.partition", str(original.partition).encode()),
+            ("dlq.offset", str(original.offset).encode()),
             ("dlq.reason", reason),
             *headers,
         ],
     )
     return sent.offset, value
+
+
+def redriven(records: list[ConsumerRecord[bytes, bytes]], value: bytes) -> list[Any]:
+    """The records of ``value`` that a re-drive published (not the original)."""
+    return [r for r in records if r.value == value and dict(r.headers).get("dlq.redriven_from")]
+
+
+async def test_a_letter_that_is_not_the_record_it_names_is_never_redriven(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    """Whoever may write a dead-letter topic (the service itself) could forge a letter naming
+    any topic; the admin's re-drive publishes only the record a letter names, unchanged."""
+    offset, genuine = await _letter(producer, b"genuine")
+    forged = genuine.replace(b"Old", b"Eve")
+    letters = await dlq.read(infra.kafka_access, "notification_svc")
+    [letter] = [letter for letter in letters if letter.offset == offset]
+    headers = [(n, v) for n, v in letter.record_headers]
+    dead = dead_letter_topic("notification_svc").name
+    other = await producer.send_and_wait(dead, forged, key=letter.key, headers=headers)
+    elsewhere = [(n, b"payments.events" if n == "dlq.topic" else v) for n, v in headers]
+    unconsumed = [(n, b"orders.commands" if n == "dlq.topic" else v) for n, v in headers]
+    moved = await producer.send_and_wait(dead, genuine, key=letter.key, headers=elsewhere)
+    strange = await producer.send_and_wait(dead, genuine, key=letter.key, headers=unconsumed)
+
+    wanted = {other.offset, moved.offset, strange.offset}
+    refused = await dlq.redrive(infra.kafka_access, "notification_svc", wanted)
+
+    assert refused == (0, [], sorted(wanted))
+    records = await read_topic(infra, USERS_EVENTS.name, until=lambda rs: False, timeout_s=2)
+    assert not [r for r in records if r.value == forged]
 
 
 async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
@@ -97,12 +132,10 @@ async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_fo
     refused = await dlq.redrive(infra.kafka_access, "notification_svc", {offset})
     forced = await dlq.redrive(infra.kafka_access, "notification_svc", {offset}, force=True)
 
-    assert refused == (0, [offset])
-    assert forced == (1, [])
-    records = await read_topic(
-        infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
-    )
-    assert [dict(r.headers)["dlq.redriven_from"] for r in records if r.value == value] == [
+    assert refused == (0, [offset], [])
+    assert forced == (1, [], [])
+    records = await read_topic(infra, USERS_EVENTS.name, until=lambda rs: redriven(rs, value))
+    assert [dict(r.headers)["dlq.redriven_from"] for r in redriven(records, value)] == [
         f"notification_svc.dlq@{offset}".encode()
     ]
 
@@ -132,9 +165,7 @@ async def test_a_letter_with_a_header_without_a_value_is_listed_and_redriven_wit
     letters = await dlq.read(infra.kafka_access, "notification_svc")
     [letter] = [letter for letter in letters if letter.offset == offset]
     assert letter.headers["dlq.reason"] == "a header without a value"
-    assert await dlq.redrive(infra.kafka_access, "notification_svc", {offset}) == (1, [])
-    records = await read_topic(
-        infra, USERS_EVENTS.name, until=lambda rs: any(r.value == value for r in rs)
-    )
-    [again] = [r for r in records if r.value == value]
+    assert await dlq.redrive(infra.kafka_access, "notification_svc", {offset}) == (1, [], [])
+    records = await read_topic(infra, USERS_EVENTS.name, until=lambda rs: redriven(rs, value))
+    [again] = redriven(records, value)
     assert ("blank", None) in again.headers and ("type", b"UserRegistered") in again.headers

@@ -25,6 +25,7 @@ from bench.stats import (
 )
 from bench.tail import PATH, OrderTail, hop_latencies
 from bench.variants import COMPARISONS, VARIABLES, Figures, render
+from common.kafka_access import KafkaAccess
 from tests.conftest import consumer_record, http_server
 
 
@@ -210,7 +211,7 @@ def test_hop_latencies_split_a_paid_orders_path_by_service() -> None:
 
 
 async def test_the_tail_stamps_the_first_record_of_each_path_message() -> None:
-    tail = OrderTail("127.0.0.1:1")  # never started: only its bookkeeping is used
+    tail = OrderTail(KafkaAccess("127.0.0.1:1"))  # never started: only its bookkeeping is used
 
     def produced(kind: str, at_ms: int) -> ConsumerRecord[bytes, bytes]:
         record = consumer_record(
