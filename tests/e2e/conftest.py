@@ -173,6 +173,14 @@ def payment_method(customer: Client, token: str = "tok_visa") -> str:
     return method_id
 
 
+def order_body(customer: Client, product: str, quantity: int = 1) -> dict[str, Any]:
+    """An order of ``quantity`` of ``product``, paid with a new card of the customer's."""
+    return {
+        "items": [{"product_id": product, "quantity": quantity}],
+        "payment_method_id": payment_method(customer),
+    }
+
+
 def told(customer: Client, notification_type: str) -> list[str]:
     """What the customer's notifications of this type say, newest first."""
     items = all_items(customer, "/me/notifications")

@@ -31,7 +31,14 @@ from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, ORDERS_EVENTS, Topic
 from stack import kafka
 from stack.kafka_acls import PRINCIPALS
 from tests.conftest import eventually
-from tests.e2e.conftest import Client, Shop, launcher, new_product, payment_method, stack_up
+from tests.e2e.conftest import (
+    Client,
+    Shop,
+    launcher,
+    new_product,
+    order_body,
+    stack_up,
+)
 from tests.e2e.test_stack import our_processes
 from tests.integration.conftest import read_to_end
 
@@ -151,9 +158,7 @@ def test_a_service_reads_what_it_consumes_and_cannot_write_what_it_does_not_own(
 def order_ready(shop: Shop) -> tuple[Client, dict[str, Any]]:
     """A customer, and an order for a product in stock, to place."""
     admin, customer = shop.admin(), shop.customer("Clustered")
-    product = new_product(admin, price="4.00", stock=3)
-    card = payment_method(customer)
-    return customer, {"items": [{"product_id": product, "quantity": 1}], "payment_method_id": card}
+    return customer, order_body(customer, new_product(admin, price="4.00", stock=3))
 
 
 def place_and_pay(customer: Client, order: dict[str, Any], within_s: float = 30) -> None:

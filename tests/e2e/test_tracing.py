@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     eventually,
     launcher,
     new_product,
-    payment_method,
+    order_body,
     stack_up,
 )
 
@@ -98,10 +98,9 @@ def consumed(spans: list[dict[str, Any]]) -> set[str]:
 def place_order(shop: Shop) -> tuple[Client, str]:
     admin, customer = shop.admin(), shop.customer("Trace")
     product = new_product(admin, price="12.50", stock=5)
-    card = payment_method(customer)
     placed = customer.post(
         "/orders",
-        json={"items": [{"product_id": product, "quantity": 1}], "payment_method_id": card},
+        json=order_body(customer, product),
         headers={"traceparent": FORGED},  # a client's context: ignored at the edge
     )
     assert placed.status_code == 202, placed.text
@@ -205,13 +204,7 @@ def test_the_stack_shows_its_zipkin_and_its_logs_name_the_traces(traced: Shop) -
     # an order short of stock: product_svc says so in its log, inside the span that applies it
     admin, customer = traced.admin(), traced.customer("Short")
     product = new_product(admin, price="3.00", stock=1)
-    placed = customer.post(
-        "/orders",
-        json={
-            "items": [{"product_id": product, "quantity": 2}],
-            "payment_method_id": payment_method(customer),
-        },
-    )
+    placed = customer.post("/orders", json=order_body(customer, product, quantity=2))
     assert placed.status_code == 202, placed.text
     order_id = placed.json()["id"]
 
