@@ -31,7 +31,7 @@ logs: $(READY)  ## follow one log: make logs SERVICE=order_svc (or kafka, postgr
 test: $(READY)  ## every test, against a real Kafka and a real PostgreSQL
 	@$(PY) -m pytest
 
-lint: $(READY)  ## ruff, mypy, import contracts, the event contracts' gate, and compose.yaml's syntax
+lint: $(READY)  ## ruff, mypy, import contracts, the event contracts' gate, and compose.yaml's syntax (alone and as a cluster)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
@@ -40,7 +40,8 @@ lint: $(READY)  ## ruff, mypy, import contracts, the event contracts' gate, and 
 	@# compose.yaml requires these three from the environment; dummies suffice to check its syntax
 	JWT_SECRET="$${JWT_SECRET:-syntax-check}" SHOP_ADMIN_EMAIL="$${SHOP_ADMIN_EMAIL:-a@example.com}" \
 	  SHOP_ADMIN_PASSWORD="$${SHOP_ADMIN_PASSWORD:-syntax-check}" \
-	  docker-compose -f compose.yaml config --quiet
+	  docker-compose -f compose.yaml config --quiet && \
+	  docker-compose -f compose.yaml --env-file compose.cluster.env config --quiet
 
 contracts: $(READY)  ## released messages unchanged for their consumers; docs/asyncapi.json up to date
 	@$(PY) -m stack.contracts

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         down(config)
     elif args.command == "topics":
         access = KafkaAccess.from_env(args.bootstrap) if args.bootstrap else config.kafka_access()
-        asyncio.run(kafka.wait_ready(access, timeout_s=120))
+        # every node of the cluster first: topics get as many replicas as there are brokers
+        asyncio.run(kafka.wait_ready(access, timeout_s=120, brokers=config.kafka_brokers))
         created = asyncio.run(kafka.ensure_topics(access))
         print(f"{created} topics created on {access.bootstrap_servers}; {len(ALL_TOPICS)} in all")
     elif args.command == "status":

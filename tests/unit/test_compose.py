@@ -64,3 +64,69 @@ def test_compose_requires_the_secret_and_the_first_admin_from_the_environment() 
             assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", environment[variable]), (
                 f"{name} takes {variable} as {environment[variable]!r}, not ${{{variable}:?...}}"
             )
+
+
+CLUSTER_ENV = COMPOSE.with_name("compose.cluster.env")
+
+
+def interpolated(variables: dict[str, str]) -> dict[str, Any]:
+    """compose.yaml's services with ``${NAME:-default}`` read as Compose reads them."""
+
+    def value(match: re.Match[str]) -> str:
+        return variables.get(match[1], match[2] or "")
+
+    text = re.sub(r"\$\{(\w+)(?::-([^}]*)|:\?[^}]*)?\}", value, COMPOSE.read_text())
+    found: dict[str, Any] = yaml.safe_load(text)["services"]
+    return found
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def kafka_nodes(variables: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The Kafka services Compose starts with these variables (their profiles active)."""
+    active = set(filter(None, variables.get("COMPOSE_PROFILES", "").split(",")))
+    return {
+        name: service
+        for name, service in interpolated(variables).items()
+        if service.get("image", "").startswith("apache/kafka")
+        and set(service.get("profiles", [])) <= active
+    }
+
+
+def test_compose_alone_runs_one_kafka_node_voting_for_itself() -> None:
+    nodes = kafka_nodes({})
+    assert list(nodes) == ["kafka"]
+    environment = nodes["kafka"]["environment"]
+    assert environment["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert environment["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 1
+
+
+def test_compose_with_the_cluster_env_runs_three_nodes_that_know_each_other() -> None:
+    variables = env_file(CLUSTER_ENV)
+    nodes = kafka_nodes(variables)
+    assert len(nodes) == 3
+    voters = dict(
+        voter.split("@") for voter in variables["KAFKA_VOTERS"].split(",")
+    )  # node id -> host:port
+    assert {str(n["environment"]["KAFKA_NODE_ID"]) for n in nodes.values()} == set(voters)
+    published = set()
+    for name, node in nodes.items():
+        environment = node["environment"]
+        assert voters[str(environment["KAFKA_NODE_ID"])] == f"{name}:9093"
+        assert environment["KAFKA_CONTROLLER_QUORUM_VOTERS"] == variables["KAFKA_VOTERS"]
+        assert f"INTERNAL://{name}:19092" in environment["KAFKA_ADVERTISED_LISTENERS"]
+        assert environment["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
+        assert environment["KAFKA_MIN_INSYNC_REPLICAS"] == 2
+        assert environment["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == 3
+        external = environment["KAFKA_ADVERTISED_LISTENERS"].split("EXTERNAL://")[1]
+        (port,) = node["ports"]
+        assert port == f"{external}:9092", f"{name} advertises {external}, publishes {port}"
+        published.add(external)
+    assert len(published) == 3
+    services = interpolated(variables)
+    assert services["topics"]["environment"]["SHOP_KAFKA_BROKERS"] == 3
+    bootstrap = services["order_svc"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"].split(",")
+    assert sorted(bootstrap) == sorted(f"{name}:19092" for name in nodes)
