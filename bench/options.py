@@ -14,6 +14,8 @@ class Options:
     p99_bound_s: float
     drain_s: float
     settle_s: float
+    warmup_s: float
+    warmup_rate: float
     customers: int
     keep_going: bool
     max_rate: float
@@ -62,6 +64,13 @@ def parse(argv: list[str] | None = None) -> Options:
         default=120.0,
         help="then wait this long at most for the rest, and for every consumer to catch up",
     )
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        help="orders at --warmup-rate before the first step (default 5; quick 3): a JVM (Kafka)"
+        " compiles its hot code in its first minute of work, so a cluster of them wants longer",
+    )
+    parser.add_argument("--warmup-rate", type=float, default=5.0, help="orders/s (default 5)")
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument(
         "--keep-going", action="store_true", help="run every rate, even after one fails"
@@ -100,6 +109,8 @@ def parse(argv: list[str] | None = None) -> Options:
         p99_bound_s=args.p99_bound,
         drain_s=args.drain_seconds,
         settle_s=args.settle_seconds,
+        warmup_s=args.warmup_seconds or (3.0 if quick else 5.0),
+        warmup_rate=args.warmup_rate,
         customers=args.customers,
         keep_going=args.keep_going,
         max_rate=args.max_rate or (max(rates) if quick else 1000.0),

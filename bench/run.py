@@ -29,7 +29,6 @@ from stack.progress import step
 from stack.services import SERVICES
 
 GATEWAY = next(service for service in SERVICES if service.name == "gateway_svc")
-WARMUP_RATE = 5.0
 MIN_RATE = 2.0
 
 
@@ -146,7 +145,7 @@ class ShopBench:
         await tail.start()
         try:
             async with httpx.AsyncClient(base_url=GATEWAY.url, timeout=30, limits=limits) as http:
-                warm = await self._orders(http, tail, WARMUP_RATE, 3.0 if options.quick else 5.0)
+                warm = await self._orders(http, tail, options.warmup_rate, options.warmup_s)
                 step("warm-up", f"{warm.accepted} orders: {warm.outcomes}")
                 if not any("Paid" in outcome for outcome in warm.outcomes):
                     raise SystemExit(f"no warm-up order was paid: {warm.outcomes}; {warm.errors}")

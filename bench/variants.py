@@ -13,6 +13,8 @@ JSON goes to ``<state dir>/bench/<comparison>/``; each variant's stack runs in
   two processes of each service.
 - ``cluster-steps``: where the cluster's cost comes from, one part at a time: one broker,
   three brokers, three with SCRAM, one broker with two processes of each service.
+- ``cluster-wait``: one broker and three, each with the services' fetches answered at the
+  first record (the default) and held up to 20 ms to gather records (``CONSUMER_FETCH_WAIT_MS``).
 - ``replicas`` (``make bench-replicas``): 1, 2 and 3 processes of the busiest service
   (payment_svc, the group with the most messages per order), on one broker.
 """
@@ -23,6 +25,7 @@ import os
 import statistics
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import options, report, run
 from bench.results import Results, StepRecord
@@ -56,6 +59,12 @@ COMPARISONS: dict[str, Variants] = {
         ("3 brokers", {"SHOP_KAFKA_BROKERS": "3"}),
         ("3+SCRAM", {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram"}),
         ("1+2x", {"SHOP_REPLICAS": "2"}),
+    ),
+    "cluster-wait": (
+        ("1 broker", {}),
+        ("1, wait 20", {"CONSUMER_FETCH_WAIT_MS": "20"}),
+        ("3 brokers", {"SHOP_KAFKA_BROKERS": "3"}),
+        ("3, wait 20", {"SHOP_KAFKA_BROKERS": "3", "CONSUMER_FETCH_WAIT_MS": "20"}),
     ),
     "replicas": tuple((f"payment x{n}", {"SHOP_REPLICAS": f"payment_svc={n}"}) for n in (1, 2, 3)),
 }
@@ -144,8 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     mine, rest = own.parse_known_args(argv)
     opts = options.parse(rest)
     base = StackConfig().state_dir
-    config = StackConfig()
     rounds: list[list[Figures]] = []
+    try:
+        _run(mine, opts, base, rounds)
+    finally:  # also when a run fails or is interrupted: no variant's stack is left running
+        with contextlib.redirect_stdout(sys.stderr):
+            cli.down(StackConfig())
+    sys.stdout.write(render(rounds, mine.comparison))
+    return 0 if all(row.knee is not None for rows in rounds for row in rows) else 1
+
+
+def _run(
+    mine: argparse.Namespace, opts: options.Options, base: Path, rounds: list[list[Figures]]
+) -> None:
+    """Each round, each variant: the stack restarted with its settings, the bench run."""
+    config = StackConfig()
     for number in range(1, mine.rounds + 1):
         rows: list[Figures] = []
         for variant, settings in COMPARISONS[mine.comparison]:
@@ -167,10 +189,6 @@ def main(argv: list[str] | None = None) -> int:
             step("bench", f"{variant}: results in {path}")
             rows.append(figures(variant, results))
         rounds.append(rows)
-    with contextlib.redirect_stdout(sys.stderr):
-        cli.down(config)
-    sys.stdout.write(render(rounds, mine.comparison))
-    return 0 if all(row.knee is not None for rows in rounds for row in rows) else 1
 
 
 if __name__ == "__main__":
