@@ -38,8 +38,8 @@ lint: $(READY)  ## ruff, mypy, import contracts, the event contracts' gate, and 
 	$(VENV)/bin/lint-imports
 	$(PY) -m stack.contracts
 	@# compose.yaml requires these three from the environment; dummies suffice to check its syntax
-	JWT_SECRET="$${JWT_SECRET:-syntax-check}" SHOP_ADMIN_EMAIL="$${SHOP_ADMIN_EMAIL:-a@example.com}" \
-	  SHOP_ADMIN_PASSWORD="$${SHOP_ADMIN_PASSWORD:-syntax-check}" \
+	export JWT_SECRET="$${JWT_SECRET:-syntax-check}" SHOP_ADMIN_EMAIL="$${SHOP_ADMIN_EMAIL:-a@example.com}" \
+	  SHOP_ADMIN_PASSWORD="$${SHOP_ADMIN_PASSWORD:-syntax-check}" && \
 	  docker-compose -f compose.yaml config --quiet && \
 	  docker-compose -f compose.yaml --env-file compose.cluster.env config --quiet
 
@@ -54,6 +54,8 @@ format: $(READY)
 	$(PY) -m ruff check --fix .
 
 clean: down  ## remove the data folders and logs (keeps the jars and the virtualenv)
+	@# a bench variant's stack that an interrupted run left up, stopped before its folder goes
+	@for d in .cache/variants/*/*/run; do [ ! -d "$$d" ] || SHOP_STATE_DIR="$${d%/run}" $(PY) -m stack down; done
 	rm -rf .cache/kafka .cache/kafka-[0-9] .cache/postgres .cache/logs .cache/run .cache/test-stack \
 	  .cache/secrets/kafka .cache/kcat.conf .cache/variants
 

@@ -5,14 +5,13 @@ local stack (plaintext, or ``SHOP_KAFKA_SECURITY=scram``) and against a managed 
 ``KAFKA_SECURITY_PROTOCOL`` (``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``),
 ``KAFKA_SASL_MECHANISM`` (``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``),
 ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, and ``KAFKA_SSL_CAFILE`` (a PEM file of the CAs
-to trust; the system's when unset). Every Kafka client of the code is built from one
-:class:`KafkaAccess`.
+to trust; the system's when unset). Every Kafka client of the services and the launcher is
+built from one :class:`KafkaAccess` (the bench's baselines run Kafka's own tools, plaintext).
 """
 
 import os
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.helpers import create_ssl_context
@@ -33,7 +32,7 @@ class KafkaAccess:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
-    sasl_password: str = ""
+    sasl_password: str = field(default="", repr=False)
     ssl_cafile: str = ""
 
     def __post_init__(self) -> None:
@@ -55,8 +54,9 @@ class KafkaAccess:
             raise ValueError(f"KAFKA_SSL_CAFILE: no file at {self.ssl_cafile!r}")
 
     @classmethod
-    def from_env(cls, bootstrap_servers: str, env: Mapping[str, str] = os.environ) -> "KafkaAccess":
-        """The servers given, and the credentials of ``env``'s ``KAFKA_*`` settings."""
+    def from_env(cls, bootstrap_servers: str) -> "KafkaAccess":
+        """The servers given, and the credentials of the environment's ``KAFKA_*`` settings."""
+        env = os.environ
         return cls(
             bootstrap_servers,
             security_protocol=env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
@@ -65,6 +65,18 @@ class KafkaAccess:
             sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
             ssl_cafile=env.get("KAFKA_SSL_CAFILE", ""),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that a process reads as this access, every setting in it: one left
+        out would be taken from the environment the process inherits."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.sasl_username,
+            "KAFKA_SASL_PASSWORD": self.sasl_password,
+            "KAFKA_SSL_CAFILE": self.ssl_cafile,
+        }
 
     @property
     def servers(self) -> list[str]:

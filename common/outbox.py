@@ -200,8 +200,15 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_poll_s: float = 0.5,
         metrics: ServiceMetrics | None = None,
+        stall_limit_s: float = 60.0,
     ) -> None:
         self._conninfo = libpq_url(database_url)
+        self._stall_limit_ms = int(stall_limit_s * 1000)
+        """How long the server lets a round's transaction sit idle before it ends it: a
+        process stalled or hung while it holds the relay's lock would otherwise stop every
+        replica's relay for as long as it lives. Its rows stay (its delete never commits); what
+        it had sent goes out again, and the inboxes absorb it. Far above a round's wait for
+        Kafka (the producer's requests time out after 15 s)."""
         self._metrics = metrics
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._round = asyncio.Lock()
@@ -310,7 +317,11 @@ class OutboxRelay:
                 self._conninfo, autocommit=True, prepare_threshold=None
             )
             try:
-                await connection.execute(f"SET enable_seqscan = off; {self._prepare_take}")
+                await connection.execute(
+                    "SET enable_seqscan = off;"
+                    f" SET idle_in_transaction_session_timeout = {self._stall_limit_ms};"
+                    f" {self._prepare_take}"
+                )
             except BaseException:
                 await connection.close()
                 raise

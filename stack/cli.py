@@ -187,10 +187,12 @@ def status(config: StackConfig) -> int:
 
 
 def logs(config: StackConfig, name: str) -> None:
-    path = procs.log_file(config, name)
-    if not path.exists():
+    """Follow one log; ``kafka`` on a cluster follows every node's."""
+    names = [n.name for n in config.kafka_nodes] if name == "kafka" else [name]
+    paths = [str(procs.log_file(config, one)) for one in names]
+    if not any(os.path.exists(path) for path in paths):
         raise SystemExit(f"no log for {name!r} in {config.logs_dir}")
-    os.execvp("tail", ["tail", "-n", "100", "-F", str(path)])
+    os.execvp("tail", ["tail", "-n", "100", "-F", *paths])
 
 
 def dead_letters(config: StackConfig, args: argparse.Namespace) -> int:
@@ -276,9 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     topics_parser.add_argument(
         "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), help="host:port"
     )
+    commands.add_parser(
+        "acls", help="the ACL table as kafka-acls.sh commands, to apply on a managed cluster"
+    )
     commands.add_parser("status", help="each process and its readiness")
     for verb, text in (
-        ("stop", "stop one process (kafka, a node such as kafka-2, postgres or a service)"),
+        (
+            "stop",
+            "stop one process (kafka, a node such as kafka-2, postgres, a service, or one of"
+            " its replicas such as order_svc#2)",
+        ),
         ("start", "start one process and wait until it is ready"),
         ("restart", "stop one process, start it again, wait until it is ready"),
     ):
@@ -289,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser = commands.add_parser("logs", help="follow one log")
     logs_parser.add_argument(
         "name",
-        help="kafka, postgres or a service such as order_svc",
+        help="kafka (every node), a node such as kafka-2, postgres, or a process such as"
+        " order_svc or order_svc#2",
         nargs="?",
         default="gateway_svc",
     )
@@ -337,6 +347,14 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(kafka.wait_ready(access, timeout_s=120, brokers=config.kafka_brokers))
         created = asyncio.run(kafka.ensure_topics(access))
         print(f"{created} topics created on {access.bootstrap_servers}; {len(ALL_TOPICS)} in all")
+    elif args.command == "acls":
+        from stack import kafka_acls
+
+        for grant in kafka_acls.grants():
+            print(
+                'kafka-acls.sh --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS"'
+                f" --command-config admin.properties --add {grant.kafka_acls_args()}"
+            )
     elif args.command == "status":
         return status(config)
     elif args.command in ("stop", "restart"):

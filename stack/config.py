@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.kafka_access import KafkaAccess
 from schemas.topics import CONSUMING_SERVICES, PARTITIONS
+from stack.kafka_acls import ADMIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +99,7 @@ class StackConfig:
     def scram(self) -> bool:
         return self.kafka_security == "scram"
 
-    def kafka_access(self, principal: str = "admin", bootstrap: str | None = None) -> KafkaAccess:
+    def kafka_access(self, principal: str = ADMIN, bootstrap: str | None = None) -> KafkaAccess:
         """How ``principal`` reaches this stack's Kafka (every node, or ``bootstrap``)."""
         servers = bootstrap or self.kafka_bootstrap
         if not self.scram:
@@ -113,27 +114,14 @@ class StackConfig:
 
     def kafka_env(self, principal: str) -> dict[str, str]:
         """The same as a process's environment (the settings of :mod:`common.kafka_access`)."""
-        access = self.kafka_access(principal)
-        env = {"KAFKA_BOOTSTRAP_SERVERS": access.bootstrap_servers}
-        if access.sasl:
-            env.update(
-                KAFKA_SECURITY_PROTOCOL=access.security_protocol,
-                KAFKA_SASL_MECHANISM=access.sasl_mechanism,
-                KAFKA_SASL_USERNAME=access.sasl_username,
-                KAFKA_SASL_PASSWORD=access.sasl_password,
-            )
-        return env
+        return self.kafka_access(principal).to_env()
 
     def secret(self, name: str) -> str:
         """A random secret made once per local stack and kept in its state folder (mode 600),
         so it survives restarts, e.g. ``jwt_secret`` or ``kafka/order_svc``."""
         path = self.state_dir / "secrets" / name
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            for folder in (self.state_dir / "secrets", path.parent):  # mkdir's mode skips parents
-                folder.chmod(0o700)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24))
+            write_private(path, secrets.token_urlsafe(24), up_to=self.state_dir / "secrets")
         return path.read_text().strip()
 
     @property
@@ -195,7 +183,7 @@ def _replicas(value: str) -> dict[str, int]:
 
 def _security(value: str) -> str:
     if value not in ("", "plaintext", "scram"):
-        raise SystemExit(f"SHOP_KAFKA_SECURITY must be scram or unset, not {value!r}")
+        raise SystemExit(f"SHOP_KAFKA_SECURITY must be scram, plaintext or unset, not {value!r}")
     return "scram" if value == "scram" else ""
 
 
@@ -203,3 +191,19 @@ def _brokers(value: str) -> int:
     if value not in ("1", "3"):
         raise SystemExit(f"SHOP_KAFKA_BROKERS must be 1 or 3, not {value!r}")
     return int(value)
+
+
+def write_private(path: Path, text: str, up_to: Path | None = None) -> Path:
+    """Write ``text`` to a file only its owner may read (600), in a folder only its owner may
+    enter (700), as are the folders between it and ``up_to``: the file is made with that mode
+    before anything is written to it, and one made before under another mode is set right."""
+    folders = [path.parent]
+    if up_to is not None:
+        folders += [f for f in path.parent.parents if f == up_to or up_to in f.parents]
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in folders:  # mkdir's mode skips parents, and an existing folder keeps its own
+        folder.chmod(0o700)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+    return path

@@ -5,7 +5,8 @@ chosen messages again to the topic they came from, once their cause is mended.
 Re-driving is safe to repeat: the message keeps its id, so every consumer that already applied
 it absorbs it in its inbox; one that fails again dead-letters it again, at a new offset. That
 holds while the inboxes keep its id (``INBOX_KEEP_HOURS`` from when it was delivered): a letter
-whose message was written longer ago than that is refused unless forced.
+whose message was written longer ago than that is refused unless forced. Only the record a
+letter names is published again, as it is on its topic: a letter is no more than a pointer to it.
 """
 
 import asyncio
@@ -38,11 +39,10 @@ class DeadLetter:
     value: bytes | None
     headers: dict[str, str]
     """Its headers as text, to read (one without a value is left out)."""
-    record_headers: tuple[tuple[str, bytes | None], ...]
-    """Its headers as they are, to re-drive."""
     written_at: datetime
-    """When its message was first written to its topic (the dead letter's own time for a
-    letter from before ``dlq.written_at`` was recorded)."""
+    """When its message was first written to its topic, as the letter says (the dead letter's
+    own time for a letter from before ``dlq.written_at`` was recorded). Shown, not trusted:
+    a re-drive reads the record itself."""
 
     @property
     def origin(self) -> str:
@@ -84,7 +84,6 @@ def _letter(service: str, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         key=record.key,
         value=record.value,
         headers=headers,
-        record_headers=tuple(record.headers),
         written_at=datetime.fromtimestamp(written_ms / 1000, UTC),
     )
 
@@ -92,7 +91,8 @@ def _letter(service: str, record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
 class Redriven(NamedTuple):
     sent: int
     too_old: list[int]
-    """Offsets refused: their message is older than the inboxes keep ids (see ``force``)."""
+    """Offsets refused: the record they name is older than the inboxes keep ids (see
+    ``force``)."""
     unmatched: list[int] = []
     """Offsets refused: the letter is not the record it names (a topic the service does not
     consume, or another key or value there), or that record is gone. Anyone who may write a
@@ -102,49 +102,54 @@ class Redriven(NamedTuple):
 async def redrive(
     access: KafkaAccess, service: str, offsets: set[int] | None, *, force: bool = False
 ) -> Redriven:
-    """Publish the chosen dead letters (all with ``None``) to their original topics. A letter
-    whose message was written more than :func:`inbox_keep` ago is refused unless ``force``:
-    a consumer that applied it may have forgotten its id, and would apply it again."""
-    oldest = datetime.now(UTC) - inbox_keep(service)
-    chosen, too_old = [], []
+    """Publish again the records the chosen dead letters name (all with ``None``), as they are
+    on their topic, headers included. A record written more than :func:`inbox_keep` ago is
+    refused unless ``force``: a consumer that applied it may have forgotten its id, and would
+    apply it again. What decides is the record's own time, never a letter's headers: whoever
+    may write a dead-letter topic could make an old record look new."""
+    oldest_ms = (datetime.now(UTC) - inbox_keep(service)).timestamp() * 1000
+    chosen: list[tuple[DeadLetter, ConsumerRecord[bytes, bytes]]] = []
+    too_old, unmatched = [], []
     for letter in await read(access, service):
         if offsets is not None and letter.offset not in offsets:
             continue
-        if letter.written_at < oldest and not force:
+        original = await _original(access, letter)
+        if original is None:
+            unmatched.append(letter.offset)
+        elif original.timestamp < oldest_ms and not force:
             too_old.append(letter.offset)
         else:
-            chosen.append(letter)
-    unmatched = [letter.offset for letter in chosen if not await _is_original(access, letter)]
-    chosen = [letter for letter in chosen if letter.offset not in unmatched]
+            chosen.append((letter, original))
     producer = AIOKafkaProducer(**access.client_options(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
-        for letter in chosen:
-            origin = letter.headers["dlq.topic"]
-            headers = [
-                (name, value)
-                for name, value in letter.record_headers
-                if not name.startswith("dlq.")
-            ]
-            headers.append(("dlq.redriven_from", f"{service}.dlq@{letter.offset}".encode()))
-            await producer.send_and_wait(origin, letter.value, key=letter.key, headers=headers)
+        for letter, original in chosen:
+            kept = [(name, v) for name, v in original.headers if not name.startswith("dlq.")]
+            headers = [*kept, ("dlq.redriven_from", _redriven_from(letter))]
+            await producer.send_and_wait(
+                original.topic, original.value, key=original.key, headers=headers
+            )
     finally:
         await producer.stop()
     return Redriven(len(chosen), too_old, unmatched)
 
 
-async def _is_original(access: KafkaAccess, letter: DeadLetter) -> bool:
-    """Whether the letter's key and value are those of the record its headers name, on a topic
-    its service consumes: only that record is ever published again."""
+def _redriven_from(letter: DeadLetter) -> bytes:
+    return f"{dead_letter_topic(letter.service).name}@{letter.offset}".encode()
+
+
+async def _original(access: KafkaAccess, letter: DeadLetter) -> ConsumerRecord[bytes, bytes] | None:
+    """The record the letter's headers name, on a topic its service consumes, if the letter
+    holds its key and value; otherwise ``None``: only that record is ever published again."""
     consumed = {topic.name for topic in CONSUMED_TOPICS.get(letter.service, ())}
     origin = letter.headers.get("dlq.topic", "")
     try:
         partition = int(letter.headers["dlq.partition"])
         offset = int(letter.headers["dlq.offset"])
     except (KeyError, ValueError):
-        return False
+        return None
     if origin not in consumed:
-        return False
+        return None
     consumer = AIOKafkaConsumer(**access.client_options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
@@ -153,19 +158,14 @@ async def _is_original(access: KafkaAccess, letter: DeadLetter) -> bool:
         consumer.seek(where, offset)
         batch = await consumer.getmany(where, timeout_ms=5000, max_records=1)
     except KafkaError:
-        return False
+        return None
     finally:
         await consumer.stop()
     found = batch.get(where, [])
-    return (
-        bool(found)
-        and found[0].offset == offset
-        and (found[0].key, found[0].value)
-        == (
-            letter.key,
-            letter.value,
-        )
-    )
+    if not found or found[0].offset != offset:
+        return None
+    record = found[0]
+    return record if (record.key, record.value) == (letter.key, letter.value) else None
 
 
 def show(access: KafkaAccess, services: list[str]) -> int:

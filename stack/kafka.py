@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from schemas.topics import (
     Topic,
 )
 from stack import procs
-from stack.config import ROOT, KafkaNode, StackConfig
+from stack.config import ROOT, KafkaNode, StackConfig, write_private
 from stack.kafka_acls import ADMIN, PRINCIPALS
 from stack.progress import step
 
@@ -87,11 +88,10 @@ def _properties(config: StackConfig, node: KafkaNode) -> Path:
     else:  # a static quorum of every node
         voters = ",".join(f"{n.node_id}@{n.controller_address}" for n in nodes)
         quorum = f"controller.quorum.voters={voters}"
-    path = node.folder / "server.properties"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)  # with SCRAM, it holds the passwords
-    path.chmod(0o600)  # also one written before, under another mode
-    path.write_text(
+    # the node's folder is its own (700): it holds the topics' data and, with SCRAM, the
+    # passwords, which anyone reading the files could take around the ACLs
+    return write_private(
+        node.folder / "server.properties",
         "\n".join(
             [
                 "process.roles=broker,controller",
@@ -110,15 +110,17 @@ def _properties(config: StackConfig, node: KafkaNode) -> Path:
                 f"share.coordinator.state.topic.replication.factor={replicas}",
                 f"share.coordinator.state.topic.min.isr={min_isr}",
                 "group.initial.rebalance.delay.ms=0",
+                # a node that comes back leads its share again within 30 s, not 5 min: until
+                # then the others lead its partitions too, and the clients all talk to them
+                "leader.imbalance.check.interval.seconds=30",
                 f"log.retention.hours={RETENTION_HOURS}",
                 f"log.roll.hours={SEGMENT_ROLL_HOURS}",
                 "num.network.threads=2",
                 "num.io.threads=4",
                 "",
             ]
-        )
+        ),
     )
-    return path
 
 
 def _plain_listeners(node: KafkaNode) -> list[str]:
@@ -208,29 +210,47 @@ def _format_storage(config: StackConfig, formats: dict[KafkaNode, Path]) -> None
     ]
     formatting = [
         subprocess.Popen(
-            _java(
-                config,
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(properties),
-                *standalone,
-                *credentials,
-                "--ignore-formatted",
+            _in_argfile(
+                _java(
+                    config,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(properties),
+                    *standalone,
+                    *credentials,
+                    "--ignore-formatted",
+                ),
+                node.folder / "format.args",
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        for properties in todo.values()
+        for node, properties in todo.items()
     ]
-    for process in formatting:
-        output, _ = process.communicate()
-        if process.returncode != 0:
-            raise SystemExit(f"formatting Kafka's storage failed:\n{output.decode()}")
+    try:
+        for process in formatting:
+            output, _ = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit(f"formatting Kafka's storage failed:\n{output.decode()}")
+    finally:
+        for node in todo:
+            (node.folder / "format.args").unlink(missing_ok=True)
     for n in todo:
         _security_mark(n).write_text(_security_name(config))
+
+
+def _in_argfile(command: list[str], path: Path) -> list[str]:
+    """``command`` with its class path, main class and arguments moved into an argument file
+    of mode 600 (``java @file``): a command line is there for anyone to read (``ps``), and the
+    SCRAM passwords are among the arguments. Java expands ``@file`` only before the main
+    class, so the whole tail goes in."""
+    at = command.index("-cp")
+    quoted = ['"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in command[at:]]
+    write_private(path, "\n".join(quoted) + "\n")
+    return [*command[:at], f"@{path}"]
 
 
 def _security_mark(node: KafkaNode) -> Path:
@@ -361,6 +381,17 @@ async def under_replicated(access: KafkaAccess) -> list[str]:
     ]
 
 
+async def leaders(access: KafkaAccess) -> Counter[int]:
+    """How many partitions each broker leads (by node id), over every topic: the fault cases
+    kill the busiest."""
+    admin = await _admin(access)
+    try:
+        topics = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return Counter(partition["leader"] for topic in topics for partition in topic["partitions"])
+
+
 async def wait_in_sync(access: KafkaAccess, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while lagging := await under_replicated(access):
@@ -408,7 +439,7 @@ def write_kcat_conf(config: StackConfig) -> Path:
     admin (mode 600: with SCRAM it holds the password)."""
     path = config.state_dir / "kcat.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
+    path.touch(mode=0o600)  # the state folder stays as it is: others traverse it to their files
     path.chmod(0o600)
     path.write_text(kcat_conf(config))
     return path
@@ -435,14 +466,12 @@ def _admin_client_config(config: StackConfig) -> list[str]:
     access = config.kafka_access()
     if not access.sasl:
         return []
-    path = config.state_dir / "secrets" / "kafka" / "admin.properties"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.touch(mode=0o600)
-    path.write_text(
+    path = write_private(
+        config.state_dir / "secrets" / "kafka" / "admin.properties",
         f"security.protocol={access.security_protocol}\n"
         f"sasl.mechanism={access.sasl_mechanism}\n"
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required"
-        f' username="{access.sasl_username}" password="{access.sasl_password}";\n'
+        f' username="{access.sasl_username}" password="{access.sasl_password}";\n',
     )
     return ["--command-config", str(path)]
 

@@ -62,6 +62,19 @@ class Grant:
     def __str__(self) -> str:
         return f"User:{self.principal} {self.operation.name} {self.resource.name} {self.name}"
 
+    def kafka_acls_args(self) -> str:
+        """The grant as arguments of Kafka's ``kafka-acls.sh --add``, for a cluster the launcher
+        does not run (``python -m stack acls``)."""
+        where = (
+            "--cluster"
+            if self.resource is Resource.CLUSTER
+            else (f"--{self.resource.name.lower()} {self.name}")
+        )
+        return (
+            f"--allow-principal User:{self.principal}"
+            f" --operation {self.operation.name.capitalize()} {where}"
+        )
+
 
 def grants() -> list[Grant]:
     """The whole table: what each principal may do (reading or writing a topic implies

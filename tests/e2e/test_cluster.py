@@ -255,11 +255,6 @@ def writes_topic(shop: Shop, name: str) -> Topic:
     return topic
 
 
-async def _leaders(access: KafkaAccess) -> Counter[int]:
-    _, topics, _ = await _describe(access)
-    return Counter(p["leader"] for t in topics for p in t["partitions"])  # type: ignore[attr-defined]
-
-
 def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
     assert len(writes.acknowledged) > 50, "too few writes to show anything"
     records = asyncio.run(read_to_end(writes.access, writes.topic))
@@ -272,7 +267,7 @@ def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
 
 def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -> None:
     access = cluster.kafka_access
-    busiest, _ = asyncio.run(_leaders(access)).most_common(1)[0]
+    busiest, _ = asyncio.run(kafka.leaders(access)).most_common(1)[0]
     with Writes(access, writes_topic(cluster, "broker-kill")).running() as writes:
         asyncio.run(asyncio.sleep(2))
         stack(cluster, "stop", f"kafka-{busiest}", "--kill")
@@ -282,7 +277,7 @@ def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -
         assert asyncio.run(
             eventually(lambda: len(writes.acknowledged) > killed_at + 20, timeout_s=45)
         )
-        assert busiest not in asyncio.run(_leaders(access))
+        assert busiest not in asyncio.run(kafka.leaders(access))
         assert "catching up" in stack(cluster, "start", f"kafka-{busiest}")
     _assert_nothing_lost_or_doubled(writes)
 

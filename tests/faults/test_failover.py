@@ -11,16 +11,14 @@ import asyncio
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.topics import CONSUMED_TOPICS, DOMAIN_TOPICS
-from stack import procs
+from schemas.topics import CONSUMED_TOPICS
+from stack import kafka, procs
 from tests.e2e.conftest import new_product
 from tests.faults.conftest import chosen_cases, faults_seconds
 from tests.faults.shop import FaultShop, ShopDidNotStartError, running_fault_shop
@@ -41,19 +39,9 @@ def cluster_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultShop
         pytest.fail(str(exc))
 
 
-async def _leaders(fs: FaultShop) -> Counter[int]:
-    admin = AIOKafkaAdminClient(**fs.kafka_access.client_options())
-    await admin.start()
-    try:
-        topics = await admin.describe_topics([topic.name for topic in DOMAIN_TOPICS])
-    finally:
-        await admin.close()
-    return Counter(p["leader"] for t in topics for p in t["partitions"])
-
-
 def kill_busiest_broker(fs: FaultShop) -> None:
     """``kill -9`` of the broker that leads the most partitions; back after a while."""
-    busiest, _ = asyncio.run(_leaders(fs)).most_common(1)[0]
+    busiest, _ = asyncio.run(kafka.leaders(fs.kafka_access)).most_common(1)[0]
     fs.stack("stop", f"kafka-{busiest}", "--kill")
     time.sleep(max(3.0, faults_seconds() / 2))
     fs.stack("start", f"kafka-{busiest}")  # returns once every partition is in sync

@@ -58,15 +58,24 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
 
 
 async def _letter(
-    producer: AIOKafkaProducer, reason: bytes, *headers: tuple[str, bytes | None]
+    producer: AIOKafkaProducer,
+    reason: bytes,
+    *headers: tuple[str, bytes | None],
+    written: datetime | None = None,
 ) -> tuple[int, bytes]:
-    """A dead letter of a new ``UserRegistered`` on ``users.events``, written to
-    notification_svc's dead-letter topic as its consumer would, with ``headers`` besides: its
-    offset and value."""
+    """A dead letter of a new ``UserRegistered`` on ``users.events`` (written at ``written``,
+    or now), written to notification_svc's dead-letter topic as its consumer would, with
+    ``headers`` besides: its offset and value."""
     event = UserRegistered(user_id=uuid4(), name="Old", email="old@example.com", role="Customer")
     value = encode(event.envelope())
     kept = [("type", b"UserRegistered"), *((n, v) for n, v in headers if n == "blank")]
-    original = await producer.send_and_wait(USERS_EVENTS.name, value, key=event.key(), headers=kept)
+    original = await producer.send_and_wait(
+        USERS_EVENTS.name,
+        value,
+        key=event.key(),
+        headers=kept,
+        timestamp_ms=int(written.timestamp() * 1000) if written else None,
+    )
     sent = await producer.send_and_wait(
         dead_letter_topic("notification_svc").name,
         value,
@@ -97,7 +106,7 @@ async def test_a_letter_that_is_not_the_record_it_names_is_never_redriven(
     forged = genuine.replace(b"Old", b"Eve")
     letters = await dlq.read(infra.kafka_access, "notification_svc")
     [letter] = [letter for letter in letters if letter.offset == offset]
-    headers = [(n, v) for n, v in letter.record_headers]
+    headers = [(n, v.encode()) for n, v in letter.headers.items()]
     dead = dead_letter_topic("notification_svc").name
     other = await producer.send_and_wait(dead, forged, key=letter.key, headers=headers)
     elsewhere = [(n, b"payments.events" if n == "dlq.topic" else v) for n, v in headers]
@@ -121,7 +130,36 @@ async def _old_letter(producer: AIOKafkaProducer) -> tuple[int, bytes]:
         producer,
         b"a cause mended too late",
         ("dlq.written_at", str(int(written.timestamp() * 1000)).encode()),
+        written=written,
     )
+
+
+async def test_a_letter_cannot_make_an_old_record_look_new_nor_change_its_headers(
+    producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    """A letter forged by whoever may write the dead-letter topic: a genuine old record's key
+    and value, a ``dlq.written_at`` of now and another type. The age that counts is the
+    record's; what is published again is the record, with its own headers."""
+    offset, value = await _old_letter(producer)
+    letters = await dlq.read(infra.kafka_access, "notification_svc")
+    [letter] = [letter for letter in letters if letter.offset == offset]
+    now = str(int(datetime.now(UTC).timestamp() * 1000)).encode()
+    forged_headers = [
+        (n, now if n == "dlq.written_at" else b"PaymentRefunded" if n == "type" else v.encode())
+        for n, v in letter.headers.items()
+    ]
+    dead = dead_letter_topic("notification_svc").name
+    forged = await producer.send_and_wait(dead, value, key=letter.key, headers=forged_headers)
+
+    refused = await dlq.redrive(infra.kafka_access, "notification_svc", {forged.offset})
+    forced = await dlq.redrive(infra.kafka_access, "notification_svc", {forged.offset}, force=True)
+
+    assert refused == (0, [forged.offset], [])
+    assert forced == (1, [], [])
+    records = await read_topic(infra, USERS_EVENTS.name, until=lambda rs: redriven(rs, value))
+    [again] = redriven(records, value)
+    assert ("type", b"UserRegistered") in again.headers
+    assert not [n for n, _ in again.headers if n.startswith("dlq.") and n != "dlq.redriven_from"]
 
 
 async def test_a_letter_older_than_the_inboxes_keep_ids_is_redriven_only_when_forced(

@@ -381,6 +381,45 @@ async def test_two_replicas_relaying_one_outbox_keep_each_keys_order(
         assert numbers == sorted(numbers) and len(numbers) == len(set(numbers)) == 30, numbers
 
 
+async def test_a_replica_stalled_while_it_holds_the_relays_lock_holds_it_only_so_long(
+    settings_for: Callable[..., Any], infra: Infra
+) -> None:
+    """A replica that hangs mid-round (SIGSTOP, a stuck call) holds the relay's lock in an
+    open transaction; after the stall limit the server ends it, and the other replica's relay
+    publishes the rows the stalled one had taken."""
+    settings = settings_for(UserSettings, relay_idle_poll_s=3600)  # rounds only when woken
+    stuck = asyncio.Event()
+
+    class Hung:
+        async def get(self) -> AIOKafkaProducer:
+            stuck.set()
+            await asyncio.Event().wait()  # forever
+            raise AssertionError("unreachable")
+
+    async with running(create_user_app(settings)) as users:
+        relay, sessions = users.relay, users.sessionmaker
+        assert relay is not None and sessions is not None
+        hung: Any = Hung()
+        stalled = OutboxRelay(settings.service_database_url(), UserOutbox, hung, stall_limit_s=1.5)
+        async with relay._round:  # the running relay waits while the stalled one takes the rows
+            async with sessions.begin() as session:
+                stage(session, UserOutbox, _registered("Stuck"))
+            round_ = asyncio.create_task(stalled.publish_pending())
+            await asyncio.wait_for(stuck.wait(), 10)
+        try:
+            assert await relay.publish_pending() == 0  # the lock is held: nothing to take
+            assert await eventually(relay.publish_pending, timeout_s=15) == 1
+        finally:
+            round_.cancel()
+            with contextlib.suppress(BaseException):
+                await round_
+            await stalled.close()
+    records = await read_topic(
+        infra, USERS_EVENTS.name, lambda found: any(b"Stuck" in (r.value or b"") for r in found)
+    )
+    assert [r for r in records if b"Stuck" in (r.value or b"")]
+
+
 async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round(
     settings_for: Callable[..., Any], infra: Infra
 ) -> None:

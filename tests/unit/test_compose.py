@@ -109,14 +109,14 @@ def test_compose_with_the_cluster_env_runs_three_nodes_that_know_each_other() ->
     nodes = kafka_nodes(variables)
     assert len(nodes) == 3
     voters = dict(
-        voter.split("@") for voter in variables["KAFKA_VOTERS"].split(",")
+        voter.split("@") for voter in variables["COMPOSE_KAFKA_VOTERS"].split(",")
     )  # node id -> host:port
     assert {str(n["environment"]["KAFKA_NODE_ID"]) for n in nodes.values()} == set(voters)
     published = set()
     for name, node in nodes.items():
         environment = node["environment"]
         assert voters[str(environment["KAFKA_NODE_ID"])] == f"{name}:9093"
-        assert environment["KAFKA_CONTROLLER_QUORUM_VOTERS"] == variables["KAFKA_VOTERS"]
+        assert environment["KAFKA_CONTROLLER_QUORUM_VOTERS"] == variables["COMPOSE_KAFKA_VOTERS"]
         assert f"INTERNAL://{name}:19092" in environment["KAFKA_ADVERTISED_LISTENERS"]
         assert environment["KAFKA_DEFAULT_REPLICATION_FACTOR"] == 3
         assert environment["KAFKA_MIN_INSYNC_REPLICAS"] == 2

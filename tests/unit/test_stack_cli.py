@@ -49,3 +49,49 @@ def test_replicas_are_read_for_every_service_or_per_service_and_refused_by_name(
     config.run_dir.mkdir(parents=True)
     (config.run_dir / "product_svc#2.pid").write_text("1 -m product_svc\n")
     assert "product_svc#2" in [s.name for s in services.known(config)]
+
+
+def test_formatting_with_scram_passes_the_passwords_in_a_private_argument_file(
+    tmp_path: Path,
+) -> None:
+    """``ps`` shows a command line to every user; the passwords go in a file of mode 600,
+    quoted as Java's launcher reads it."""
+    from stack.kafka import _in_argfile
+
+    tricky = 'password=p"w\\x'
+    command = ["java", "-Xmx64m", "-cp", "jars/*", "kafka.tools.StorageTool", f"--add={tricky}"]
+
+    line = _in_argfile(command, tmp_path / "node" / "format.args")
+
+    assert line == ["java", "-Xmx64m", f"@{tmp_path / 'node' / 'format.args'}"]
+    assert (tmp_path / "node" / "format.args").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "node").stat().st_mode & 0o777 == 0o700
+    text = (tmp_path / "node" / "format.args").read_text()
+    assert text.splitlines() == [
+        '"-cp"',
+        '"jars/*"',
+        '"kafka.tools.StorageTool"',
+        '"--add=password=p\\"w\\\\x"',
+    ]
+
+
+def test_a_plaintext_stack_gives_its_services_every_kafka_setting_so_none_leaks_from_the_shell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "from-the-shell")
+    monkeypatch.delenv("SHOP_KAFKA_SECURITY", raising=False)
+
+    env = StackConfig().kafka_env("order_svc")
+
+    assert env["KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert env["KAFKA_SASL_PASSWORD"] == "" and env["KAFKA_SASL_USERNAME"] == ""
+    assert set(env) >= {"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SASL_MECHANISM", "KAFKA_SSL_CAFILE"}
+
+
+def test_a_kafka_access_never_shows_its_password() -> None:
+    from common.kafka_access import KafkaAccess
+
+    access = KafkaAccess("k:9092", "SASL_SSL", "SCRAM-SHA-512", "order_svc", "s3cret-pw")
+
+    assert "s3cret-pw" not in repr(access) and "order_svc" in repr(access)
