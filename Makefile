@@ -78,8 +78,8 @@ bench: $(READY)  ## baselines, then orders stepped up to the knee, then reads: m
 bench-tracing: $(READY)  ## the bench with tracing off, on at 100% and at 10%, back to back: make bench-tracing ARGS=--quick
 	@$(PY) -m bench.variants tracing $(ARGS)
 
-bench-cluster: $(READY)  ## the bench on one broker, then on three brokers with SCRAM and two processes of each service
-	@$(PY) -m bench.variants cluster $(ARGS)
+bench-cluster: $(READY)  ## the bench on one broker, then three with SCRAM, then those with two processes of each service
+	@$(PY) -m bench.variants cluster --warmup-seconds 60 --warmup-rate 10 $(ARGS)
 
 bench-replicas: $(READY)  ## the bench with 1, 2 and 3 processes of payment_svc, the busiest service
 	@$(PY) -m bench.variants replicas $(ARGS)

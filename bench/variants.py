@@ -9,8 +9,8 @@ JSON goes to ``<state dir>/bench/<comparison>/``; each variant's stack runs in
 
 - ``tracing`` (``make bench-tracing``): tracing off, on with every trace sampled, on with one in
   ten (OpenTelemetry's own sampler variables).
-- ``cluster`` (``make bench-cluster``): one broker, against three brokers with SASL/SCRAM and
-  two processes of each service.
+- ``cluster`` (``make bench-cluster``): one broker, against three brokers with SASL/SCRAM, and
+  the same with two processes of each service.
 - ``cluster-steps``: where the cluster's cost comes from, one part at a time: one broker,
   three brokers, three with SCRAM, one broker with two processes of each service.
 - ``cluster-wait``: one broker and three, each with the services' fetches answered at the
@@ -49,6 +49,7 @@ COMPARISONS: dict[str, Variants] = {
     ),
     "cluster": (
         ("1 broker", {}),
+        ("3+SCRAM", {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram"}),
         (
             "3+SCRAM+2x",
             {"SHOP_KAFKA_BROKERS": "3", "SHOP_KAFKA_SECURITY": "scram", "SHOP_REPLICAS": "2"},

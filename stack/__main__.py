@@ -1,5 +1,5 @@
 import sys
 
-from stack.cli import main
+from stack.cli import from_shell
 
-sys.exit(main())
+sys.exit(from_shell())

@@ -21,12 +21,13 @@ from payment_svc.reconcile import reconcile as compare_ledgers
 from payment_svc.settings import Settings as PaymentSettings
 from schemas.topics import ALL_TOPICS
 from stack import kafka, kafka_acls, postgres, procs, services, zipkin
-from stack.config import KafkaNode, StackConfig
+from stack.config import KafkaNode, StackConfig, recall_shape, remember_shape
 from stack.progress import elapsed, step
 
 
 def up(config: StackConfig, *, with_services: bool = True) -> None:
     """Start Kafka, PostgreSQL and every service; return when all report ready."""
+    remember_shape(config)
     kafka.start(config)
     admin = config.kafka_access()
     asyncio.run(kafka.wait_ready(admin, brokers=config.kafka_brokers))
@@ -90,6 +91,7 @@ def down(config: StackConfig) -> None:
         step(name, "stopped")
     if not config.external_database and postgres.stop(config):
         step("postgres", "stopped")
+    config.shape_file.unlink(missing_ok=True)
     print(f"Everything is down ({elapsed():.1f}s).", flush=True)
 
 
@@ -266,6 +268,14 @@ def _payment_settings(config: StackConfig) -> PaymentSettings:
         raise SystemExit(refusal(PaymentSettings.service_name, exc)) from None
 
 
+def from_shell() -> int:
+    """``python -m stack``: :func:`main`, with the running stack's settings where the shell
+    does not give them (see :data:`stack.config.SHAPE`)."""
+    if recalled := recall_shape():
+        step("stack", "as it was started: " + " ".join(f"{n}={v}" for n, v in recalled.items()))
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -387,4 +397,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(from_shell())

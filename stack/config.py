@@ -92,6 +92,11 @@ class StackConfig:
         return self.state_dir / "run"
 
     @property
+    def shape_file(self) -> Path:
+        """The :data:`SHAPE` settings of the running stack, from its ``up`` to its ``down``."""
+        return self.run_dir / "shape.env"
+
+    @property
     def kafka_bootstrap(self) -> str:
         return ",".join(node.address for node in self.kafka_nodes)
 
@@ -191,6 +196,32 @@ def _brokers(value: str) -> int:
     if value not in ("1", "3"):
         raise SystemExit(f"SHOP_KAFKA_BROKERS must be 1 or 3, not {value!r}")
     return int(value)
+
+
+SHAPE = ("SHOP_KAFKA_BROKERS", "SHOP_KAFKA_SECURITY", "SHOP_REPLICAS", "SHOP_TRACING")
+"""The settings that shape a running stack. ``up`` records those it was given, and the
+launcher's later commands (``status``, ``stop kafka-2``, ``dlq``, ``down``, another ``up``) take
+them from there when the environment does not say: a cluster started with them is not mistaken
+for the single plaintext broker by a shell that has not exported them."""
+
+
+def remember_shape(config: StackConfig) -> None:
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    given = [f"{name}={os.environ[name]}" for name in SHAPE if os.environ.get(name)]
+    config.shape_file.write_text("".join(f"{line}\n" for line in given))
+
+
+def recall_shape() -> dict[str, str]:
+    """Put the running stack's recorded settings into the environment, under any set there;
+    returns those it put."""
+    path = StackConfig().shape_file
+    recalled: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in SHAPE and name not in os.environ:
+                os.environ[name] = recalled[name] = value
+    return recalled
 
 
 def write_private(path: Path, text: str, up_to: Path | None = None) -> Path:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.topics import CONSUMED_TOPICS
 from stack import kafka, procs
@@ -67,12 +68,34 @@ def stalled_replica(fs: FaultShop) -> None:
     partitions away; then it wakes up (SIGCONT) to find them gone, and rejoins."""
     pid = procs.running_pid(fs.shop.config, "order_svc#2")
     assert pid is not None, "order_svc#2 is not running"
+    assert _wait_for_members(fs, "order_svc", 2, timeout_s=30)
     os.kill(pid, signal.SIGSTOP)
     try:
-        time.sleep(14)
+        time.sleep(10)  # its session
+        assert _wait_for_members(fs, "order_svc", 1, timeout_s=20), "the group kept it"
     finally:
         os.kill(pid, signal.SIGCONT)
-    time.sleep(3)
+    assert _wait_for_members(fs, "order_svc", 2, timeout_s=30), "it did not rejoin"
+
+
+def _wait_for_members(fs: FaultShop, group: str, count: int, *, timeout_s: float) -> bool:
+    """Whether the consumer group has ``count`` members within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(_members(fs, group)) != count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+async def _members(fs: FaultShop, group: str) -> int:
+    admin = AIOKafkaAdminClient(**fs.kafka_access.client_options())
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    return len(response.groups[0][5])  # (error, group, state, protocol type, protocol, members…)
 
 
 def hot_product_race(fs: FaultShop) -> None:

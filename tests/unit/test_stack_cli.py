@@ -95,3 +95,26 @@ def test_a_kafka_access_never_shows_its_password() -> None:
     access = KafkaAccess("k:9092", "SASL_SSL", "SCRAM-SHA-512", "order_svc", "s3cret-pw")
 
     assert "s3cret-pw" not in repr(access) and "order_svc" in repr(access)
+
+
+def test_the_launchers_later_commands_take_the_running_stacks_shape_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stack.config import recall_shape, remember_shape
+
+    monkeypatch.setenv("SHOP_STATE_DIR", str(tmp_path))
+    for name in ("SHOP_KAFKA_BROKERS", "SHOP_KAFKA_SECURITY", "SHOP_REPLICAS", "SHOP_TRACING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHOP_KAFKA_BROKERS", "3")
+    monkeypatch.setenv("SHOP_KAFKA_SECURITY", "scram")
+    remember_shape(StackConfig())  # as up does
+    monkeypatch.delenv("SHOP_KAFKA_BROKERS")
+    monkeypatch.setenv("SHOP_KAFKA_SECURITY", "plaintext")  # said in the shell: it wins
+
+    assert recall_shape() == {"SHOP_KAFKA_BROKERS": "3"}
+    config = StackConfig()
+    assert config.kafka_brokers == 3 and not config.scram
+
+    monkeypatch.delenv("SHOP_KAFKA_BROKERS")
+    config.shape_file.unlink()  # as down does
+    assert recall_shape() == {} and StackConfig().kafka_brokers == 1
