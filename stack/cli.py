@@ -35,6 +35,7 @@ def up(config: StackConfig, *, with_services: bool = True) -> None:
     step("kafka", f"ready on {config.kafka_bootstrap}; {len(ALL_TOPICS)} topics ({created} new)")
     if config.scram:
         granted = asyncio.run(kafka_acls.apply(admin))
+        kafka.admin_client_config(config)  # for Kafka's own tools: --command-config
         step(
             "kafka",
             f"SASL/SCRAM-SHA-512 on; {granted} ACLs for {len(kafka_acls.PRINCIPALS)}"

@@ -460,7 +460,7 @@ def kcat_conf(config: StackConfig, principal: str = ADMIN) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _admin_client_config(config: StackConfig) -> list[str]:
+def admin_client_config(config: StackConfig) -> list[str]:
     """``--command-config`` for Kafka's own tools: the admin's SCRAM credentials, in a file of
     mode 600 (never on a command line, where ``ps`` shows it)."""
     access = config.kafka_access()
@@ -485,7 +485,7 @@ def shift_offsets(config: StackConfig, group: str, by: int) -> str:
             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
             "--bootstrap-server",
             config.kafka_bootstrap,
-            *_admin_client_config(config),
+            *admin_client_config(config),
             "--group",
             group,
             "--reset-offsets",

@@ -299,4 +299,13 @@ def test_the_nodes_share_one_cluster_id_and_keep_their_secrets_private(cluster: 
     assert len(ids) == 1, ids
     secrets = [state / "kcat.conf", *(state / "secrets" / "kafka").iterdir()]
     secrets += [state / f"kafka-{i}" / "server.properties" for i in (1, 2, 3)]
+    assert state / "secrets" / "kafka" / "admin.properties" in secrets  # for Kafka's tools
     assert {oct(path.stat().st_mode & 0o777) for path in secrets} == {oct(0o600)}
+    # a node's folder holds the topics' records: no one else reads them around the ACLs
+    folders = [state / f"kafka-{i}" for i in (1, 2, 3)]
+    assert {oct(path.stat().st_mode & 0o777) for path in folders} == {oct(0o700)}
+    assert not [
+        path
+        for path in (state / f"kafka-{i}" for i in (1, 2, 3))
+        if (path / "format.args").exists()
+    ]
