@@ -139,11 +139,20 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     return isinstance(exc, INFRASTRUCTURE_ERRORS)
 
 
+METADATA_MAX_AGE_MS = 10_000
+"""How old the cluster's metadata (who leads each partition) may get before a client asks again.
+A consumer that takes a partition with no committed offset asks its leader where to start; when
+that leader has moved, aiokafka (0.14) retries the old one without refreshing its metadata, and
+the whole consumer waits until the metadata expires: five minutes by default, seen in the
+failover cases when leaders moved back to a restarted node during a rebalance."""
+
+
 def create_broker(settings: ServiceSettings) -> KafkaBroker:
     access = settings.kafka_access()
     return KafkaBroker(
         access.servers,
         security=access.faststream_security(),
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
         client_id=settings.service_name,
         logger=logging.getLogger(f"{settings.service_name}.broker"),
         log_level=logging.DEBUG,
