@@ -359,8 +359,6 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(kafka.ensure_topics(access))
         print(f"{created} topics created on {access.bootstrap_servers}; {len(ALL_TOPICS)} in all")
     elif args.command == "acls":
-        from stack import kafka_acls
-
         for grant in kafka_acls.grants():
             print(
                 'kafka-acls.sh --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS"'

@@ -224,11 +224,14 @@ def recall_shape() -> dict[str, str]:
     return recalled
 
 
-def write_private(path: Path, text: str, up_to: Path | None = None) -> Path:
+def write_private(
+    path: Path, text: str, up_to: Path | None = None, *, own_folder: bool = True
+) -> Path:
     """Write ``text`` to a file only its owner may read (600), in a folder only its owner may
     enter (700), as are the folders between it and ``up_to``: the file is made with that mode
-    before anything is written to it, and one made before under another mode is set right."""
-    folders = [path.parent]
+    before anything is written to it, and one made before under another mode is set right.
+    ``own_folder=False`` leaves the folder as it is (one that others must traverse)."""
+    folders = [path.parent] if own_folder else []
     if up_to is not None:
         folders += [f for f in path.parent.parents if f == up_to or up_to in f.parents]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

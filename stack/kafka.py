@@ -437,12 +437,8 @@ async def is_ready(access: KafkaAccess) -> bool:
 def write_kcat_conf(config: StackConfig) -> Path:
     """``.cache/kcat.conf``: ``kcat -F .cache/kcat.conf -L`` reaches the stack's Kafka as its
     admin (mode 600: with SCRAM it holds the password)."""
-    path = config.state_dir / "kcat.conf"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)  # the state folder stays as it is: others traverse it to their files
-    path.chmod(0o600)
-    path.write_text(kcat_conf(config))
-    return path
+    # the state folder stays as it is: PostgreSQL's user traverses it to its files
+    return write_private(config.state_dir / "kcat.conf", kcat_conf(config), own_folder=False)
 
 
 def kcat_conf(config: StackConfig, principal: str = ADMIN) -> str:

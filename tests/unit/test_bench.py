@@ -4,6 +4,7 @@ parsing of what pgbench and Kafka's perf tools print, and an order's path hop by
 import os
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -290,3 +291,35 @@ def test_variants_are_compared_by_their_medians_with_ratios_to_the_first() -> No
         "payment x2",
         "payment x3",
     ]
+
+
+def test_a_comparison_stops_its_variants_stack_even_when_a_run_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An interrupted comparison leaves no variant's stack running (its folder would be
+    deleted by make clean with the processes still up)."""
+    from bench import variants
+
+    monkeypatch.setenv("SHOP_STATE_DIR", str(tmp_path))
+    downs: list[Path] = []
+    monkeypatch.setattr(variants.cli, "down", lambda config: downs.append(config.state_dir))
+
+    def interrupted(opts: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(variants.run, "run", interrupted)
+
+    with pytest.raises(KeyboardInterrupt):
+        variants.main(["cluster", "--quick", "--no-baselines"])
+
+    assert downs[-1] == tmp_path / "variants" / "cluster" / "1-broker"
+
+
+def test_the_warm_up_is_five_seconds_at_five_orders_unless_told() -> None:
+    from bench import options
+
+    default = options.parse([])
+    longer = options.parse(["--warmup-seconds", "60", "--warmup-rate", "10"])
+
+    assert (default.warmup_s, default.warmup_rate) == (5.0, 5.0)
+    assert (longer.warmup_s, longer.warmup_rate) == (60.0, 10.0)
