@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from common.broker import Handlers
+from common.handlers import Handlers
 from common.outcomes import Refused
 from schemas.envelope import Command, UnknownMessageError, decode
 

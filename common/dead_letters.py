@@ -17,10 +17,10 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import write_deferred
 from common.inbox import InboxMixin, first_delivery
 from common.outbox import OutboxMixin, stage_record
 from common.producer import KafkaProducerHolder
+from common.unit_of_work import write_deferred
 from schemas.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class DeadLetter:
 def reason_class(letter: DeadLetter) -> str:
     """Why a letter was written, in one word (the ``reason`` label of its counter): its handler
     kept failing, or which way its record could not be read (the reasons of
-    :meth:`common.broker.BatchConsumer._route`)."""
+    :func:`common.handlers.route`)."""
     reason = letter.reason
     if letter.attempts:
         return "handler_failed"

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from common import collector, tracing
-from common.db import ReadPool, SessionMaker
+from common.db import ReadPool
 from common.logs import configure_logging
 from common.metrics import CONTENT_TYPE
-from common.runtime import Runtime
+from common.runtime import Runtime, ServiceRuntime
 from common.settings import ServiceSettings, from_environment
+from common.unit_of_work import SessionMaker
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,8 @@ S = TypeVar("S", bound=ServiceSettings)
 
 async def _sessionmaker(request: Request) -> SessionMaker:
     # async, like every dependency here: FastAPI runs a plain ``def`` one in a worker thread.
-    sessionmaker: SessionMaker | None = request.app.state.runtime.sessionmaker
-    assert sessionmaker is not None, "this service has no database"
-    return sessionmaker
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.sessionmaker
 
 
 Sessions = Annotated[SessionMaker, Depends(_sessionmaker)]
@@ -38,9 +38,8 @@ Sessions = Annotated[SessionMaker, Depends(_sessionmaker)]
 
 
 async def _reads(request: Request) -> SessionMaker:
-    reads: SessionMaker | None = request.app.state.runtime.reads
-    assert reads is not None, "this service has no database"
-    return reads
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.reads
 
 
 Reads = Annotated[SessionMaker, Depends(_reads)]
@@ -50,13 +49,12 @@ snapshot anyway."""
 
 
 async def _read_pool(request: Request) -> ReadPool:
-    pool: ReadPool | None = request.app.state.runtime.read_pool
-    assert pool is not None, "this service has no database"
-    return pool
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime.read_pool
 
 
 ReadConnections = Annotated[ReadPool, Depends(_read_pool)]
-"""Connections for a route's hot read with a :class:`common.db.Direct` statement
+"""Connections for a route's hot read with a :class:`common.statements.Direct` statement
 (``statement.rows_read(pool, ...)``), without an SQLAlchemy session."""
 
 

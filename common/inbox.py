@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
-from common.db import Direct, SessionMaker, array_rows, table_of
+from common.statements import Direct, array_rows, table_of
+from common.unit_of_work import SessionMaker, unit_of
 from schemas.envelope import Envelope
 
 M = TypeVar("M")
@@ -57,7 +58,6 @@ class InboxMixin:
     """How many redeliveries of this message were absorbed: proof that duplicates were tried."""
 
 
-_CLAIMED = "inbox_claimed"
 _claims: dict[type[InboxMixin], Direct] = {}
 """Each inbox's claim statement, built once."""
 
@@ -67,7 +67,7 @@ async def claim(
 ) -> None:
     """Record a whole batch of message ids with one statement, at the start of the batch's
     transaction (as its first statement, it begins the transaction in the same round trip:
-    :meth:`common.db.Direct.rows_beginning`); :func:`first_delivery` then answers from what
+    :meth:`common.statements.Direct.rows_beginning`); :func:`first_delivery` then answers from what
     this found, without a query. An id repeated inside the batch is a first delivery once,
     then a duplicate."""
     repeats = Counter(message_id for message_id, _ in messages)
@@ -80,7 +80,7 @@ async def claim(
             "duplicates": [repeats[message_id] - 1 for message_id in types],
         },
     )
-    session.info[_CLAIMED] = {message_id: bool(fresh) for message_id, fresh in rows}
+    unit_of(session).claimed = {message_id: bool(fresh) for message_id, fresh in rows}
 
 
 def _claim_statement(inbox: type[InboxMixin]) -> Direct:
@@ -111,7 +111,7 @@ async def first_delivery(
     Call it inside the transaction that applies the message: if that transaction rolls back,
     the record goes with it and the message will be applied on its next delivery.
     """
-    claimed: dict[UUID, bool] | None = session.info.get(_CLAIMED)
+    claimed = unit_of(session).claimed
     if claimed is not None and message_id in claimed:
         fresh = claimed[message_id]
         claimed[message_id] = False  # the same id again in this transaction is a duplicate

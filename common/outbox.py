@@ -35,9 +35,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from common import tracing
-from common.db import PSYCOPG, defer_insert, libpq_url, table_of
+from common.db import libpq_url
 from common.metrics import ServiceMetrics
 from common.producer import KafkaProducerHolder, kafka_headers
+from common.statements import PSYCOPG, defer_insert, table_of
+from common.unit_of_work import ShopSession, unit_of
 from schemas.envelope import Envelope, Message, encode
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,9 @@ def stage(
 ) -> Envelope:
     """Add ``message`` to the outbox in ``session``'s transaction; it is published after commit.
 
-    The row is written when the unit of work ends (see :func:`common.db.defer_insert`): a batch
-    of consumed messages writes all its outgoing messages with one statement, in staging order.
+    The row is written when the unit of work ends (:func:`common.statements.defer_insert`): a
+    batch of consumed messages writes all its outgoing messages with one statement, in staging
+    order.
 
     With ``cause``, the message joins the cause's saga (same correlation id, caused by it); a
     process that kept only those two ids (not the whole cause) passes them instead.
@@ -157,7 +160,7 @@ def _stored_headers(headers: Sequence[tuple[str, bytes | None]]) -> Jsonb:
 
 def _defer(session: AsyncSession, outbox: type[OutboxMixin], row: dict[str, Any]) -> None:
     defer_insert(session, table_of(outbox), row)
-    session.info[_STAGED] = True
+    unit_of(session).staged = True
 
 
 def _kafka_headers_of(
@@ -172,20 +175,14 @@ def _kafka_headers_of(
         return kafka_headers(message_type, correlation)
 
 
-_STAGED = "outbox_staged"
 _wakers: set[Callable[[], None]] = set()
 
 
-@event.listens_for(Session, "after_commit")
+@event.listens_for(ShopSession, "after_commit")
 def _wake_relays(session: Session) -> None:
-    if session.info.pop(_STAGED, False):
+    if unit_of(session).staged:
         for wake in _wakers:
             wake()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_staged(session: Session) -> None:
-    session.info.pop(_STAGED, None)
 
 
 class OutboxRelay:

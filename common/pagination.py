@@ -73,7 +73,7 @@ def page_after(
     """Up to ``limit`` rows of ``query`` after the sort key ``after`` (a decoded cursor; None
     starts at the beginning), in ``(created_at, item_id)`` order, descending if ``newest_first``.
     ``after`` and ``limit`` may be bind parameters, for a statement built once and run with
-    each page's values (:class:`common.db.Direct`)."""
+    each page's values (:class:`common.statements.Direct`)."""
     key = tuple_(created_at, item_id)
     if after is not None:
         # values are bound as the key's columns; bind parameters keep their own names

@@ -61,7 +61,7 @@ class ServiceSettings(BaseSettings):
     redelivers at most this long's records, which the inboxes absorb."""
     consumer_batch_window_ms: int = Field(default=20, ge=0)
     """Under load, a batch waits this long for the records behind it: fewer, larger batches.
-    0 turns it off. See common.broker.BatchWindow."""
+    0 turns it off. See common.pacing.BatchWindow."""
     consumer_batch_window_busy: float = Field(default=0.5, ge=0, le=1)
     """Under load means: the previous batch ended less than a window ago, and applying batches
     took at least this share of the last second."""

@@ -10,7 +10,7 @@ the Zipkin that ``SHOP_TRACING=1 make up`` starts), or OTLP for a collector else
 """
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,10 @@ from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
     from opentelemetry.sdk.trace.export import SpanExporter
+
+    from common.handlers import Routed
 
 TRACEPARENT = "traceparent"
 """The one trace header read from a record (``tracestate`` is neither read nor carried on)."""
@@ -182,3 +185,45 @@ def run_span(
             yield span
     finally:
         _causes.reset(token)
+
+
+def batch_span(
+    service_name: str, records: "Sequence[ConsumerRecord[bytes, bytes]]"
+) -> AbstractContextManager[object]:
+    """A consumed batch's span, linked to each record's producer (nothing when tracing is off)."""
+    if not enabled():
+        return nullcontext()
+    links = [
+        link_to(context)
+        for record in records
+        if (context := context_of(record.headers)) is not None
+    ]
+    return tracer.start_as_current_span(
+        f"{service_name} batch",
+        kind=SpanKind.CONSUMER,
+        links=links,
+        attributes={"messaging.batch.message_count": len(records)},
+    )
+
+
+def consumer_run_span(run: "Sequence[Routed]") -> AbstractContextManager[object]:
+    """A run's span (:func:`run_span`) with its messaging attributes; nothing when tracing is
+    off."""
+    if not enabled():
+        return nullcontext()
+    first = run[0]
+    attributes: dict[str, str | int] = {
+        "messaging.destination.name": first.record.topic,
+        "messaging.batch.message_count": len(run),
+    }
+    if len(run) == 1:
+        attributes["messaging.message.id"] = str(first.envelope.id)
+        attributes["messaging.kafka.message.key"] = (first.record.key or b"").decode(
+            errors="replace"
+        )
+        attributes["shop.correlation_id"] = str(first.envelope.correlation_id)
+    return run_span(
+        first.envelope.type,
+        [(item.envelope.id, context_of(item.record.headers)) for item in run],
+        attributes,
+    )

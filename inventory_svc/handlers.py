@@ -2,8 +2,8 @@
 
 from functools import partial
 
-from common.broker import Handlers
-from common.db import SessionMaker
+from common.handlers import Handlers
+from common.unit_of_work import SessionMaker
 from inventory_svc import services
 from schemas.products import StockChanged
 from schemas.topics import CONSUMED_TOPICS

@@ -7,7 +7,7 @@ from uuid import UUID
 from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from common.db import SessionMaker
+from common.unit_of_work import SessionMaker
 from inventory_svc.models import InventoryMovement
 
 

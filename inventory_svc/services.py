@@ -1,7 +1,8 @@
 """inventory_svc's use cases; each is one transaction (inbox check, change)."""
 
-from common.db import SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
+from common.statements import defer_insert, table_of
+from common.unit_of_work import SessionMaker
 from inventory_svc.models import Inbox, InventoryMovement
 from schemas.envelope import Envelope
 from schemas.ids import new_id

@@ -1,11 +1,9 @@
 """notification_svc's composition root."""
 
-from pathlib import Path
-
 from fastapi import FastAPI
 
 from common.http import create_service_app
-from common.runtime import Runtime
+from common.runtime import ServiceRuntime
 from notification_svc import api, handlers, models
 from notification_svc.adapters import MailboxSender
 from notification_svc.ports import NotificationSender
@@ -21,14 +19,7 @@ def create_app(
     settings = settings or Settings()
     if sender is None:
         sender = MailboxSender(settings.mailbox_dir)
-    runtime = Runtime(
-        settings,
-        metadata=models.Base.metadata,
-        migrations=Path(__file__).with_name("migrations"),
-        outbox=models.Outbox,
-        inbox=models.Inbox,
-    )
-    assert runtime.sessionmaker is not None
+    runtime = ServiceRuntime(settings, models)
     runtime.consume(handlers.TOPICS, handlers.handlers(runtime.sessionmaker))
     dispatcher = Dispatcher(runtime.sessionmaker, sender, settings)
     if settings.sending_enabled:

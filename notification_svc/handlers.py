@@ -2,8 +2,8 @@
 
 from functools import partial
 
-from common.broker import Handlers
-from common.db import SessionMaker
+from common.handlers import Handlers
+from common.unit_of_work import SessionMaker
 from notification_svc import services
 from schemas.orders import OrderCancelled, OrderPlaced, OrderRejected, OrderShipped
 from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded

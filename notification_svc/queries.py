@@ -6,8 +6,8 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from common.db import SessionMaker
 from common.pagination import page_after
+from common.unit_of_work import SessionMaker
 from notification_svc.models import Notification
 
 

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import Direct, SessionMaker, UpdateRows, table_of
 from common.outbox import stage
+from common.statements import Direct, UpdateRows, table_of
+from common.unit_of_work import SessionMaker
 from notification_svc import domain
 from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
 from notification_svc.ports import Mail, NotificationSender

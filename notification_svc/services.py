@@ -5,8 +5,9 @@ from uuid import UUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import InsertRows, SessionMaker, defer_insert, table_of
 from common.inbox import first_delivery
+from common.statements import InsertRows, defer_insert, table_of
+from common.unit_of_work import SessionMaker
 from notification_svc import domain
 from notification_svc.models import PENDING, Inbox, Notification, UserContact
 from schemas.envelope import Envelope

@@ -8,8 +8,10 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, select
 
-from common.db import Direct, ReadPool, SessionMaker
+from common.db import ReadPool
 from common.pagination import page_after
+from common.statements import Direct
+from common.unit_of_work import SessionMaker
 from order_svc.models import Order, OrderItem, OrderStatus, OrderStatusHistory, ProductPrice
 
 

@@ -12,17 +12,10 @@ from sqlalchemy import ScalarSelect, Text, Update, Uuid, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import (
-    Direct,
-    InsertRows,
-    SessionMaker,
-    any_of,
-    array_rows,
-    defer_insert,
-    table_of,
-)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
+from common.statements import Direct, InsertRows, any_of, array_rows, defer_insert, table_of
+from common.unit_of_work import SessionMaker
 from order_svc import domain
 from order_svc.models import (
     Inbox,

@@ -1,13 +1,12 @@
 """payment_svc's composition root."""
 
 import logging
-from pathlib import Path
 
 from fastapi import FastAPI
 
 from common.commands import command_router
 from common.http import create_service_app
-from common.runtime import Runtime
+from common.runtime import ServiceRuntime
 from payment_svc import api, handlers, models, services
 from payment_svc.adapters import Faults, SimulatedProvider
 from payment_svc.ports import PaymentProvider
@@ -31,14 +30,7 @@ def create_app(
     settings = settings or Settings()
     if provider is None:
         provider = create_provider(settings)
-    runtime = Runtime(
-        settings,
-        metadata=models.Base.metadata,
-        migrations=Path(__file__).with_name("migrations"),
-        outbox=models.Outbox,
-        inbox=models.Inbox,
-    )
-    assert runtime.sessionmaker is not None and runtime.reads is not None
+    runtime = ServiceRuntime(settings, models)
     sessionmaker = runtime.sessionmaker
     runtime.on_start("payment provider", provider.open)
     runtime.on_stop(provider.close)

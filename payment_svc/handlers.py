@@ -2,8 +2,8 @@
 
 from functools import partial
 
-from common.broker import Handlers, SetBased
-from common.db import SessionMaker
+from common.handlers import Handlers, SetBased
+from common.unit_of_work import SessionMaker
 from payment_svc import services
 from payment_svc.ports import PaymentProvider
 from schemas.orders import OrderCancelled

@@ -12,17 +12,10 @@ from sqlalchemy import Numeric, Select, Text, Uuid, bindparam, cast, delete, exi
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import (
-    Direct,
-    InsertRows,
-    SessionMaker,
-    UpdateRows,
-    any_of,
-    array_rows,
-    table_of,
-)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
+from common.statements import Direct, InsertRows, UpdateRows, any_of, array_rows, table_of
+from common.unit_of_work import SessionMaker
 from payment_svc import domain
 from payment_svc.models import (
     CancelledOrder,

@@ -2,8 +2,8 @@
 
 from functools import partial
 
-from common.broker import Handlers, SetBased
-from common.db import SessionMaker
+from common.handlers import Handlers, SetBased
+from common.unit_of_work import SessionMaker
 from product_svc import services
 from schemas.orders import OrderCancelled, OrderPlaced
 from schemas.products import (

@@ -10,8 +10,10 @@ from uuid import UUID
 
 from sqlalchemy import BindParameter, String, bindparam, select
 
-from common.db import Direct, ReadPool, SessionMaker, any_of, table_of
+from common.db import ReadPool
 from common.pagination import page_after
+from common.statements import Direct, any_of, table_of
+from common.unit_of_work import SessionMaker
 from product_svc.models import Category, Inventory, Product, ProductImage
 
 

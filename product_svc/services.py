@@ -9,18 +9,11 @@ from sqlalchemy import Uuid, false, func, select, true, union, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import (
-    Direct,
-    InsertRows,
-    SessionMaker,
-    UpdateRows,
-    any_of,
-    array_rows,
-    table_of,
-)
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from common.outcomes import Refused
+from common.statements import Direct, InsertRows, UpdateRows, any_of, array_rows, table_of
+from common.unit_of_work import SessionMaker
 from product_svc import domain
 from product_svc.models import (
     CancelledOrder,

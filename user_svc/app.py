@@ -1,13 +1,12 @@
 """user_svc's composition root."""
 
 import logging
-from pathlib import Path
 
 from fastapi import FastAPI
 
 from common.commands import command_router
 from common.http import create_service_app
-from common.runtime import Runtime
+from common.runtime import ServiceRuntime
 from user_svc import api, handlers, models, services
 from user_svc.passwords import Passwords
 from user_svc.settings import Settings
@@ -17,14 +16,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = Runtime(
-        settings,
-        metadata=models.Base.metadata,
-        migrations=Path(__file__).with_name("migrations"),
-        outbox=models.Outbox,
-        inbox=models.Inbox,
-    )
-    assert runtime.sessionmaker is not None
+    runtime = ServiceRuntime(settings, models)
     table = handlers.handlers(runtime.sessionmaker)
     runtime.consume(handlers.TOPICS, table)
     sessionmaker = runtime.sessionmaker

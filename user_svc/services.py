@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
-from common.db import SessionMaker
 from common.inbox import first_delivery
 from common.outbox import stage
 from common.outcomes import Refused
+from common.unit_of_work import SessionMaker
 from schemas.envelope import Envelope
 from schemas.users import AddAddress, AddressAdded, UpdateUser, UserRegistered, UserUpdated
 from user_svc.models import (

@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
-from common.broker import BatchConsumer, Handlers
+from common.consumer import BatchConsumer
+from common.handlers import Handlers
 from common.inbox import InboxMixin
 from common.kafka_access import KafkaAccess
 from common.producer import kafka_headers

@@ -4,7 +4,6 @@ however often its batch comes again."""
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -13,13 +12,14 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
-import notification_svc
-from common.broker import BatchConsumer, Handlers
-from common.db import Direct
+import notification_svc.models
+from common.consumer import BatchConsumer
+from common.handlers import Handlers
 from common.inbox import first_delivery
 from common.producer import kafka_headers
-from common.runtime import Runtime
-from notification_svc.models import Base, Inbox, Outbox
+from common.runtime import ServiceRuntime
+from common.statements import Direct
+from notification_svc.models import Inbox, Outbox
 from notification_svc.settings import Settings
 from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
@@ -35,17 +35,11 @@ DEADLOCK = Direct(
 
 @asynccontextmanager
 async def service(
-    settings: Settings, handlers: Callable[[Runtime], Handlers] | None = None
-) -> AsyncIterator[Runtime]:
+    settings: Settings, handlers: Callable[[ServiceRuntime], Handlers] | None = None
+) -> AsyncIterator[ServiceRuntime]:
     """notification_svc's database, inbox, outbox and relay; with ``handlers``, consuming
     ``users.events`` with the test's own."""
-    runtime = Runtime(
-        settings,
-        metadata=Base.metadata,
-        migrations=Path(notification_svc.__file__).with_name("migrations"),
-        outbox=Outbox,
-        inbox=Inbox,
-    )
+    runtime = ServiceRuntime(settings, notification_svc.models)
     if handlers is not None:
         runtime.consume([USERS_EVENTS], handlers(runtime))
     await runtime.start()
@@ -68,7 +62,7 @@ async def test_a_deadlock_in_a_direct_statement_is_retried_until_it_clears_not_d
     deadlocks = settings.handler_attempts + 3  # more than a handler error is tried
     calls = 0
 
-    def handlers(runtime: Runtime) -> Handlers:
+    def handlers(runtime: ServiceRuntime) -> Handlers:
         sessionmaker = runtime.sessionmaker
         assert sessionmaker is not None
 
@@ -99,7 +93,7 @@ async def test_a_record_whose_headers_are_not_text_is_applied_and_the_consumer_g
     odd, plain = registered(), registered()
     applied: list[UserRegistered] = []
 
-    def handlers(runtime: Runtime) -> Handlers:
+    def handlers(runtime: ServiceRuntime) -> Handlers:
         async def remember(envelope: Envelope, message: UserRegistered) -> None:
             applied.append(message)
 
@@ -136,7 +130,9 @@ def record_of(
     )
 
 
-async def dead_letters_of(runtime: Runtime, infra: Infra, marker: tuple[str, bytes]) -> list[Any]:
+async def dead_letters_of(
+    runtime: ServiceRuntime, infra: Infra, marker: tuple[str, bytes]
+) -> list[Any]:
     """The letters on the service's dead-letter topic of records with the ``marker`` header,
     once its outbox is empty."""
 
@@ -161,7 +157,9 @@ async def apply_until_applied(consumer: BatchConsumer, batch: list[Any]) -> None
     await consumer.apply_batch(batch)
 
 
-def connection_lost_once(runtime: Runtime) -> Callable[[Envelope, UserRegistered], Awaitable[None]]:
+def connection_lost_once(
+    runtime: ServiceRuntime,
+) -> Callable[[Envelope, UserRegistered], Awaitable[None]]:
     """A handler whose first call loses the database connection under the batch."""
     sessionmaker = runtime.sessionmaker
     assert sessionmaker is not None
@@ -177,7 +175,9 @@ def connection_lost_once(runtime: Runtime) -> Callable[[Envelope, UserRegistered
     return handler
 
 
-def batch_consumer(runtime: Runtime, handler: Callable[..., Awaitable[None]]) -> BatchConsumer:
+def batch_consumer(
+    runtime: ServiceRuntime, handler: Callable[..., Awaitable[None]]
+) -> BatchConsumer:
     """A consumer of the test's own on the service's database, outbox and inbox."""
     return BatchConsumer(
         runtime.settings,

@@ -24,22 +24,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from common.db import (
+from common.db import ReadPool, create_engine, ensure_database, libpq_url
+from common.statements import (
     Direct,
     InsertRows,
-    ReadPool,
-    SessionMaker,
     UpdateRows,
     any_of,
     array_rows,
-    create_engine,
-    create_sessionmaker,
     defer_insert,
-    driver_connection,
-    ensure_database,
-    libpq_url,
     table_of,
 )
+from common.unit_of_work import SessionMaker, create_sessionmaker, driver_connection
 from tests.conftest import Infra, unique
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
 
-from common.db import batch_transaction
 from common.inbox import claim, first_delivery, forget_old
 from common.outbox import _TAKE, RELAY_LOCK, OutboxRelay, stage
+from common.unit_of_work import batch_transaction
 from notification_svc import services as notification_services
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.models import Inbox as NotificationInbox

@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from common.broker import Handlers
-from common.db import batch_transaction, libpq_url
+from common.db import libpq_url
+from common.handlers import Handlers
 from common.runtime import Runtime
+from common.unit_of_work import batch_transaction
 from payment_svc import domain, handlers, services
 from payment_svc.adapters import Faults, SimulatedProvider, simulated_reference
 from payment_svc.app import create_app, create_provider

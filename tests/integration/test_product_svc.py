@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
-from common.broker import Handlers
+from common.handlers import Handlers
 from common.runtime import Runtime
 from product_svc import handlers, services
 from product_svc.app import create_app

@@ -13,8 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from common import tracing
-from common.db import create_engine, create_sessionmaker
+from common.db import create_engine
 from common.outbox import stage
+from common.unit_of_work import create_sessionmaker
 from notification_svc.app import create_app as create_notification_app
 from notification_svc.settings import Settings as NotificationSettings
 from schemas.topics import USERS_EVENTS

@@ -11,8 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from common.broker import Backoff, BatchConsumer, Routed, is_infrastructure_error, runs_of_one_type
+from common.consumer import BatchConsumer
 from common.dead_letters import DeadLetter, reason_class
+from common.failures import Backoff, is_infrastructure_error
+from common.handlers import Routed, runs_of_one_type
 from common.metrics import ServiceMetrics
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode

@@ -11,7 +11,9 @@ from aiokafka.errors import CommitFailedError
 from faststream.kafka.message import KafkaAckableMessage
 from sqlalchemy.exc import OperationalError
 
-from common.broker import BatchConsumer, BatchWindow, OffsetCommitter, create_broker, subscribe
+from common.broker import create_broker, subscribe
+from common.consumer import BatchConsumer
+from common.pacing import BatchWindow, OffsetCommitter
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_COMMANDS, USERS_EVENTS
