@@ -51,6 +51,11 @@ class Figures(Collector):
         self._counters = counters
         self._gauges = gauges
 
+    def describe(self) -> Iterator[Metric]:
+        """Nothing up front: the figures are read when scraped, not when registered (their owner
+        may still be under construction then)."""
+        return iter(())
+
     def collect(self) -> Iterator[Metric]:
         for name, (value, text) in self._counters().items():
             counter = CounterMetricFamily(f"shop_{name}", text, labels=["service"])
