@@ -48,7 +48,8 @@ CONSUMED_TOPICS: dict[str, tuple[Topic, ...]] = {
     "notification_svc": (USERS_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS),
     "inventory_svc": (INVENTORY_EVENTS,),
 }
-"""Who consumes what (ARCHITECTURE.md's table); each service's consumer group is its name."""
+"""Who consumes what (docs/architecture.md's table of services); each service's consumer group
+is its name."""
 
 CONSUMING_SERVICES = tuple(CONSUMED_TOPICS)
 

@@ -327,7 +327,7 @@ def check() -> int:
         print(
             f"\n{len(breaking)} breaking change(s) to released messages. Make a new VERSION of "
             "the message instead, registered beside the old one with an upcaster "
-            "(docs/design.md, 'Changing a contract').",
+            "(docs/architecture.md, 'Changing a contract').",
             file=sys.stderr,
         )
         return 1
