@@ -23,7 +23,7 @@ from bench.options import Options
 from bench.results import Results, StepRecord
 from bench.stats import StepFigures, judge_step, next_rate, select_knee
 from bench.tail import OrderTail
-from stack import cli
+from stack import lifecycle
 from stack.config import ROOT, StackConfig
 from stack.progress import step
 from stack.services import SERVICES
@@ -60,7 +60,7 @@ def bring_up(config: StackConfig) -> None:
     """``make up``'s own code; a stack that already runs is left as it is. Its summary goes to
     stderr: stdout is for the table."""
     with contextlib.redirect_stdout(sys.stderr):
-        cli.up(config)
+        lifecycle.up(config)
 
 
 class ShopBench:

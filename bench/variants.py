@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench import options, report, run
 from bench.results import Results, StepRecord
-from stack import cli
+from stack import lifecycle
 from stack.config import StackConfig
 from stack.progress import step
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(mine, opts, base, rounds)
     finally:  # also when a run fails or is interrupted: no variant's stack is left running
         with contextlib.redirect_stdout(sys.stderr):
-            cli.down(StackConfig())
+            lifecycle.down(StackConfig())
     sys.stdout.write(render(rounds, mine.comparison))
     return 0 if all(row.knee is not None for rows in rounds for row in rows) else 1
 
@@ -173,7 +173,7 @@ def _run(
         rows: list[Figures] = []
         for variant, settings in COMPARISONS[mine.comparison]:
             with contextlib.redirect_stdout(sys.stderr):
-                cli.down(config)  # as the last variant ran, whatever it was
+                lifecycle.down(config)  # as the last variant ran, whatever it was
             for name in VARIABLES:
                 os.environ.pop(name, None)
             os.environ.update(settings)

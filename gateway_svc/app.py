@@ -8,7 +8,14 @@ from common import tracing
 from common.http import create_service_app
 from common.runtime import Runtime
 from gateway_svc import middleware
-from gateway_svc.api import accounts, asyncapi, catalog, orders
+from gateway_svc.api import (
+    accounts,
+    asyncapi,
+    catalog,
+    order_cancel_ship,
+    order_placement,
+    order_reads,
+)
 from gateway_svc.auth import Tokens
 from gateway_svc.clients import Upstreams
 from gateway_svc.facts import Facts
@@ -43,7 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="shop gateway",
         description=DESCRIPTION,
-        routers=[accounts.router, catalog.router, orders.router, asyncapi.router],
+        routers=[
+            accounts.router,
+            catalog.router,
+            order_placement.router,
+            order_reads.router,
+            order_cancel_ship.router,
+            asyncapi.router,
+        ],
     )
     app.state.tokens = tokens
     app.state.upstreams = upstreams

@@ -12,7 +12,7 @@ import httpx
 
 from stack import procs
 from stack.config import ROOT, StackConfig
-from stack.kafka import POM
+from stack.kafka_process import POM
 from stack.progress import step
 
 NAME = "zipkin"

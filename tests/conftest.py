@@ -25,7 +25,7 @@ from aiohttp import web
 from aiokafka import ConsumerRecord
 
 from common.kafka_access import KafkaAccess
-from stack import kafka, postgres
+from stack import kafka_admin, kafka_process, postgres
 from stack.config import ROOT, StackConfig
 
 
@@ -92,7 +92,7 @@ def _containers() -> Iterator[Infra]:
         PostgresContainer("postgres:16", driver="psycopg") as db,
     ):
         bootstrap = broker.get_bootstrap_server()
-        asyncio.run(kafka.ensure_topics(KafkaAccess(bootstrap)))
+        asyncio.run(kafka_admin.ensure_topics(KafkaAccess(bootstrap)))
         yield Infra(bootstrap, db.get_connection_url())
 
 
@@ -104,20 +104,20 @@ def _local_processes() -> Iterator[Infra]:
         kafka_heap="384m",
         pg_port=int(os.environ.get("SHOP_TEST_PG_PORT", 25433)),
     )
-    kafka.stop(config)
+    kafka_process.stop(config)
     postgres.stop(config)
     shutil.rmtree(config.state_dir, ignore_errors=True)
     try:
-        kafka.start(config)
-        asyncio.run(kafka.wait_ready(config.kafka_access()))
-        asyncio.run(kafka.ensure_topics(config.kafka_access()))
+        kafka_process.start(config)
+        asyncio.run(kafka_admin.wait_ready(config.kafka_access()))
+        asyncio.run(kafka_admin.ensure_topics(config.kafka_access()))
         postgres.start(config)
         yield Infra(
             config.kafka_bootstrap,
             f"postgresql+psycopg://postgres@127.0.0.1:{config.pg_port}/postgres",
         )
     finally:
-        kafka.stop(config)
+        kafka_process.stop(config)
         postgres.stop(config)
 
 

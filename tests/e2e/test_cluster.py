@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from common.kafka_access import KafkaAccess
 from schemas.topics import ALL_TOPICS, CONSUMED_TOPICS, ORDERS_EVENTS, Topic
-from stack import kafka
+from stack import kafka_admin, kafka_tools
 from stack.kafka_acls import PRINCIPALS
 from tests.conftest import eventually
 from tests.e2e.conftest import (
@@ -82,7 +82,7 @@ def kcat(*args: str, config: str | None = None, send: str = "") -> subprocess.Co
 
 def kcat_config(shop: Shop, principal: str) -> str:
     path = Path(shop.env["SHOP_STATE_DIR"]) / f"kcat-{principal}.conf"
-    path.write_text(kafka.kcat_conf(shop.config, principal))
+    path.write_text(kafka_tools.kcat_conf(shop.config, principal))
     return str(path)
 
 
@@ -251,7 +251,7 @@ def writes_topic(shop: Shop, name: str) -> Topic:
     """A topic of the test's own, replicated as the shop's are: its writes are no shop's
     business (on the shop's topics they would all be dead letters)."""
     topic = Topic(f"e2e.cluster.{name}")
-    asyncio.run(kafka.ensure_topics(shop.kafka_access, [topic]))
+    asyncio.run(kafka_admin.ensure_topics(shop.kafka_access, [topic]))
     return topic
 
 
@@ -267,7 +267,7 @@ def _assert_nothing_lost_or_doubled(writes: Writes) -> None:
 
 def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -> None:
     access = cluster.kafka_access
-    busiest, _ = asyncio.run(kafka.leaders(access)).most_common(1)[0]
+    busiest, _ = asyncio.run(kafka_admin.leaders(access)).most_common(1)[0]
     with Writes(access, writes_topic(cluster, "broker-kill")).running() as writes:
         asyncio.run(asyncio.sleep(2))
         stack(cluster, "stop", f"kafka-{busiest}", "--kill")
@@ -277,7 +277,7 @@ def test_killing_the_busiest_leader_loses_no_acknowledged_write(cluster: Shop) -
         assert asyncio.run(
             eventually(lambda: len(writes.acknowledged) > killed_at + 20, timeout_s=45)
         )
-        assert busiest not in asyncio.run(kafka.leaders(access))
+        assert busiest not in asyncio.run(kafka_admin.leaders(access))
         assert "catching up" in stack(cluster, "start", f"kafka-{busiest}")
     _assert_nothing_lost_or_doubled(writes)
 

@@ -19,7 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.topics import CONSUMED_TOPICS
-from stack import kafka, procs
+from stack import kafka_admin, procs
 from tests.e2e.conftest import new_product
 from tests.faults.conftest import chosen_cases, faults_seconds
 from tests.faults.shop import FaultShop, ShopDidNotStartError, running_fault_shop
@@ -42,7 +42,7 @@ def cluster_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultShop
 
 def kill_busiest_broker(fs: FaultShop) -> None:
     """``kill -9`` of the broker that leads the most partitions; back after a while."""
-    busiest, _ = asyncio.run(kafka.leaders(fs.kafka_access)).most_common(1)[0]
+    busiest, _ = asyncio.run(kafka_admin.leaders(fs.kafka_access)).most_common(1)[0]
     fs.stack("stop", f"kafka-{busiest}", "--kill")
     time.sleep(max(3.0, faults_seconds() / 2))
     fs.stack("start", f"kafka-{busiest}")  # returns once every partition is in sync

@@ -302,7 +302,7 @@ def test_a_comparison_stops_its_variants_stack_even_when_a_run_fails(
 
     monkeypatch.setenv("SHOP_STATE_DIR", str(tmp_path))
     downs: list[Path] = []
-    monkeypatch.setattr(variants.cli, "down", lambda config: downs.append(config.state_dir))
+    monkeypatch.setattr(variants.lifecycle, "down", lambda config: downs.append(config.state_dir))
 
     def interrupted(opts: object) -> None:
         raise KeyboardInterrupt

@@ -56,7 +56,7 @@ def test_formatting_with_scram_passes_the_passwords_in_a_private_argument_file(
 ) -> None:
     """``ps`` shows a command line to every user; the passwords go in a file of mode 600,
     quoted as Java's launcher reads it."""
-    from stack.kafka import _in_argfile
+    from stack.kafka_process import _in_argfile
 
     tricky = 'password=p"w\\x'
     command = ["java", "-Xmx64m", "-cp", "jars/*", "kafka.tools.StorageTool", f"--add={tricky}"]
