@@ -88,8 +88,7 @@ def subscribe(
         # Topic by topic, in the order the service lists them; a partition's records keep
         # their order (the sort is stable), and records of different partitions never had one.
         # The partitions come interleaved, so this makes the runs of one type longer: fewer
-        # use case calls, each a few statements (at 100 orders/s, order_svc's batches had runs
-        # alternating PlaceOrder, PaymentSucceeded, PlaceOrder...).
+        # use case calls, each a few statements.
         batch = tuple(sorted(extended, key=by_topic))
         # On a failure FastStream rewinds every partition of the message's records to its
         # earliest one: the records the window added must come again too.

@@ -18,16 +18,13 @@ class BatchWindow:
     """Adaptive batching: a batch that arrives while the consumer is busy waits up to
     ``window_ms`` for the records right behind it and is applied with them.
 
-    A batch costs about the same whatever its size (a transaction, an offset commit, a relay
-    round, the framework's wrappers), and Kafka answers a fetch as soon as one record is there,
-    so under load the batches stay small and the fixed costs dominate. A batch is extended for
-    one window when the consumer is busy: the previous batch ended less than a window ago, and
-    applying batches took at least ``busy_share`` of the last ``horizon_s`` (the windows
-    themselves not counted). Otherwise it is applied at once: a consumer with time to spare
-    pays no latency for it. The previous batch's end alone was not enough: a saga's next event
-    often comes right after the one before (payment_svc's StockReserved 10 ms after its
-    OrderPlaced), and waiting a window for records that were not coming doubled an order's
-    latency at 5 to 25 orders/s.
+    A batch costs about the same whatever its size, and Kafka answers a fetch as soon as one
+    record is there, so under load batches stay small and their fixed costs dominate. A batch is
+    extended for one window only when the consumer is busy: the previous batch ended less than a
+    window ago, and applying batches took at least ``busy_share`` of the last ``horizon_s``.
+    Otherwise it is applied at once, because a saga's next event often follows the one before
+    within milliseconds and waiting for records that are not coming would add to an order's
+    latency (bench/HISTORY.md).
     """
 
     def __init__(
