@@ -7,53 +7,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.outbox import stage
-from common.statements import Direct, UpdateRows, table_of
 from common.unit_of_work import SessionMaker
-from notification_svc import domain
-from notification_svc.models import FAILED, PENDING, SENT, Notification, Outbox, UserContact
+from notification_svc import domain, statements
+from notification_svc.models import FAILED, PENDING, SENT, Outbox
 from notification_svc.ports import Mail, NotificationSender
 from notification_svc.settings import Settings
 from schemas.notifications import NotificationFailed, NotificationSent
 
 log = logging.getLogger(__name__)
-
-_NOTIFICATIONS = table_of(Notification)
-_CONTACTS = table_of(UserContact)
-_RECORD = UpdateRows(_NOTIFICATIONS, match="id")
-"""Bound with the attempt's outcome: status, attempts, sent_at, next_attempt_at, last_error."""
-
-
-def _due(limit: int) -> Direct:
-    """Due Pending notifications whose user's email is known (the others wait for their
-    UserRegistered), oldest first, locked."""
-    n = _NOTIFICATIONS.c
-    return Direct(
-        select(
-            n.id,
-            n.user_id,
-            n.type,
-            n.message,
-            n.attempts,
-            n.last_error,
-            n.event_id,
-            n.correlation_id,
-            _CONTACTS.c.name,
-            _CONTACTS.c.email,
-        )
-        .join(_CONTACTS, _CONTACTS.c.user_id == n.user_id)
-        .where(
-            n.status == PENDING,
-            or_(n.next_attempt_at.is_(None), n.next_attempt_at <= func.now()),
-        )
-        .order_by(n.created_at, n.id)
-        .limit(limit)
-        # Replicas share the work: each takes rows that no other has locked.
-        .with_for_update(of=_NOTIFICATIONS, skip_locked=True)
-    )
 
 
 class Dispatcher:
@@ -65,7 +29,7 @@ class Dispatcher:
         self._sessionmaker = sessionmaker
         self._sender = sender
         self._settings = settings
-        self._due = _due(settings.notification_batch_size)
+        self._due = statements.due(settings.notification_batch_size)
         self.sent = 0
         self.failed_attempts = 0
 
@@ -81,7 +45,7 @@ class Dispatcher:
                     else self._sent(session, notification)
                     for notification, error in zip(due, errors, strict=True)
                 ]
-                await _RECORD.execute(session, outcomes)
+                await statements.RECORD_ATTEMPTS.execute(session, outcomes)
         return len(due)
 
     async def _deliver(self, due: Sequence[Any]) -> list[str | None]:

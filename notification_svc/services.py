@@ -6,10 +6,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.inbox import first_delivery
-from common.statements import InsertRows, defer_insert, table_of
+from common.statements import defer_insert
 from common.unit_of_work import SessionMaker
-from notification_svc import domain
-from notification_svc.models import PENDING, Inbox, Notification, UserContact
+from notification_svc import domain, statements
+from notification_svc.models import PENDING, Inbox, UserContact
 from schemas.envelope import Envelope
 from schemas.ids import new_id
 from schemas.users import UserRegistered, UserUpdated
@@ -45,16 +45,12 @@ async def notify_user(
         _record(session, envelope, event.user_id, domain.describe(event))
 
 
-_NOTIFICATION = InsertRows(table_of(Notification), skip_conflicts_on=["event_id"])
-"""One notification per event: the same event under another message id adds nothing."""
-
-
 def _record(session: AsyncSession, envelope: Envelope, user_id: UUID, draft: domain.Draft) -> None:
     """Written with the batch's other notifications in one statement (the sending loop reads
     them only once the batch has committed)."""
     defer_insert(
         session,
-        _NOTIFICATION,
+        statements.ADD_NOTIFICATION,
         {
             "id": new_id(),
             "user_id": user_id,

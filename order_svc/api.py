@@ -4,7 +4,6 @@ The gateway authorises: it passes ``user_id`` to list one customer's orders and 
 order it reads belongs to the caller.
 """
 
-from datetime import datetime
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
@@ -13,40 +12,15 @@ from pydantic import BaseModel
 from common.http import ReadConnections, Reads
 from common.pagination import Cursor, Limit, decode_cursor, page
 from order_svc import queries
+from order_svc.queries import OrderPublic, OrderSummary
 from schemas.envelope import Money
 
 router = APIRouter(tags=["orders"])
 
 
-class OrderSummary(BaseModel):
-    id: UUID
-    user_id: UUID
-    status: str
-    reason: str | None
-    total_price: Money
-    created_at: datetime
-
-
 class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_cursor: str | None
-
-
-class OrderLine(BaseModel):
-    product_id: UUID
-    quantity: int
-    unit_price: Money
-
-
-class StatusChange(BaseModel):
-    status: str
-    reason: str | None
-    at: datetime
-
-
-class OrderPublic(OrderSummary):
-    items: list[OrderLine]
-    history: list[StatusChange]
 
 
 class OrderStatusPublic(BaseModel):
@@ -74,7 +48,7 @@ async def list_orders(
     )
     items, next_cursor = page(rows, limit)
     return OrderPage(
-        items=[OrderSummary.model_validate(row, from_attributes=True) for row in items],
+        items=list(items),
         next_cursor=next_cursor,
     )
 
@@ -85,7 +59,7 @@ async def read_order(order_id: UUID, sessions: Reads) -> OrderPublic:
     order = await queries.get_order(sessions, order_id)
     if order is None:
         raise HTTPException(404, "order not found")
-    return OrderPublic.model_validate(order, from_attributes=True)
+    return order
 
 
 @router.get("/orders/{order_id}/status", responses={404: {"description": "no such order"}})

@@ -1,11 +1,11 @@
-"""order_svc's reads for its HTTP API; no writes."""
+"""order_svc's reads for its HTTP API, as the models it answers with; no writes."""
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam, select
 
 from common.db import ReadPool
@@ -13,34 +13,31 @@ from common.pagination import page_after
 from common.statements import Direct
 from common.unit_of_work import SessionMaker
 from order_svc.models import Order, OrderItem, OrderStatus, OrderStatusHistory, ProductPrice
+from schemas.envelope import Money
 
 
-@dataclass(frozen=True)
-class OrderSummary:
+class OrderSummary(BaseModel):
     id: UUID
     user_id: UUID
     status: str
     reason: str | None
-    total_price: Decimal
+    total_price: Money
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class OrderLine:
+class OrderLine(BaseModel):
     product_id: UUID
     quantity: int
-    unit_price: Decimal
+    unit_price: Money
 
 
-@dataclass(frozen=True)
-class StatusChange:
+class StatusChange(BaseModel):
     status: str
     reason: str | None
     at: datetime
 
 
-@dataclass(frozen=True)
-class OrderDetails(OrderSummary):
+class OrderPublic(OrderSummary):
     items: tuple[OrderLine, ...]
     history: tuple[StatusChange, ...]
 
@@ -48,7 +45,7 @@ class OrderDetails(OrderSummary):
 _SUMMARY_COLUMNS: tuple[Any, ...] = (
     Order.id,
     Order.user_id,
-    OrderStatus.name,
+    OrderStatus.name.label("status"),
     Order.reason,
     Order.total_price,
     Order.created_at,
@@ -71,10 +68,10 @@ async def list_orders(
     )
     async with sessionmaker() as session:
         rows = await session.execute(query)
-    return [OrderSummary(*row) for row in rows]
+    return [OrderSummary.model_validate(row, from_attributes=True) for row in rows]
 
 
-async def get_order(sessionmaker: SessionMaker, order_id: UUID) -> OrderDetails | None:
+async def get_order(sessionmaker: SessionMaker, order_id: UUID) -> OrderPublic | None:
     """One order with its lines and status history (two queries)."""
     async with sessionmaker() as session:
         rows = (
@@ -98,9 +95,15 @@ async def get_order(sessionmaker: SessionMaker, order_id: UUID) -> OrderDetails 
             .where(OrderStatusHistory.order_id == order_id)
             .order_by(OrderStatusHistory.at, OrderStatusHistory.id)
         )
-        changes = tuple(StatusChange(*change) for change in history)
-    lines = tuple(OrderLine(*row[6:9]) for row in rows if row[6] is not None)
-    return OrderDetails(*rows[0][:6], items=lines, history=changes)
+        changes = tuple(
+            StatusChange.model_validate(change, from_attributes=True) for change in history
+        )
+    lines = tuple(
+        OrderLine.model_validate(row, from_attributes=True)
+        for row in rows
+        if row.product_id is not None
+    )
+    return OrderPublic(**rows[0]._mapping, items=lines, history=changes)
 
 
 @dataclass(frozen=True)

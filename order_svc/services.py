@@ -1,4 +1,16 @@
-"""order_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
+"""order_svc's use cases; each is one transaction (inbox check, change, outbox rows).
+
+The set-based ones (:func:`place_order`, and the status changes through :func:`_change_statuses`)
+take a ``run`` of messages of one type, each about another order, and share one shape, with the
+same names:
+
+1. ``fresh``: the run's first deliveries (:func:`common.inbox.first_deliveries`);
+2. ``locked``: one read, under lock, of every row the run needs (a new order's row is locked
+   by its insert);
+3. a loop over ``fresh`` where the domain decides each message's ``outcome`` and ``writes``
+   (:class:`~order_svc.writes.Writes`) collects its rows and stages its events;
+4. ``await writes.execute()``: the run's bulk writes.
+"""
 
 import logging
 from collections.abc import Callable, Sequence
@@ -8,47 +20,23 @@ from itertools import groupby
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ScalarSelect, Text, Update, Uuid, bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.inbox import first_deliveries, first_delivery
-from common.outbox import stage
-from common.statements import Direct, InsertRows, any_of, array_rows, defer_insert, table_of
 from common.unit_of_work import SessionMaker
-from order_svc import domain
-from order_svc.models import (
-    Inbox,
-    Order,
-    OrderItem,
-    OrderStatus,
-    OrderStatusHistory,
-    Outbox,
-    ProductPrice,
-)
+from order_svc import domain, statements
+from order_svc.models import Inbox, ProductPrice
+from order_svc.writes import Writes
 from schemas.envelope import Envelope
-from schemas.orders import (
-    CANCELLED,
-    PAID,
-    PENDING,
-    SHIPPED,
-    CancelOrder,
-    OrderPlaced,
-    OrderRejected,
-    PlaceOrder,
-    ShipOrder,
-)
+from schemas.orders import CANCELLED, PAID, PENDING, SHIPPED, CancelOrder, PlaceOrder, ShipOrder
 from schemas.payments import PaymentFailed, PaymentSucceeded
 from schemas.products import ItemQuantity, ProductCreated, ProductUpdated, StockReservationFailed
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
-
-
-def _status_id(name: Any) -> ScalarSelect[UUID]:
-    """The id of the status ``name`` (a value or a bind parameter)."""
-    return select(OrderStatus.id).where(OrderStatus.name == name).scalar_subquery()
 
 
 async def remember_price(
@@ -70,75 +58,49 @@ async def remember_price(
 
 
 async def place_order(
-    sessionmaker: SessionMaker, commands: Sequence[tuple[Envelope, PlaceOrder]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, PlaceOrder]]
 ) -> None:
     """Store each order Pending and emit OrderPlaced, or Cancelled with OrderRejected.
 
     Idempotent by order id as well: a retried request is a new command for the same order.
     """
     async with sessionmaker.begin() as session:
-        fresh = await first_deliveries(session, Inbox, commands)
+        fresh = await first_deliveries(session, Inbox, run)
         if not fresh:
             return
-        known = await _PRICES.rows(
+        found = await statements.PRICES.rows(
             session,
             {"products": list({item.product_id for _, command in fresh for item in command.items})},
         )
-        prices = {product_id: price for product_id, price in known}
-        outcomes = [
+        prices = {product_id: price for product_id, price in found}
+        priced = [
             (envelope, command, domain.price(command.items, prices)) for envelope, command in fresh
         ]
-        created = {
-            row.id
-            for row in await _CREATE_ORDER.rows_many(
-                session, [_order_row(command, outcome) for _, command, outcome in outcomes]
-            )
-        }
-        items: list[dict[str, Any]] = []
-        for envelope, command, outcome in outcomes:
-            if command.order_id not in created:
+        locked = await _create_orders(session, priced)
+        writes = Writes(session)
+        for envelope, command, outcome in priced:
+            if command.order_id not in locked:
                 log.info(
                     "order %s already exists; %s %s ignored", command.order_id, *_what(envelope)
                 )
-                continue
-            if isinstance(outcome, domain.Rejected):
+            elif isinstance(outcome, domain.Rejected):
                 log.info("order %s rejected: %s", command.order_id, outcome.reason)
-                _add_history(session, command.order_id, CANCELLED, outcome.reason)
-                rejected = OrderRejected(
-                    order_id=command.order_id, user_id=command.user_id, reason=outcome.reason
-                )
-                stage(session, Outbox, rejected, cause=envelope)
-                continue
-            _add_history(session, command.order_id, PENDING, None)
-            items.extend(
-                {"order_id": command.order_id, **item.model_dump(mode="python")}
-                for item in outcome.items
-            )
-            placed = OrderPlaced(
-                order_id=command.order_id,
-                user_id=command.user_id,
-                items=outcome.items,
-                total_price=outcome.total,
-                payment_method_id=command.payment_method_id,
-                address_id=command.address_id,
-            )
-            stage(session, Outbox, placed, cause=envelope)
-        await _ADD_ITEMS.execute(session, items)
+                writes.rejected(envelope, command, outcome)
+            else:
+                writes.placed(envelope, command, outcome)
+        await writes.execute()
 
 
-_PRICES = Direct(
-    select(table_of(ProductPrice).c.product_id, table_of(ProductPrice).c.price).where(
-        any_of(table_of(ProductPrice).c.product_id, "products")
+async def _create_orders(
+    session: AsyncSession,
+    priced: Sequence[tuple[Envelope, PlaceOrder, domain.Priced | domain.Rejected]],
+) -> set[UUID]:
+    """Insert the orders that do not exist yet, each with its outcome's status; the ids
+    inserted (locked until the run commits)."""
+    rows = await statements.CREATE_ORDER.rows_many(
+        session, [_order_row(command, outcome) for _, command, outcome in priced]
     )
-)
-_ADD_ITEMS = InsertRows(table_of(OrderItem))
-_CREATE_ORDER = Direct(
-    postgresql.insert(table_of(Order))
-    .values(status_id=_status_id(bindparam("status")))
-    .on_conflict_do_nothing(index_elements=[table_of(Order).c.id])
-    .returning(table_of(Order).c.id)
-)
-"""Insert orders that do not exist yet (rows with ``status`` named); returns the ids inserted."""
+    return {row.id for row in rows}
 
 
 def _order_row(command: PlaceOrder, outcome: domain.Priced | domain.Rejected) -> dict[str, Any]:
@@ -176,11 +138,11 @@ async def cancel_for_shortage(
 
 
 async def mark_paid(
-    sessionmaker: SessionMaker, paid: Sequence[tuple[Envelope, PaymentSucceeded]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, PaymentSucceeded]]
 ) -> None:
     await _move(
         sessionmaker,
-        paid,
+        run,
         lambda envelope, event: _Move(
             envelope,
             event.order_id,
@@ -192,11 +154,11 @@ async def mark_paid(
 
 
 async def cancel_for_failed_payment(
-    sessionmaker: SessionMaker, failed: Sequence[tuple[Envelope, PaymentFailed]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, PaymentFailed]]
 ) -> None:
     await _move(
         sessionmaker,
-        failed,
+        run,
         lambda envelope, event: _Move(
             envelope,
             event.order_id,
@@ -208,21 +170,19 @@ async def cancel_for_failed_payment(
 
 
 async def cancel_order(
-    sessionmaker: SessionMaker, cancels: Sequence[tuple[Envelope, CancelOrder]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, CancelOrder]]
 ) -> None:
     await _move(
         sessionmaker,
-        cancels,
+        run,
         lambda envelope, command: _Move(envelope, command.order_id, CANCELLED, command.reason),
     )
 
 
-async def ship_order(
-    sessionmaker: SessionMaker, ships: Sequence[tuple[Envelope, ShipOrder]]
-) -> None:
+async def ship_order(sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, ShipOrder]]) -> None:
     await _move(
         sessionmaker,
-        ships,
+        run,
         lambda envelope, command: _Move(envelope, command.order_id, SHIPPED, None),
     )
 
@@ -240,11 +200,11 @@ class _Move:
 
 async def _move(
     sessionmaker: SessionMaker,
-    messages: Sequence[tuple[Envelope, M]],
+    run: Sequence[tuple[Envelope, M]],
     move: Callable[[Envelope, M], _Move],
 ) -> None:
     async with sessionmaker.begin() as session:
-        fresh = await first_deliveries(session, Inbox, messages)
+        fresh = await first_deliveries(session, Inbox, run)
         await _change_statuses(session, [move(envelope, message) for envelope, message in fresh])
 
 
@@ -253,17 +213,17 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
     and leave it."""
     if not moves:
         return
-    orders = await _lock_orders(session, [move.order_id for move in moves])
-    made: list[_Move] = []
+    locked = await _lock_orders(session, [move.order_id for move in moves])
+    writes = Writes(session)
     for move in moves:
-        order = orders.get(move.order_id)
+        order = locked.get(move.order_id)
         if order is None:
             log.warning(
                 "%s %s names unknown order %s; ignored", *_what(move.envelope), move.order_id
             )
             continue
-        event = domain.transition(order, move.target, move.reason, only_from=move.only_from)
-        if event is None:
+        outcome = domain.transition(order, move.target, move.reason, only_from=move.only_from)
+        if outcome is None:
             log.info(
                 "%s %s ignored: order %s is %s, not movable to %s",
                 *_what(move.envelope),
@@ -272,40 +232,15 @@ async def _change_statuses(session: AsyncSession, moves: Sequence[_Move]) -> Non
                 move.target,
             )
             continue
-        made.append(move)
-        _add_history(session, move.order_id, move.target, move.reason)
-        stage(session, Outbox, event, cause=move.envelope)
-    if made:
-        await _SET_STATUSES.execute(
-            session,
-            {
-                "order_id": [move.order_id for move in made],
-                "status": [move.target for move in made],
-                "reason": [move.reason if move.target == CANCELLED else None for move in made],
-            },
-        )
-
-
-def _build_set_statuses() -> Update:
-    moves = array_rows({"order_id": Uuid, "status": Text, "reason": Text}, name="new")
-    orders = table_of(Order)
-    return (
-        update(orders)
-        .where(orders.c.id == moves.c.order_id)
-        .values(status_id=_status_id(moves.c.status), reason=moves.c.reason)
-    )
-
-
-_SET_STATUSES = Direct(_build_set_statuses())
-"""Bound with lists of ``order_id``, ``status`` and ``reason``: one statement for a run."""
+        writes.moved(move.envelope, outcome, move.target, move.reason)
+    await writes.execute()
 
 
 async def _lock_orders(
     session: AsyncSession, order_ids: Sequence[UUID]
 ) -> dict[UUID, domain.OrderFacts]:
-    """The orders, locked in id order, with their items: one query (a row per item, or one for
-    an order without any)."""
-    rows = await _LOCK_ORDERS.rows(session, {"orders": list(order_ids)})
+    """The orders, locked in id order, with their items (:data:`statements.LOCK_ORDERS`)."""
+    rows = await statements.LOCK_ORDERS.rows(session, {"orders": list(order_ids)})
     orders: dict[UUID, domain.OrderFacts] = {}
     for order_id, group in groupby(rows, key=lambda row: row.id):
         lines = list(group)
@@ -322,32 +257,6 @@ async def _lock_orders(
             ),
         )
     return orders
-
-
-_LOCK_ORDERS = Direct(
-    select(
-        Order.id,
-        Order.user_id,
-        Order.total_price,
-        OrderStatus.name,
-        OrderItem.product_id,
-        OrderItem.quantity,
-    )
-    .join(OrderStatus, OrderStatus.id == Order.status_id)
-    .outerjoin(OrderItem, OrderItem.order_id == Order.id)
-    .where(any_of(table_of(Order).c.id, "orders"))
-    .order_by(Order.id, OrderItem.product_id)
-    .with_for_update(of=Order)
-)
-
-
-_HISTORY = InsertRows(table_of(OrderStatusHistory), sql_values={"at": func.clock_timestamp()})
-"""clock_timestamp, not now(): taken after the order's row lock, so history sorts in lock order
-(the rows are written when the unit of work ends, still under the lock, in the order added)."""
-
-
-def _add_history(session: AsyncSession, order_id: UUID, status: str, reason: str | None) -> None:
-    defer_insert(session, _HISTORY, {"order_id": order_id, "status": status, "reason": reason})
 
 
 def _what(envelope: Envelope) -> tuple[str, UUID]:

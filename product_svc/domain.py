@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from schemas.products import STOCK_MAX, ItemQuantity
-from schemas.products import Shortage as ShortLine
+from schemas.products import STOCK_MAX, ItemQuantity, Shortage
 
 RESTOCK = "Restock"
 ORDER_PLACED = "Order Placed"
@@ -30,17 +29,18 @@ class Reserved:
 
 
 @dataclass(frozen=True)
-class Shortage:
-    """Some items are not available (an unknown product has none); nothing is taken."""
+class OutOfStock:
+    """Some items are not available in the quantity asked (an unknown product has none): a
+    shortage for each; nothing is taken."""
 
-    lines: tuple[ShortLine, ...]
+    shortages: tuple[Shortage, ...]
 
 
 class StockOutOfRangeError(ValueError):
     """The change would take the stock below zero or, with what orders hold, above STOCK_MAX."""
 
 
-def merge(items: Iterable[Line]) -> tuple[ItemQuantity, ...]:
+def merge_lines(items: Iterable[Line]) -> tuple[ItemQuantity, ...]:
     """One line per product, quantities added up, in product id order (the locking order)."""
     totals: dict[UUID, int] = {}
     for item in items:
@@ -51,11 +51,11 @@ def merge(items: Iterable[Line]) -> tuple[ItemQuantity, ...]:
     )
 
 
-def reserve(stock: Mapping[UUID, int], items: Iterable[Line]) -> Reserved | Shortage:
-    """Take every item from ``stock`` or, if any is short, nothing."""
-    wanted = merge(items)
-    short = tuple(
-        ShortLine(
+def reserve(stock: Mapping[UUID, int], items: Iterable[Line]) -> Reserved | OutOfStock:
+    """Take every item from ``stock`` or, if any is out of stock, nothing."""
+    wanted = merge_lines(items)
+    shortages = tuple(
+        Shortage(
             product_id=item.product_id,
             requested=item.quantity,
             available=stock.get(item.product_id, 0),
@@ -63,8 +63,8 @@ def reserve(stock: Mapping[UUID, int], items: Iterable[Line]) -> Reserved | Shor
         for item in wanted
         if stock.get(item.product_id, 0) < item.quantity
     )
-    if short:
-        return Shortage(short)
+    if shortages:
+        return OutOfStock(shortages)
     return Reserved(
         items=wanted,
         stock_after={item.product_id: stock[item.product_id] - item.quantity for item in wanted},

@@ -1,22 +1,29 @@
-"""product_svc's use cases; each is one transaction (inbox check, change, outbox rows)."""
+"""product_svc's use cases; each is one transaction (inbox check, change, outbox rows).
+
+The set-based ones (:func:`reserve_stock`, :func:`release_stock`) take a ``run`` of messages of
+one type, each about another order, and share one shape, with the same names:
+
+1. ``fresh``: the run's first deliveries (:func:`common.inbox.first_deliveries`);
+2. ``locked``: one read, under lock, of every row the run needs;
+3. a loop over ``fresh`` where the domain decides each message's ``outcome`` and ``writes``
+   (:class:`~product_svc.writes.Writes`) collects its rows and stages its events;
+4. ``await writes.execute()``: the run's bulk writes.
+"""
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import Uuid, false, func, select, true, union, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.inbox import first_deliveries, first_delivery
 from common.outbox import stage
 from common.outcomes import Refused
-from common.statements import Direct, InsertRows, UpdateRows, any_of, array_rows, table_of
 from common.unit_of_work import SessionMaker
-from product_svc import domain
+from product_svc import domain, statements
 from product_svc.models import (
-    CancelledOrder,
     Category,
     Inbox,
     Inventory,
@@ -25,8 +32,8 @@ from product_svc.models import (
     ProductImage,
     Reservation,
 )
+from product_svc.writes import Writes, set_stocks
 from schemas.envelope import Envelope
-from schemas.ids import new_id
 from schemas.orders import OrderCancelled, OrderPlaced
 from schemas.products import (
     STOCK_MAX,
@@ -40,9 +47,6 @@ from schemas.products import (
     ProductUpdated,
     RestockProduct,
     StockChanged,
-    StockReleased,
-    StockReservationFailed,
-    StockReserved,
     UpdateProduct,
 )
 
@@ -212,7 +216,7 @@ async def restock_product(
                 stock_now = stock[command.product_id]
                 return Refused(f"stock would go below zero (it is {stock_now})", status=409)
             return Refused(f"stock would pass the maximum of {STOCK_MAX}", "change")
-        await _set_stock(session, command.product_id, after)
+        await set_stocks(session, {command.product_id: after})
         stage(
             session,
             Outbox,
@@ -228,7 +232,7 @@ async def restock_product(
 
 
 async def reserve_stock(
-    sessionmaker: SessionMaker, placed: Sequence[tuple[Envelope, OrderPlaced]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, OrderPlaced]]
 ) -> None:
     """Reserve every item of each order, or none: StockReserved or StockReservationFailed.
 
@@ -238,180 +242,99 @@ async def reserve_stock(
     nothing: order_svc has it Cancelled.
     """
     async with sessionmaker.begin() as session:
-        fresh = await first_deliveries(session, Inbox, placed)
+        fresh = await first_deliveries(session, Inbox, run)
         if not fresh:
             return
-        reserved_before, cancelled = await _reserved_or_cancelled(
-            session, [event.order_id for _, event in fresh]
-        )
-        for _, event in fresh:
-            if event.order_id in cancelled:
-                log.info("order %s was cancelled before: it reserves nothing", event.order_id)
-        wanted = {
-            event.order_id: domain.merge(event.items)
-            for _, event in fresh
-            # placed again under another message id, or cancelled already
-            if event.order_id not in reserved_before | cancelled
-        }
-        stock = await _lock_stock(
+        wanted = await _wanted(session, fresh)
+        locked = await _lock_stock(
             session, {item.product_id for items in wanted.values() for item in items}
         )
-        stock_after: dict[UUID, int] = {}
-        reservations: list[dict[str, Any]] = []
+        writes = Writes(session)
         for envelope, event in fresh:
             if event.order_id not in wanted:
                 continue
-            outcome = domain.reserve(stock, wanted[event.order_id])
-            if isinstance(outcome, domain.Shortage):
-                log.info("order %s is short of stock: %s", event.order_id, outcome.lines)
-                failed = StockReservationFailed(
-                    order_id=event.order_id, user_id=event.user_id, shortages=outcome.lines
-                )
-                stage(session, Outbox, failed, cause=envelope)
+            outcome = domain.reserve(locked, wanted[event.order_id])
+            if isinstance(outcome, domain.OutOfStock):
+                log.info("order %s is short of stock: %s", event.order_id, outcome.shortages)
+                writes.out_of_stock(envelope, event, outcome)
                 continue
-            stock.update(outcome.stock_after)
-            stock_after.update(outcome.stock_after)
-            _stage_reservation(session, envelope, event, outcome)
-            reservations.extend(
-                {
-                    "id": new_id(),
-                    "order_id": event.order_id,
-                    "product_id": item.product_id,
-                    "quantity": item.quantity,
-                }
-                for item in outcome.items
-            )
-        if stock_after:
-            await _set_stocks(session, stock_after)
-            await _ADD_RESERVATIONS.execute(session, reservations)
+            locked.update(outcome.stock_after)
+            writes.reserved(envelope, event, outcome)
+        await writes.execute()
 
 
-def _stage_reservation(
-    session: AsyncSession, envelope: Envelope, event: OrderPlaced, outcome: domain.Reserved
-) -> None:
-    for item in outcome.items:
-        changed = StockChanged(
-            product_id=item.product_id,
-            change=-item.quantity,
-            stock=outcome.stock_after[item.product_id],
-            reason=domain.ORDER_PLACED,
-            order_id=event.order_id,
-        )
-        stage(session, Outbox, changed, cause=envelope)
-    reserved = StockReserved(
-        order_id=event.order_id,
-        user_id=event.user_id,
-        items=outcome.items,
-        total_price=event.total_price,
-        payment_method_id=event.payment_method_id,
+async def _wanted(
+    session: AsyncSession, fresh: Sequence[tuple[Envelope, OrderPlaced]]
+) -> dict[UUID, tuple[ItemQuantity, ...]]:
+    """Each order's items to reserve, one line per product; none for an order that holds a
+    reservation already (placed again under another message id) or was cancelled already."""
+    rows = await statements.RESERVED_OR_CANCELLED.rows(
+        session, {"orders": [event.order_id for _, event in fresh]}
     )
-    stage(session, Outbox, reserved, cause=envelope)
+    reserved_before = {row.order_id for row in rows if not row.cancelled}
+    cancelled = {row.order_id for row in rows if row.cancelled}
+    for _, event in fresh:
+        if event.order_id in cancelled:
+            log.info("order %s was cancelled before: it reserves nothing", event.order_id)
+    return {
+        event.order_id: domain.merge_lines(event.items)
+        for _, event in fresh
+        if event.order_id not in reserved_before | cancelled
+    }
 
 
 async def release_stock(
-    sessionmaker: SessionMaker, cancelled: Sequence[tuple[Envelope, OrderCancelled]]
+    sessionmaker: SessionMaker, run: Sequence[tuple[Envelope, OrderCancelled]]
 ) -> None:
     """Give back what each cancelled order holds; an order that holds nothing changes nothing
     but is remembered, so that its OrderPlaced, should it come later, reserves nothing."""
     async with sessionmaker.begin() as session:
-        fresh = await first_deliveries(session, Inbox, cancelled)
+        fresh = await first_deliveries(session, Inbox, run)
         if not fresh:
             return
-        await _REMEMBER_CANCELLED.execute(
-            session, {"order_id": [event.order_id for _, event in fresh]}
-        )
-        held = await _LOCK_HELD.rows(session, {"orders": [event.order_id for _, event in fresh]})
-        if not held:
+        order_ids = [event.order_id for _, event in fresh]
+        await statements.REMEMBER_CANCELLED.execute(session, {"order_id": order_ids})
+        locked = await _lock_held(session, order_ids)
+        if locked is None:
             return
-        held_by: dict[UUID, list[Any]] = {}
-        for reservation in held:
-            held_by.setdefault(reservation.order_id, []).append(reservation)
-        stock = await _lock_stock(session, {reservation.product_id for reservation in held})
-        stock_after: dict[UUID, int] = {}
+        writes = Writes(session)
         for envelope, event in fresh:
-            for reservation in held_by.get(event.order_id, ()):
+            held = locked.reservations.get(event.order_id)
+            if held is None:
+                continue
+            for reservation in held:
                 # Within STOCK_MAX: a restock leaves room for what orders hold.
-                after = domain.apply_change(stock[reservation.product_id], reservation.quantity)
-                stock[reservation.product_id] = stock_after[reservation.product_id] = after
-                changed = StockChanged(
-                    product_id=reservation.product_id,
-                    change=reservation.quantity,
-                    stock=after,
-                    reason=domain.ORDER_CANCELLED,
-                    order_id=event.order_id,
+                after = domain.apply_change(
+                    locked.stock[reservation.product_id], reservation.quantity
                 )
-                stage(session, Outbox, changed, cause=envelope)
-            if event.order_id in held_by:
-                released = StockReleased(
-                    order_id=event.order_id,
-                    user_id=event.user_id,
-                    items=tuple(
-                        ItemQuantity(product_id=r.product_id, quantity=r.quantity)
-                        for r in held_by[event.order_id]
-                    ),
-                )
-                stage(session, Outbox, released, cause=envelope)
-        await _set_stocks(session, stock_after)
-        await _RELEASE.execute(session, {"reservations": [reservation.id for reservation in held]})
+                locked.stock[reservation.product_id] = after
+                writes.gave_back(envelope, event, reservation, after)
+            writes.released(envelope, event, held)
+        await writes.execute()
+
+
+class _Held(NamedTuple):
+    """What a run of cancellations gives back, locked: each order's reservations, and the
+    stock of their products."""
+
+    reservations: dict[UUID, list[Any]]
+    stock: dict[UUID, int]
+
+
+async def _lock_held(session: AsyncSession, order_ids: list[UUID]) -> _Held | None:
+    """The reservations the orders hold and their products' stock, locked; None if none."""
+    held = await statements.LOCK_HELD.rows(session, {"orders": order_ids})
+    if not held:
+        return None
+    reservations: dict[UUID, list[Any]] = {}
+    for reservation in held:
+        reservations.setdefault(reservation.order_id, []).append(reservation)
+    stock = await _lock_stock(session, {reservation.product_id for reservation in held})
+    return _Held(reservations, stock)
 
 
 async def _category_exists(session: AsyncSession, category_id: UUID | None) -> bool:
     return category_id is None or await session.get(Category, category_id) is not None
-
-
-_RESERVATIONS = table_of(Reservation)
-_CANCELLED = table_of(CancelledOrder)
-_RESERVED_OR_CANCELLED = Direct(
-    union(
-        select(_RESERVATIONS.c.order_id, false().label("cancelled")).where(
-            any_of(_RESERVATIONS.c.order_id, "orders")
-        ),
-        select(_CANCELLED.c.order_id, true().label("cancelled")).where(
-            any_of(_CANCELLED.c.order_id, "orders")
-        ),
-    )
-)
-"""Of the orders, those holding a reservation (``cancelled`` false) and those cancelled."""
-_REMEMBER_CANCELLED = Direct(
-    insert(_CANCELLED)
-    .from_select(["order_id"], select(array_rows({"order_id": Uuid}).c.order_id))
-    .on_conflict_do_nothing()
-)
-_LOCK_HELD = Direct(
-    select(
-        _RESERVATIONS.c.id,
-        _RESERVATIONS.c.order_id,
-        _RESERVATIONS.c.product_id,
-        _RESERVATIONS.c.quantity,
-    )
-    .where(any_of(_RESERVATIONS.c.order_id, "orders"), _RESERVATIONS.c.released.is_(False))
-    .order_by(_RESERVATIONS.c.product_id)
-    .with_for_update()
-)
-"""The reservations the orders still hold, locked."""
-_RELEASE = Direct(
-    update(_RESERVATIONS)
-    .where(any_of(_RESERVATIONS.c.id, "reservations"))
-    .values(released=True, released_at=func.now())
-)
-_LOCK_STOCK = Direct(
-    select(table_of(Inventory).c.product_id, table_of(Inventory).c.stock)
-    .where(any_of(table_of(Inventory).c.product_id, "products"))
-    .order_by(table_of(Inventory).c.product_id)
-    .with_for_update()
-)
-_ADD_RESERVATIONS = InsertRows(_RESERVATIONS)
-
-
-async def _reserved_or_cancelled(
-    session: AsyncSession, order_ids: list[UUID]
-) -> tuple[set[UUID], set[UUID]]:
-    """Which of the orders hold a reservation already, and which were cancelled."""
-    rows = await _RESERVED_OR_CANCELLED.rows(session, {"orders": order_ids})
-    return (
-        {row.order_id for row in rows if not row.cancelled},
-        {row.order_id for row in rows if row.cancelled},
-    )
 
 
 async def _held(session: AsyncSession, product_id: UUID) -> int:
@@ -427,19 +350,5 @@ async def _held(session: AsyncSession, product_id: UUID) -> int:
 
 async def _lock_stock(session: AsyncSession, product_ids: Iterable[UUID]) -> dict[UUID, int]:
     """Lock the products' inventory rows in one fixed order (no deadlock between two orders)."""
-    rows = await _LOCK_STOCK.rows(session, {"products": list(set(product_ids))})
+    rows = await statements.LOCK_STOCK.rows(session, {"products": list(set(product_ids))})
     return {product_id: stock for product_id, stock in rows}
-
-
-async def _set_stock(session: AsyncSession, product_id: UUID, stock: int) -> None:
-    await _set_stocks(session, {product_id: stock})
-
-
-_SET_STOCKS = UpdateRows(table_of(Inventory), match="product_id")
-
-
-async def _set_stocks(session: AsyncSession, stock: Mapping[UUID, int]) -> None:
-    """Set several products' stock with one statement (none for no product)."""
-    await _SET_STOCKS.execute(
-        session, [{"product_id": product, "stock": value} for product, value in stock.items()]
-    )

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from payment_svc import domain, services
+from payment_svc import domain, settling
 from payment_svc.adapters import Faults, simulated_decline_reason, simulated_reference
 from payment_svc.ports import ProviderError
 from schemas.payments import REFUNDED_BEFORE_V2, PaymentRefunded
@@ -144,23 +144,23 @@ class Flaky:
 
 
 async def test_a_provider_call_is_made_again_by_its_key_until_it_answers() -> None:
-    call = Flaky(failures=services.PROVIDER_TRIES - 1)
-    assert await services.ask_provider(call, "charge of order o") == "answer"
-    assert call.calls == services.PROVIDER_TRIES
+    call = Flaky(failures=settling.PROVIDER_TRIES - 1)
+    assert await settling.ask_provider(call, "charge of order o") == "answer"
+    assert call.calls == settling.PROVIDER_TRIES
 
 
 async def test_a_provider_call_that_keeps_failing_raises_provider_error_naming_it() -> None:
-    call = Flaky(failures=services.PROVIDER_TRIES)
+    call = Flaky(failures=settling.PROVIDER_TRIES)
     with pytest.raises(ProviderError, match="charge of order o: unavailable"):
-        await services.ask_provider(call, "charge of order o")
-    assert call.calls == services.PROVIDER_TRIES
+        await settling.ask_provider(call, "charge of order o")
+    assert call.calls == settling.PROVIDER_TRIES
 
 
 async def test_a_provider_call_past_its_time_limit_counts_as_a_failure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(services, "PROVIDER_TIMEOUT_S", 0.01)
+    monkeypatch.setattr(settling, "PROVIDER_TIMEOUT_S", 0.01)
     call = Flaky(hang_s=1.0)
     with pytest.raises(ProviderError, match=r"no answer within 0\.01 s"):
-        await services.ask_provider(call, "void of order o")
-    assert call.calls == services.PROVIDER_TRIES
+        await settling.ask_provider(call, "void of order o")
+    assert call.calls == settling.PROVIDER_TRIES

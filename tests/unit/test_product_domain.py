@@ -6,8 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from product_svc import domain
-from schemas.products import STOCK_MAX, ItemQuantity
-from schemas.products import Shortage as ShortLine
+from schemas.products import STOCK_MAX, ItemQuantity, Shortage
 
 
 def item(product_id: UUID, quantity: int) -> ItemQuantity:
@@ -25,19 +24,19 @@ def test_reserve_takes_every_item_when_all_are_in_stock() -> None:
 def test_reserve_takes_nothing_when_one_item_is_short() -> None:
     a, b = uuid4(), uuid4()
     outcome = domain.reserve({a: 5, b: 1}, [item(a, 2), item(b, 3)])
-    assert outcome == domain.Shortage((ShortLine(product_id=b, requested=3, available=1),))
+    assert outcome == domain.OutOfStock((Shortage(product_id=b, requested=3, available=1),))
 
 
 def test_reserve_reports_unknown_product_as_none_available_when_it_has_no_stock_row() -> None:
     unknown = uuid4()
     outcome = domain.reserve({}, [item(unknown, 1)])
-    assert outcome == domain.Shortage((ShortLine(product_id=unknown, requested=1, available=0),))
+    assert outcome == domain.OutOfStock((Shortage(product_id=unknown, requested=1, available=0),))
 
 
 def test_reserve_adds_up_duplicate_lines_when_an_order_names_a_product_twice() -> None:
     a = uuid4()
-    assert domain.reserve({a: 3}, [item(a, 2), item(a, 2)]) == domain.Shortage(
-        (ShortLine(product_id=a, requested=4, available=3),)
+    assert domain.reserve({a: 3}, [item(a, 2), item(a, 2)]) == domain.OutOfStock(
+        (Shortage(product_id=a, requested=4, available=3),)
     )
     outcome = domain.reserve({a: 4}, [item(a, 2), item(a, 2)])
     assert isinstance(outcome, domain.Reserved)
@@ -47,7 +46,7 @@ def test_reserve_adds_up_duplicate_lines_when_an_order_names_a_product_twice() -
 
 def test_merge_orders_lines_by_product_id_when_given_in_any_order() -> None:
     ids = sorted(uuid4() for _ in range(5))
-    merged = domain.merge([item(product_id, 1) for product_id in reversed(ids)])
+    merged = domain.merge_lines([item(product_id, 1) for product_id in reversed(ids)])
     assert [line.product_id for line in merged] == ids
 
 
