@@ -154,7 +154,7 @@ def _fuzz(
     if names and names <= existing.keys():
         rounds.append((GenerationMode.POSITIVE, {name: existing[name] for name in names}))
 
-    def send(case: Case) -> None:
+    def call(case: Case) -> None:
         wait = (case.query or {}).get("wait")
         if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > LONGEST_WAIT_S:
             case.query["wait"] = LONGEST_WAIT_S
@@ -172,7 +172,7 @@ def _fuzz(
             deadline=None,
             phases=[Phase.explicit, Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
-        )(given(case=strategy)(send))
+        )(given(case=strategy)(call))
         try:
             fuzz()
         except Unsatisfiable:

@@ -1,14 +1,19 @@
 """Services run in-process against the real broker and database, each test with its own
 databases and consumer groups."""
 
+import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from uuid import uuid4
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI
 
 from common.consumer import BatchConsumer
@@ -16,7 +21,7 @@ from common.handlers import Handlers
 from common.inbox import InboxMixin
 from common.kafka_access import KafkaAccess
 from common.producer import kafka_headers
-from common.runtime import Runtime
+from common.runtime import ServiceRuntime
 from common.settings import ServiceSettings
 from schemas.envelope import Envelope, Message, encode
 from schemas.topics import Topic
@@ -27,30 +32,45 @@ pytestmark = pytest.mark.integration
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def service_settings(infra: Infra, settings_class: type[S], **overrides: Any) -> S:
+    """Settings of one service pointing at the test infrastructure, isolated from other tests
+    (a database and a consumer group of its own)."""
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": infra.kafka_bootstrap,
+        "database_url": infra.database_url,
+        "database_name": unique(settings_class.service_name),
+        "consumer_group": unique(settings_class.service_name),
+        "retry_backoff_s": 0.01,
+    }
+    values.update(overrides)
+    return settings_class(**values)
+
+
 @pytest.fixture
-def settings_for(infra: Infra) -> Callable[[type[S]], S]:
-    """Settings of one service pointing at the test infrastructure, isolated from other tests."""
+def settings_for(infra: Infra) -> Callable[..., Any]:
+    """:func:`service_settings` on this session's infrastructure."""
+    return functools.partial(service_settings, infra)
 
-    def build(settings_class: type[S], **overrides: Any) -> S:
-        values: dict[str, Any] = {
-            "kafka_bootstrap_servers": infra.kafka_bootstrap,
-            "database_url": infra.database_url,
-            "database_name": unique(settings_class.service_name),
-            "consumer_group": unique(settings_class.service_name),
-            "retry_backoff_s": 0.01,
-        }
-        values.update(overrides)
-        return settings_class(**values)
 
-    return build
+@dataclass(frozen=True)
+class InProcess:
+    """A service running in this process: its app, its runtime (its database among the rest)
+    and an HTTP client that calls the app without a socket."""
+
+    app: FastAPI
+    runtime: ServiceRuntime
+    http: httpx.AsyncClient
 
 
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[Runtime]:
+async def in_process(app: FastAPI) -> AsyncIterator[InProcess]:
     """Run the app's lifespan (migrations, consumers, relay) for the duration of the block."""
     async with app.router.lifespan_context(app):
-        runtime: Runtime = app.state.runtime
-        yield runtime
+        runtime: ServiceRuntime = app.state.runtime
+        transport = httpx.ASGITransport(app=app)
+        base_url = f"http://{runtime.settings.service_name}"
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            yield InProcess(app, runtime, http)
 
 
 @pytest.fixture
@@ -59,6 +79,36 @@ async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     await kafka_producer.start()
     yield kafka_producer
     await kafka_producer.stop()
+
+
+async def send(
+    producer: AIOKafkaProducer,
+    message: Message,
+    *,
+    cause: Envelope | None = None,
+    envelope: Envelope | None = None,
+    key: bytes | None = None,
+    headers: Sequence[tuple[str, bytes | None]] = (),
+    acks: list[RecordMetadata] | None = None,
+) -> Envelope:
+    """Publish ``message`` on its topic as a service's producer would, once Kafka acknowledged
+    it, and return its envelope: a new one that starts a saga, or one caused by ``cause``, or
+    ``envelope`` itself (a message already sent, delivered again).
+
+    ``key`` replaces the message's own (to put a record on another key's partition), ``headers``
+    follow the usual ones, and where Kafka put the record (topic, partition, offset) is appended
+    to ``acks``, for a test that follows the consumer's offsets."""
+    if envelope is None:
+        envelope = message.caused_by(cause) if cause else message.envelope(correlation_id=uuid4())
+    where = await producer.send_and_wait(
+        message.TOPIC.name,
+        encode(envelope),
+        key=message.key() if key is None else key,
+        headers=[*kafka_headers(envelope.type, envelope.correlation_id), *headers],
+    )
+    if acks is not None:
+        acks.append(where)
+    return envelope
 
 
 async def read_topic(
@@ -109,20 +159,21 @@ async def read_to_end(access: KafkaAccess, topic: Topic) -> list[ConsumerRecord[
     return records
 
 
-async def in_inbox(runtime: Runtime, inbox: type[InboxMixin], envelope: Envelope) -> None:
+async def in_inbox(runtime: ServiceRuntime, inbox: type[InboxMixin], envelope: Envelope) -> None:
     """Wait until the service applied (or deliberately ignored) this message: its inbox has it."""
 
     async def recorded() -> bool:
-        assert runtime.sessionmaker is not None
         async with runtime.sessionmaker() as session:
             return await session.get(inbox, envelope.id) is not None
 
     await eventually(recorded)
 
 
-async def committed_offset(infra: Infra, group: str, partition: TopicPartition) -> int | None:
+async def committed_offset(
+    access: KafkaAccess, group: str, partition: TopicPartition
+) -> int | None:
     """The offset ``group`` last committed on ``partition`` in the broker (None: never)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**access.client_options())
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group, partitions=[partition])
@@ -133,7 +184,7 @@ async def committed_offset(infra: Infra, group: str, partition: TopicPartition) 
 
 
 async def apply_as_one_batch(
-    runtime: Runtime,
+    runtime: ServiceRuntime,
     handlers: Handlers,
     inbox: type[InboxMixin],
     *messages: tuple[Message, Envelope],

@@ -25,7 +25,7 @@ from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
 from tests.conftest import Infra, consumer_record, eventually
-from tests.integration.conftest import in_inbox, read_to_end
+from tests.integration.conftest import in_inbox, read_to_end, send
 
 DEADLOCK = Direct(
     text("DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$")
@@ -64,7 +64,6 @@ async def test_a_deadlock_in_a_direct_statement_is_retried_until_it_clears_not_d
 
     def handlers(runtime: ServiceRuntime) -> Handlers:
         sessionmaker = runtime.sessionmaker
-        assert sessionmaker is not None
 
         async def deadlocked_then_applied(delivered: Envelope, message: UserRegistered) -> None:
             nonlocal calls
@@ -79,7 +78,7 @@ async def test_a_deadlock_in_a_direct_statement_is_retried_until_it_clears_not_d
         return {UserRegistered: deadlocked_then_applied}
 
     async with service(settings, handlers) as runtime:
-        await producer.send_and_wait(USERS_EVENTS.name, encode(envelope), key=event.key())
+        await send(producer, event, envelope=envelope)
         await in_inbox(runtime, Inbox, envelope)
 
     assert calls == deadlocks + 1
@@ -100,13 +99,8 @@ async def test_a_record_whose_headers_are_not_text_is_applied_and_the_consumer_g
         return {UserRegistered: remember}
 
     async with service(settings_for(Settings), handlers) as runtime:
-        envelope = odd.envelope()
-        headers = [("type", b"UserRegistered"), ("blank", None), ("binary", b"\xff\xfe")]
-        await producer.send_and_wait(
-            USERS_EVENTS.name, encode(envelope), key=odd.key(), headers=headers
-        )
-        after = plain.envelope()
-        await producer.send_and_wait(USERS_EVENTS.name, encode(after), key=odd.key())
+        await send(producer, odd, headers=[("blank", None), ("binary", b"\xff\xfe")])
+        after = await send(producer, plain, key=odd.key())  # on the same partition, after it
         await in_inbox(runtime, Inbox, after)
 
     assert [m.user_id for m in applied if m.user_id in (odd.user_id, plain.user_id)] == [
@@ -137,7 +131,6 @@ async def dead_letters_of(
     once its outbox is empty."""
 
     async def outbox_empty() -> bool:
-        assert runtime.sessionmaker is not None
         async with runtime.sessionmaker() as session:
             return await session.scalar(select(func.count()).select_from(Outbox)) == 0
 
@@ -162,7 +155,6 @@ def connection_lost_once(
 ) -> Callable[[Envelope, UserRegistered], Awaitable[None]]:
     """A handler whose first call loses the database connection under the batch."""
     sessionmaker = runtime.sessionmaker
-    assert sessionmaker is not None
     calls = 0
 
     async def handler(envelope: Envelope, message: UserRegistered) -> None:

@@ -16,7 +16,7 @@ from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered
 from stack import cli, dlq
 from tests.conftest import Infra, eventually
-from tests.integration.conftest import read_topic, running
+from tests.integration.conftest import in_process, read_topic
 
 
 async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
@@ -25,7 +25,7 @@ async def test_dead_letters_are_listed_with_reason_and_redriven_to_their_topic(
     notifications = create_notification_app(
         settings_for(NotificationSettings, sending_enabled=False)
     )
-    async with running(notifications):
+    async with in_process(notifications):
         event = UserRegistered(
             user_id=uuid4(), name="Ann", email="ann@example.com", role="Customer"
         )

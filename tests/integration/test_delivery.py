@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import RecordMetadata
 from sqlalchemy import func, select
 
 from common.inbox import claim, first_delivery, forget_old
+from common.lag import consumer_lag
 from common.outbox import _TAKE, RELAY_LOCK, OutboxRelay, stage
 from common.unit_of_work import batch_transaction
 from notification_svc import services as notification_services
@@ -28,7 +29,14 @@ from schemas.envelope import Envelope, encode
 from schemas.topics import USERS_EVENTS, dead_letter_topic
 from schemas.users import UserRegistered, UserUpdated
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import committed_offset, in_inbox, read_topic, running
+from tests.integration.conftest import (
+    InProcess,
+    committed_offset,
+    in_inbox,
+    in_process,
+    read_topic,
+    send,
+)
 from user_svc import services as user_services
 from user_svc.app import create_app as create_user_app
 from user_svc.models import Inbox as UserInbox
@@ -36,8 +44,8 @@ from user_svc.models import Outbox as UserOutbox
 from user_svc.settings import Settings as UserSettings
 
 
-async def count_notifications(runtime: Any, user_id: Any) -> int:
-    async with runtime.sessionmaker() as session:
+async def count_notifications(notifications: InProcess, user_id: Any) -> int:
+    async with notifications.runtime.sessionmaker() as session:
         return int(
             await session.scalar(
                 select(func.count())
@@ -55,10 +63,10 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
     notifications_app = create_notification_app(
         settings_for(NotificationSettings, sending_enabled=False)
     )
-    async with running(users_app) as users, running(notifications_app) as notifications:
+    async with in_process(users_app) as users, in_process(notifications_app) as notifications:
         email = f"{unique('ann')}@example.com"
         user = await user_services.register_user(
-            users.sessionmaker,
+            users.runtime.sessionmaker,
             users_app.state.passwords,
             name="Ann",
             email=email,
@@ -66,7 +74,7 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
         )
 
         assert await eventually(lambda: count_notifications(notifications, user.id)) == 1
-        async with notifications.sessionmaker() as session:
+        async with notifications.runtime.sessionmaker() as session:
             contact = await session.get(UserContact, user.id)
         assert contact is not None and contact.email == email
 
@@ -76,15 +84,16 @@ async def test_event_from_outbox_changes_other_service_once_when_delivered_twice
             until=lambda records: any(str(user.id).encode() == r.key for r in records),
         )
         original = next(r for r in published if r.key == str(user.id).encode())
-        consumer = notifications.consumers[0]
+        consumer = notifications.runtime.consumers[0]
         applied_before = consumer.stats.applied
+        # the very record the relay wrote, once more
         await producer.send_and_wait(USERS_EVENTS.name, original.value, key=original.key)
 
         await eventually(lambda: consumer.stats.applied > applied_before)
         assert await count_notifications(notifications, user.id) == 1
         assert consumer.stats.one_at_a_time == 0  # every batch took the fast path
         message_id = Envelope.model_validate_json(original.value).id
-        async with notifications.sessionmaker() as session:
+        async with notifications.runtime.sessionmaker() as session:
             inbox_row = await session.get(NotificationInbox, message_id)
         assert inbox_row is not None and inbox_row.duplicates == 1
 
@@ -95,7 +104,7 @@ async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
     notifications_app = create_notification_app(
         settings_for(NotificationSettings, sending_enabled=False)
     )
-    async with running(notifications_app) as notifications:
+    async with in_process(notifications_app) as notifications:
         marker = unique("poison").encode()
         not_json = b"{not json " + marker
         good = UserRegistered(user_id=uuid4(), name="Bo", email="bo@example.com", role="Customer")
@@ -103,7 +112,7 @@ async def test_poison_messages_go_to_dead_letter_topic_and_consumer_goes_on(
         key = str(good.user_id).encode()
         await producer.send_and_wait(USERS_EVENTS.name, not_json, key=key)
         await producer.send_and_wait(USERS_EVENTS.name, bad_data, key=key)
-        await producer.send_and_wait(USERS_EVENTS.name, encode(good.envelope()), key=key)
+        await send(producer, good)
 
         assert await eventually(lambda: count_notifications(notifications, good.user_id)) == 1
 
@@ -129,28 +138,27 @@ async def test_rolled_back_transaction_publishes_nothing(
     settings_for: Callable[..., Any], infra: Infra
 ) -> None:
     users_app = create_user_app(settings_for(UserSettings))
-    async with running(users_app) as users:
-        relay: OutboxRelay = users.relay
-        assert relay is not None
+    async with in_process(users_app) as users:
+        relay, sessions = users.runtime.relay, users.runtime.sessionmaker
         event = UserRegistered(user_id=uuid4(), name="Cy", email="cy@example.com", role="Customer")
 
         class Abort(Exception):
             pass
 
         try:
-            async with users.sessionmaker.begin() as session:
+            async with sessions.begin() as session:
                 stage(session, UserOutbox, event)
                 await session.flush()
                 raise Abort
         except Abort:
             pass
 
-        async with users.sessionmaker() as session:
+        async with sessions() as session:
             assert await session.scalar(select(func.count()).select_from(UserOutbox)) == 0
         assert await relay.publish_pending() == 0
 
         published_before = relay.published
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             committed = stage(session, UserOutbox, event)
         await eventually(lambda: relay.published > published_before)
         records = await read_topic(
@@ -169,7 +177,7 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
     notifications_app = create_notification_app(
         settings_for(NotificationSettings, sending_enabled=False)
     )
-    async with running(notifications_app) as notifications:
+    async with in_process(notifications_app) as notifications:
         first, second = (
             UserRegistered(user_id=uuid4(), name=name, email="ok@example.com", role="Customer")
             for name in ("Ann", "Bo")
@@ -179,10 +187,7 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
             user_id=uuid4(), name="x" * 300, email="long@example.com", role="Customer"
         )
         batch = [first, too_long, second]
-        await asyncio.gather(
-            *(producer.send(USERS_EVENTS.name, encode(e.envelope()), key=e.key()) for e in batch)
-        )
-        await producer.flush()
+        await asyncio.gather(*(send(producer, event) for event in batch))
 
         for event in (first, second):
             assert (
@@ -201,12 +206,12 @@ async def test_a_failing_message_is_dead_lettered_and_the_rest_of_its_batch_appl
 async def test_a_batch_claim_tells_first_deliveries_from_repeats_and_counts_them(
     settings_for: Callable[..., Any],
 ) -> None:
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        assert users.sessionmaker is not None
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        sessions = users.runtime.sessionmaker
         seen, fresh = uuid4(), uuid4()
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             assert await first_delivery(session, UserInbox, seen, "UserUpdated")
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             await claim(
                 session,
                 UserInbox,
@@ -216,11 +221,11 @@ async def test_a_batch_claim_tells_first_deliveries_from_repeats_and_counts_them
                 await first_delivery(session, UserInbox, message_id, "UserUpdated")
                 for message_id in (fresh, seen, fresh)
             ]
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             await claim(session, UserInbox, [(seen, "UserUpdated")])  # the statement, reused
             answers.append(await first_delivery(session, UserInbox, seen, "UserUpdated"))
         assert answers == [True, False, False, False]
-        async with users.sessionmaker() as session:
+        async with sessions() as session:
             rows = {
                 row.message_id: row.duplicates
                 for row in await session.scalars(
@@ -230,14 +235,14 @@ async def test_a_batch_claim_tells_first_deliveries_from_repeats_and_counts_them
         assert rows == {seen: 2, fresh: 1}
 
 
-async def inbox_ids(runtime: Any) -> set[UUID]:
-    async with runtime.sessionmaker() as session:
+async def inbox_ids(users: InProcess) -> set[UUID]:
+    async with users.runtime.sessionmaker() as session:
         return set((await session.scalars(select(UserInbox.message_id))).all())
 
 
-async def add_inbox_ids(runtime: Any, hours_ago: Mapping[UUID, float]) -> None:
+async def add_inbox_ids(users: InProcess, hours_ago: Mapping[UUID, float]) -> None:
     now = datetime.now(UTC)
-    async with runtime.sessionmaker.begin() as session:
+    async with users.runtime.sessionmaker.begin() as session:
         session.add_all(
             UserInbox(
                 message_id=message_id,
@@ -251,33 +256,32 @@ async def add_inbox_ids(runtime: Any, hours_ago: Mapping[UUID, float]) -> None:
 async def test_the_inbox_forgets_the_ids_older_than_it_keeps_and_a_redelivery_starts_again(
     settings_for: Callable[..., Any],
 ) -> None:
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        assert users.sessionmaker is not None
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        sessions = users.runtime.sessionmaker
         old = [uuid4() for _ in range(6)]
         kept = [uuid4() for _ in range(3)]
         await add_inbox_ids(
             users, {i: 400 for i in old} | dict(zip(kept, (300, 1, 0), strict=True))
         )
         # two old ids delivered again (a rewind, a re-driven dead letter), one by each path
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             await claim(session, UserInbox, [(old[0], "UserUpdated")])
-        async with users.sessionmaker.begin() as session:
+        async with sessions.begin() as session:
             assert not await first_delivery(session, UserInbox, old[1], "UserUpdated")
 
         # two ids a transaction: two rounds for the four old ones, and one that finds none
-        forgotten = await forget_old(users.sessionmaker, UserInbox, timedelta(hours=360), batch=2)
-        again = await forget_old(users.sessionmaker, UserInbox, timedelta(hours=360), batch=2)
+        forgotten = await forget_old(sessions, UserInbox, timedelta(hours=360), batch=2)
+        again = await forget_old(sessions, UserInbox, timedelta(hours=360), batch=2)
 
         assert (forgotten, again) == (4, 0)
         assert await inbox_ids(users) == {old[0], old[1], *kept}
 
 
-async def test_a_running_service_forgets_its_old_inbox_ids_by_itself_and_warns_of_a_short_keep(
-    settings_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
+async def test_a_running_service_forgets_its_old_inbox_ids_by_itself(
+    settings_for: Callable[..., Any],
 ) -> None:
     settings = settings_for(UserSettings, inbox_keep_hours=2, inbox_forget_interval_s=0.1)
-    caplog.set_level(logging.WARNING, logger="common.runtime")
-    async with running(create_user_app(settings)) as users:
+    async with in_process(create_user_app(settings)) as users:
         old, recent = uuid4(), uuid4()
         await add_inbox_ids(users, {old: 3, recent: 1})
 
@@ -286,15 +290,24 @@ async def test_a_running_service_forgets_its_old_inbox_ids_by_itself_and_warns_o
 
         await eventually(forgotten)
         assert recent in await inbox_ids(users)
+
+
+async def test_a_service_warns_when_its_inbox_keeps_ids_for_less_than_kafka_may_redeliver(
+    settings_for: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="common.runtime")
+
+    async with in_process(create_user_app(settings_for(UserSettings, inbox_keep_hours=2))):
+        pass
+
     assert "INBOX_KEEP_HOURS is 2: Kafka may deliver a message again up to 336 hours" in caplog.text
 
 
 async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
     settings_for: Callable[..., Any], infra: Infra
 ) -> None:
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        assert users.sessionmaker is not None
-        sessions = users.sessionmaker
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        sessions = users.runtime.sessionmaker
         kept, dropped, also_kept = (
             UserRegistered(user_id=uuid4(), name=name, email="x@example.com", role="Customer")
             for name in ("Kept", "Dropped", "Also kept")
@@ -323,9 +336,8 @@ async def test_a_rolled_back_savepoint_takes_its_staged_messages_and_no_other(
 async def test_a_relay_takes_nothing_while_another_holds_the_outbox(
     settings_for: Callable[..., Any],
 ) -> None:
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        relay, sessions = users.relay, users.sessionmaker
-        assert relay is not None and sessions is not None
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        relay, sessions = users.runtime.relay, users.runtime.sessionmaker
         event = UserRegistered(user_id=uuid4(), name="Di", email="di@example.com", role="Customer")
         async with sessions.begin() as other_replica:
             assert await other_replica.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK)))
@@ -350,20 +362,19 @@ async def test_two_replicas_relaying_one_outbox_keep_each_keys_order(
     second = first.model_copy(update={"consumer_replica": 2})
     keys = [uuid4() for _ in range(4)]
     async with (
-        running(create_user_app(first)) as one,
-        running(create_user_app(second)) as two,
+        in_process(create_user_app(first)) as one,
+        in_process(create_user_app(second)) as two,
     ):
-        assert one.relay is not None and two.relay is not None
+        relays = (one.runtime.relay, two.runtime.relay)
         for burst in range(20):  # bursts of 6, each key's messages numbered in commit order
             committing = one if burst % 2 else two  # each commit wakes its own process's relay
-            assert committing.sessionmaker is not None
-            async with committing.sessionmaker.begin() as session:
+            async with committing.runtime.sessionmaker.begin() as session:
                 for n in range(burst * 6, burst * 6 + 6):
                     key = keys[n % len(keys)]
                     updated = UserUpdated(user_id=key, name=f"n{n}", email="k@ex.com")
                     stage(session, UserOutbox, updated)
             await asyncio.sleep(0.005)
-        assert await eventually(lambda: one.relay.published + two.relay.published >= 120)
+        assert await eventually(lambda: sum(relay.published for relay in relays) >= 120)
 
     wanted = {str(key).encode() for key in keys}
     records = await read_topic(
@@ -396,9 +407,8 @@ async def test_a_replica_stalled_while_it_holds_the_relays_lock_holds_it_only_so
             await asyncio.Event().wait()  # forever
             raise AssertionError("unreachable")
 
-    async with running(create_user_app(settings)) as users:
-        relay, sessions = users.relay, users.sessionmaker
-        assert relay is not None and sessions is not None
+    async with in_process(create_user_app(settings)) as users:
+        relay, sessions = users.runtime.relay, users.runtime.sessionmaker
         hung: Any = Hung()
         stalled = OutboxRelay(settings.service_database_url(), UserOutbox, hung, stall_limit_s=1.5)
         async with relay._round:  # the running relay waits while the stalled one takes the rows
@@ -423,9 +433,8 @@ async def test_a_replica_stalled_while_it_holds_the_relays_lock_holds_it_only_so
 async def test_a_relay_round_that_kafka_fails_leaves_its_rows_for_the_next_round(
     settings_for: Callable[..., Any], infra: Infra
 ) -> None:
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        relay, sessions = users.relay, users.sessionmaker
-        assert relay is not None and sessions is not None
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        relay, sessions = users.runtime.relay, users.runtime.sessionmaker
         for _ in range(6):  # rounds enough for psycopg to prepare what the relay repeats
             async with sessions.begin() as session:
                 stage(session, UserOutbox, _registered("Ann"))
@@ -465,9 +474,8 @@ async def test_a_relay_takes_its_rows_by_the_index_even_when_it_planned_on_an_em
     # A vacuumed, empty outbox makes a scan of the table the cheapest plan, and the prepared
     # plan is kept while the table fills with the deleted rows of every round until the next
     # vacuum.
-    async with running(create_user_app(settings_for(UserSettings))) as users:
-        relay = users.relay
-        assert relay is not None
+    async with in_process(create_user_app(settings_for(UserSettings))) as users:
+        relay = users.runtime.relay
         async with relay._round:
             connection = await relay._connect()
             await connection.execute("VACUUM outbox")
@@ -499,26 +507,20 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     notifications_app = create_notification_app(
         settings_for(NotificationSettings, sending_enabled=False)
     )
-    async with running(users_app) as users, running(notifications_app) as notifications:
+    async with in_process(users_app) as users, in_process(notifications_app) as notifications:
         user = await user_services.register_user(
-            users.sessionmaker,
+            users.runtime.sessionmaker,
             users_app.state.passwords,
             name="Bo",
             email=f"{unique('bo')}@example.com",
             password="correct horse",
         )
         assert await eventually(lambda: count_notifications(notifications, user.id)) == 1
-        offsets = notifications.consumers[0].offsets
+        offsets = notifications.runtime.consumers[0].offsets
         await eventually(lambda: offsets.commits > 0)
 
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=notifications_app), base_url="http://svc"
-        ) as client:
-            consumed = (await client.get("/metrics")).text
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=users_app), base_url="http://svc"
-        ) as client:
-            produced = (await client.get("/metrics")).text
+        consumed = (await notifications.http.get("/metrics")).text
+        produced = (await users.http.get("/metrics")).text
 
     assert 'service="notification_svc"' in consumed
     assert counter(consumed, "consumer_messages_applied_total") >= 1
@@ -529,11 +531,8 @@ async def test_metrics_count_what_the_consumers_and_the_relay_did(
     assert counter(produced, "outbox_published_total") >= 1
 
 
-async def send_registered(producer: AIOKafkaProducer, user_id: UUID) -> tuple[Envelope, Any]:
-    event = UserRegistered(user_id=user_id, name="Di", email="di@example.com", role="Customer")
-    envelope = event.envelope()
-    where = await producer.send_and_wait(USERS_EVENTS.name, encode(envelope), key=event.key())
-    return envelope, where
+def registered(user_id: UUID) -> UserRegistered:
+    return UserRegistered(user_id=user_id, name="Di", email="di@example.com", role="Customer")
 
 
 async def test_offsets_reach_the_broker_once_an_interval_and_when_the_service_stops(
@@ -546,18 +545,17 @@ async def test_offsets_reach_the_broker_once_an_interval_and_when_the_service_st
         consumer_batch_window_ms=0,
     )
     user_id = uuid4()  # one key: every record on one partition
-    async with running(create_notification_app(settings)) as notifications:
-        placed = []
+    async with in_process(create_notification_app(settings)) as notifications:
+        placed: list[RecordMetadata] = []
         for _ in range(3):
-            envelope, where = await send_registered(producer, user_id)
-            await in_inbox(notifications, NotificationInbox, envelope)
-            placed.append(where)
+            envelope = await send(producer, registered(user_id), acks=placed)
+            await in_inbox(notifications.runtime, NotificationInbox, envelope)
         partition = TopicPartition(USERS_EVENTS.name, placed[0].partition)
         # The second record's batch ended before the third's began: committing once per batch
         # would have moved the group past it by now.
-        during = await committed_offset(infra, settings.consumer_group, partition)
+        during = await committed_offset(infra.kafka_access, settings.consumer_group, partition)
         assert during is None or during <= placed[1].offset
-    after = await committed_offset(infra, settings.consumer_group, partition)
+    after = await committed_offset(infra.kafka_access, settings.consumer_group, partition)
     assert after == placed[2].offset + 1  # committed as the service stopped
 
 
@@ -571,19 +569,21 @@ async def test_records_right_behind_a_batch_join_it_and_each_is_applied_once(
         consumer_batch_window_busy=0,  # every batch right after another counts as under load
         consumer_fetch_wait_ms=0,  # each record fetched as it comes: the window gathers them
     )
-    async with running(create_notification_app(settings)) as notifications:
-        warm_up, _ = await send_registered(producer, uuid4())
-        await in_inbox(notifications, NotificationInbox, warm_up)  # caught up, a batch just ended
+    async with in_process(create_notification_app(settings)) as notifications:
+        warm_up = await send(producer, registered(uuid4()))
+        # caught up, a batch just ended
+        await in_inbox(notifications.runtime, NotificationInbox, warm_up)
         users = [uuid4() for _ in range(5)]
-        burst = [await send_registered(producer, user_id) for user_id in users]
-        for envelope, _ in burst:
-            await in_inbox(notifications, NotificationInbox, envelope)
-        assert notifications.consumers[0].stats.extended >= 1
+        acks: list[RecordMetadata] = []
+        burst = [await send(producer, registered(user_id), acks=acks) for user_id in users]
+        for envelope in burst:
+            await in_inbox(notifications.runtime, NotificationInbox, envelope)
+        assert notifications.runtime.consumers[0].stats.extended >= 1
         for user_id in users:
             assert await count_notifications(notifications, user_id) == 1
-    for _, where in burst:
+    for where in acks:
         partition = TopicPartition(where.topic, where.partition)
-        committed = await committed_offset(infra, settings.consumer_group, partition)
+        committed = await committed_offset(infra.kafka_access, settings.consumer_group, partition)
         assert committed is not None and committed > where.offset
 
 
@@ -598,14 +598,14 @@ async def test_a_fetch_wait_gathers_records_arriving_apart_into_one_batch(
         consumer_batch_window_ms=0,  # no gathering on the consumer's side
         consumer_fetch_wait_ms=2_000,
     )
-    async with running(create_notification_app(settings)) as notifications:
-        warm_up, _ = await send_registered(producer, uuid4())
-        await in_inbox(notifications, NotificationInbox, warm_up)
-        stats = notifications.consumers[0].stats
+    async with in_process(create_notification_app(settings)) as notifications:
+        warm_up = await send(producer, registered(uuid4()))
+        await in_inbox(notifications.runtime, NotificationInbox, warm_up)
+        stats = notifications.runtime.consumers[0].stats
         before = stats.batches
         users = [uuid4() for _ in range(5)]
         for user_id in users:
-            await send_registered(producer, user_id)
+            await send(producer, registered(user_id))
             await asyncio.sleep(0.1)
         for user_id in users:
             assert await eventually(lambda u=user_id: count_notifications(notifications, u)) == 1
@@ -617,19 +617,25 @@ async def test_the_lag_gauge_rises_while_a_consumer_is_stalled_and_falls_once_it
     producer: AIOKafkaProducer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    going_on = asyncio.Event()
+    going_on, entered = asyncio.Event(), asyncio.Event()
     welcome = notification_services.welcome_user
 
     async def stalled(*args: Any) -> None:
+        entered.set()
         await going_on.wait()
         await welcome(*args)
 
     monkeypatch.setattr(notification_services, "welcome_user", stalled)
+    # offsets committed as each batch commits: once a handler is entered, every batch before
+    # its own is committed, and the group's lag stays put until it goes on
     settings = settings_for(
-        NotificationSettings, sending_enabled=False, metrics_sample_interval_s=0.2
+        NotificationSettings,
+        sending_enabled=False,
+        metrics_sample_interval_s=0.2,
+        consumer_commit_interval_ms=0,
     )
-    app = create_notification_app(settings)
-    async with running(app) as runtime:
+    async with in_process(create_notification_app(settings)) as notifications:
+        runtime = notifications.runtime
 
         def lag() -> float:
             return sum(
@@ -640,10 +646,13 @@ async def test_the_lag_gauge_rises_while_a_consumer_is_stalled_and_falls_once_it
                 if sample.labels["topic"] == USERS_EVENTS.name
             )
 
-        await send_registered(producer, uuid4())
-        stalled_at = await eventually(lambda: lag() >= 1 and lag())
+        await send(producer, registered(uuid4()))
+        await eventually(entered.is_set)  # a batch with the topic's first UserRegistered
+        group = {settings.consumer_group: [USERS_EVENTS]}
+        stalled_at = (await consumer_lag(settings.kafka_access(), group))[settings.consumer_group]
+        assert stalled_at >= 1
         for _ in range(5):
-            await send_registered(producer, uuid4())
+            await send(producer, registered(uuid4()))
         await eventually(lambda: lag() >= stalled_at + 5)
         going_on.set()
         await eventually(lambda: lag() == 0, timeout_s=60)

@@ -1,18 +1,14 @@
 """inventory_svc on the real broker and database: the ledger that product_svc's StockChanged
 events build, and its audit against the stock each movement reported."""
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from common.runtime import Runtime
 from inventory_svc.app import create_app as create_inventory_app
 from inventory_svc.models import InventoryMovement
 from inventory_svc.settings import Settings as InventorySettings
@@ -20,52 +16,37 @@ from product_svc.app import create_app as create_product_app
 from product_svc.models import Inbox as ProductInbox
 from product_svc.models import Inventory
 from product_svc.settings import Settings as ProductSettings
-from schemas.envelope import Envelope, Message, encode
+from schemas.envelope import Envelope, Message
 from schemas.orders import OrderCancelled, OrderPlaced, PricedItem
 from schemas.products import CreateProduct, ItemQuantity, RestockProduct, StockChanged
 from tests.conftest import eventually
-from tests.integration.conftest import running
+from tests.integration.conftest import InProcess, in_process, send
 
 
-async def publish(producer: AIOKafkaProducer, message: Message) -> Envelope:
-    envelope = message.envelope()
-    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
-    return envelope
-
-
-async def scalar(runtime: Runtime, query: Any) -> Any:
-    assert runtime.sessionmaker is not None
-    async with runtime.sessionmaker() as session:
+async def scalar(service: InProcess, query: Any) -> Any:
+    async with service.runtime.sessionmaker() as session:
         return await session.scalar(query)
 
 
-async def applied(runtime: Runtime, envelope: Envelope) -> bool:
+async def applied(service: InProcess, envelope: Envelope) -> bool:
     found = select(ProductInbox.message_id).where(ProductInbox.message_id == envelope.id)
-    return await scalar(runtime, found) is not None
+    return await scalar(service, found) is not None
 
 
-async def recorded(runtime: Runtime, product_id: UUID, count: int) -> bool:
+async def recorded(service: InProcess, product_id: UUID, count: int) -> bool:
     """The ledger holds ``count`` movements of the product."""
     query = select(func.count()).where(InventoryMovement.product_id == product_id)
-    return bool(await scalar(runtime, query) == count)
-
-
-@asynccontextmanager
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://inventory_svc") as http:
-        yield http
+    return bool(await scalar(service, query) == count)
 
 
 async def test_audit_finds_no_mismatch_when_restock_reserve_and_release_come_from_product_svc(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer
 ) -> None:
-    inventory_app = create_inventory_app(settings_for(InventorySettings))
     async with (
-        running(create_product_app(settings_for(ProductSettings))) as product_svc,
-        running(inventory_app) as inventory_svc,
-        client(inventory_app) as http,
+        in_process(create_product_app(settings_for(ProductSettings))) as product_svc,
+        in_process(create_inventory_app(settings_for(InventorySettings))) as inventory_svc,
     ):
+        http = inventory_svc.http
         product_id = uuid4()
         placed = OrderPlaced(
             order_id=uuid4(),
@@ -88,7 +69,7 @@ async def test_audit_finds_no_mismatch_when_restock_reserve_and_release_come_fro
             RestockProduct(product_id=product_id, change=-3, reason="Damaged"),
         ]
         for step in steps:  # one after the other: they travel on different topics
-            sent = await publish(producer, step)
+            sent = await send(producer, step)
             await eventually(lambda sent=sent: applied(product_svc, sent))
 
         await eventually(lambda: recorded(inventory_svc, product_id, 5))
@@ -114,8 +95,8 @@ async def test_audit_finds_no_mismatch_when_restock_reserve_and_release_come_fro
 async def test_audit_reports_mismatch_when_a_movement_is_missing(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer
 ) -> None:
-    app = create_inventory_app(settings_for(InventorySettings))
-    async with running(app) as inventory_svc, client(app) as http:
+    async with in_process(create_inventory_app(settings_for(InventorySettings))) as inventory_svc:
+        http = inventory_svc.http
         product_id, order_id = uuid4(), uuid4()
         history = [
             StockChanged(product_id=product_id, change=10, stock=10, reason="Restock"),
@@ -126,7 +107,7 @@ async def test_audit_reports_mismatch_when_a_movement_is_missing(
             StockChanged(product_id=product_id, change=1, stock=6, reason="Restock"),
         ]
         for change in history:  # one key: one partition, recorded in this order
-            await publish(producer, change)
+            await send(producer, change)
 
         await eventually(lambda: recorded(inventory_svc, product_id, 3))
         audit = (await http.get("/audit")).json()
@@ -142,12 +123,11 @@ async def test_audit_reports_mismatch_when_a_movement_is_missing(
 async def test_ledger_and_audit_follow_recording_order_when_timestamps_tie(
     settings_for: Callable[..., Any],
 ) -> None:
-    app = create_inventory_app(settings_for(InventorySettings))
-    async with running(app) as inventory_svc, client(app) as http:
+    async with in_process(create_inventory_app(settings_for(InventorySettings))) as inventory_svc:
+        http = inventory_svc.http
         product_id = uuid4()
         later_id, earlier_id = sorted((uuid4(), uuid4()))
-        assert inventory_svc.sessionmaker is not None
-        async with inventory_svc.sessionmaker.begin() as session:
+        async with inventory_svc.runtime.sessionmaker.begin() as session:
             # one transaction: one created_at for both, and the first recorded has the larger id
             first = InventoryMovement(
                 id=earlier_id, product_id=product_id, change=4, reason="Restock", stock_after=4

@@ -9,11 +9,11 @@ from notification_svc.app import create_app
 from notification_svc.settings import Settings
 from schemas.topics import USERS_EVENTS
 from tests.conftest import eventually
-from tests.integration.conftest import running
+from tests.integration.conftest import InProcess, in_process
 
 
-def partitions_of(runtime: Any) -> set[int]:
-    consumer = runtime.broker.subscribers[0].consumer
+def partitions_of(service: InProcess) -> set[int]:
+    consumer = service.runtime.broker.subscribers[0].consumer
     return {tp.partition for tp in consumer.assignment() if tp.topic == USERS_EVENTS.name}
 
 
@@ -30,8 +30,8 @@ async def test_a_replica_that_stops_hands_its_partitions_to_the_other_at_once(
         consumer_replica=2,
     )
     assert one.consumer_instance_id != two.consumer_instance_id
-    async with running(create_app(one)) as first:
-        async with running(create_app(two)) as second:
+    async with in_process(create_app(one)) as first:
+        async with in_process(create_app(two)) as second:
 
             def split() -> bool:
                 mine, theirs = partitions_of(first), partitions_of(second)

@@ -5,26 +5,23 @@ import email
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import RecordMetadata
 from sqlalchemy import delete, func, select
 
-from common.runtime import Runtime
 from notification_svc.adapters import FakeSender
 from notification_svc.app import create_app
 from notification_svc.models import Inbox, Notification, Outbox
 from notification_svc.ports import NotificationSender
 from notification_svc.sending import Dispatcher
 from notification_svc.settings import Settings
-from schemas.envelope import Envelope, Message, encode
+from schemas.envelope import Envelope, Message
 from schemas.orders import (
     OrderCancelled,
     OrderPaid,
@@ -37,23 +34,29 @@ from schemas.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from schemas.products import ItemQuantity
 from schemas.topics import NOTIFICATIONS_EVENTS, PAYMENTS_EVENTS
 from schemas.users import UserRegistered
-from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import committed_offset, in_inbox, read_to_end, running
+from tests.conftest import eventually, unique
+from tests.integration.conftest import (
+    InProcess,
+    committed_offset,
+    in_inbox,
+    in_process,
+    read_to_end,
+    send,
+)
 
 
-@dataclass
-class NotificationService:
-    runtime: Runtime
-    settings: Settings
-    dispatcher: Dispatcher
-    http: httpx.AsyncClient
-    infra: Infra
+class NotificationService(InProcess):
+    """notification_svc in process, whose sending loop's one step the test calls."""
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        dispatcher: Dispatcher = self.app.state.dispatcher
+        return dispatcher
 
 
 @asynccontextmanager
 async def notification_service(
     settings_for: Callable[..., Settings],
-    infra: Infra,
     *,
     sender: NotificationSender | None = None,
     **overrides: Any,
@@ -65,31 +68,21 @@ async def notification_service(
         "notification_batch_size": 500,
     }
     values.update(overrides)
-    settings = settings_for(Settings, **values)
-    app = create_app(settings, sender=sender)
-    async with running(app) as runtime:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://notify") as http:
-            yield NotificationService(runtime, settings, app.state.dispatcher, http, infra)
-
-
-async def send(
-    producer: AIOKafkaProducer, message: Message, *, envelope: Envelope | None = None
-) -> tuple[Envelope, RecordMetadata]:
-    envelope = envelope or message.envelope(correlation_id=uuid4())
-    where = await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
-    return envelope, where
+    app = create_app(settings_for(Settings, **values), sender=sender)
+    async with in_process(app) as service:
+        yield NotificationService(service.app, service.runtime, service.http)
 
 
 async def consumed(service: NotificationService, *records: RecordMetadata) -> None:
     """Wait until the service's consumer group committed past these records (it commits only
     after applying them)."""
+    settings = service.runtime.settings
     for record in records:
         partition = TopicPartition(record.topic, record.partition)
 
         async def past(partition: TopicPartition = partition, offset: int = record.offset) -> bool:
             found = await committed_offset(
-                service.infra, service.settings.consumer_group, partition
+                settings.kafka_access(), settings.consumer_group, partition
             )
             return found is not None and found > offset
 
@@ -119,7 +112,7 @@ async def published(service: NotificationService, user_id: UUID) -> list[Envelop
             return await session.scalar(select(func.count()).select_from(Outbox)) == 0
 
     await eventually(outbox_empty)
-    records = await read_to_end(service.infra.kafka_access, NOTIFICATIONS_EVENTS)
+    records = await read_to_end(service.runtime.settings.kafka_access(), NOTIFICATIONS_EVENTS)
     return [
         Envelope.model_validate_json(r.value) for r in records if r.key == str(user_id).encode()
     ]
@@ -145,7 +138,7 @@ def placed(user_id: UUID, total: str = "39.80") -> OrderPlaced:
 
 
 async def test_each_event_yields_one_notification_when_delivered_twice(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
 ) -> None:
     user = registered()
     order = placed(user.user_id, "39.80")
@@ -177,15 +170,14 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
         ),
         OrderRejected(order_id=uuid4(), user_id=user_id, reason="unknown product"),
     ]
-    async with notification_service(settings_for, infra) as service:
+    async with notification_service(settings_for) as service:
         sent: list[tuple[Message, Envelope]] = []
-        records = []
+        acks: list[RecordMetadata] = []
         for event in events:
-            envelope, first = await send(producer, event)
-            _, second = await send(producer, event, envelope=envelope)
+            envelope = await send(producer, event, acks=acks)
+            await send(producer, event, envelope=envelope, acks=acks)
             sent.append((event, envelope))
-            records += [first, second]
-        await consumed(service, *records)
+        await consumed(service, *acks)
 
         found = {row.type: row for row in await notifications_of(service, user_id)}
         assert sorted(found) == sorted(
@@ -221,18 +213,28 @@ async def test_each_event_yields_one_notification_when_delivered_twice(
         # written in bulk with time-ordered ids (schemas.ids): inserts at the index's end
         assert {row.id.version for row in found.values()} == {7}
 
-        # Even when the inbox has forgotten an event, its notification is not written twice.
-        shipped = envelopes["OrderShipped"]
+
+async def test_an_event_the_inbox_forgot_yields_no_second_notification_when_it_comes_again(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
+) -> None:
+    shipped = OrderShipped(order_id=uuid4(), user_id=uuid4())
+    async with notification_service(settings_for) as service:
+        envelope = await send(producer, shipped)
+        await processed(service, envelope)
         async with service.runtime.sessionmaker.begin() as session:
-            await session.execute(delete(Inbox).where(Inbox.message_id == shipped.id))
-        _, again = await send(producer, events[5], envelope=shipped)
-        await consumed(service, again)
-        await processed(service, shipped)
-        assert len(await notifications_of(service, user_id)) == len(found)
+            await session.execute(delete(Inbox).where(Inbox.message_id == envelope.id))
+
+        acks: list[RecordMetadata] = []
+        await send(producer, shipped, envelope=envelope, acks=acks)
+        await consumed(service, *acks)
+        await processed(service, envelope)
+
+        rows = await notifications_of(service, shipped.user_id)
+    assert [(row.type, row.event_id) for row in rows] == [("OrderShipped", envelope.id)]
 
 
 async def test_a_refund_tells_its_reason_and_a_v1_refund_the_one_its_upcaster_gives(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
 ) -> None:
     user_id, old_order, new_order, old_id = uuid4(), uuid4(), uuid4(), uuid4()
     old = {  # as a producer from before version 2 wrote it: no reason
@@ -258,15 +260,16 @@ async def test_a_refund_tells_its_reason_and_a_v1_refund_the_one_its_upcaster_gi
         gateway_id="sim_new",
         reason="Cancelled by an admin",
     )
-    async with notification_service(settings_for, infra) as service:
+    async with notification_service(settings_for) as service:
         old_record = await producer.send_and_wait(
             PAYMENTS_EVENTS.name,
             json.dumps(old).encode(),
             key=str(old_order).encode(),
             headers=[("type", b"PaymentRefunded")],
         )
-        new_envelope, new_record = await send(producer, new)
-        await consumed(service, old_record, new_record)
+        acks: list[RecordMetadata] = []
+        new_envelope = await send(producer, new, acks=acks)
+        await consumed(service, old_record, *acks)
 
         found = {
             row.event_id: (row.type, row.message)
@@ -284,19 +287,25 @@ async def test_a_refund_tells_its_reason_and_a_v1_refund_the_one_its_upcaster_gi
     }
 
 
+async def registered_and_placed(
+    service: NotificationService, producer: AIOKafkaProducer
+) -> tuple[UserRegistered, OrderPlaced, Envelope]:
+    """Ann registered and placed an order, both applied: two notifications to send. Returns
+    the two events and the order's envelope."""
+    user = registered("Ann")
+    order = placed(user.user_id, "39.80")
+    await processed(service, await send(producer, user))
+    order_envelope = await send(producer, order)
+    await processed(service, order_envelope)
+    return user, order, order_envelope
+
+
 async def test_send_pending_writes_readable_mail_and_marks_sent_when_the_contact_is_known(
-    settings_for: Callable[..., Settings],
-    producer: AIOKafkaProducer,
-    infra: Infra,
-    tmp_path: Path,
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, tmp_path: Path
 ) -> None:
     mailbox = tmp_path / "mailbox"
-    async with notification_service(settings_for, infra, mailbox_dir=mailbox) as service:
-        user = registered("Ann")
-        order = placed(user.user_id, "39.80")
-        await processed(service, (await send(producer, user))[0])
-        order_envelope, _ = await send(producer, order)
-        await processed(service, order_envelope)
+    async with notification_service(settings_for, mailbox_dir=mailbox) as service:
+        user, order, order_envelope = await registered_and_placed(service, producer)
 
         assert await service.dispatcher.send_pending() >= 2
 
@@ -322,31 +331,50 @@ async def test_send_pending_writes_readable_mail_and_marks_sent_when_the_contact
         assert events[1].correlation_id == order_envelope.correlation_id
         assert events[1].causation_id == order_envelope.id
 
-        # Sent notifications are not sent again.
-        files = sorted(mailbox.iterdir())
+
+async def test_send_pending_sends_nothing_again_when_the_notifications_were_sent(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    mailbox = tmp_path / "mailbox"
+    async with notification_service(settings_for, mailbox_dir=mailbox) as service:
+        user, _, _ = await registered_and_placed(service, producer)
         await service.dispatcher.send_pending()
+        files = sorted(mailbox.iterdir())
+
+        await service.dispatcher.send_pending()
+
         assert sorted(mailbox.iterdir()) == files
         assert len(await published(service, user.user_id)) == 2
 
+
+async def test_list_notifications_answers_a_users_notifications_newest_first_with_their_status(
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
+) -> None:
+    async with notification_service(settings_for, sender=FakeSender()) as service:
+        user, _, _ = await registered_and_placed(service, producer)
+        await service.dispatcher.send_pending()
+        _, order_placed = await notifications_of(service, user.user_id)
+
         answer = await service.http.get("/notifications", params={"user_id": user.user_id})
-        assert answer.status_code == 200
-        items = answer.json()["items"]
-        assert [(item["type"], item["status"]) for item in items] == [
-            ("OrderPlaced", "Sent"),
-            ("Registration", "Sent"),
-        ]
-        assert {"id", "type", "message", "status", "created_at"} <= set(items[0])
-        assert items[0]["message"] == order_placed.message
+
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    assert [(item["type"], item["status"]) for item in items] == [
+        ("OrderPlaced", "Sent"),
+        ("Registration", "Sent"),
+    ]
+    assert {"id", "type", "message", "status", "created_at"} <= set(items[0])
+    assert items[0]["message"] == order_placed.message
 
 
 async def test_notification_stays_pending_when_the_users_contact_is_not_known_yet(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
 ) -> None:
     fake = FakeSender()
-    async with notification_service(settings_for, infra, sender=fake) as service:
+    async with notification_service(settings_for, sender=fake) as service:
         user = registered("Bo")
         order = placed(user.user_id)
-        await processed(service, (await send(producer, order))[0])
+        await processed(service, await send(producer, order))
 
         await service.dispatcher.send_pending()
 
@@ -354,7 +382,7 @@ async def test_notification_stays_pending_when_the_users_contact_is_not_known_ye
         assert (waiting.status, waiting.attempts) == ("Pending", 0)
         assert waiting.id not in fake.attempts
 
-        await processed(service, (await send(producer, user))[0])
+        await processed(service, await send(producer, user))
         await service.dispatcher.send_pending()
 
         rows = await notifications_of(service, user.user_id)
@@ -369,15 +397,12 @@ async def test_notification_stays_pending_when_the_users_contact_is_not_known_ye
 async def test_failing_sender_retries_then_marks_failed_and_emits_notification_failed(
     settings_for: Callable[..., Settings],
     producer: AIOKafkaProducer,
-    infra: Infra,
     whole_batch: bool,
 ) -> None:
     fake = FakeSender(failures=-1, whole_batch=whole_batch)
-    async with notification_service(
-        settings_for, infra, sender=fake, notification_attempts=3
-    ) as service:
+    async with notification_service(settings_for, sender=fake, notification_attempts=3) as service:
         user = registered("Cy")
-        await processed(service, (await send(producer, user))[0])
+        await processed(service, await send(producer, user))
 
         for attempt in (1, 2):
             await service.dispatcher.send_pending()
@@ -398,12 +423,12 @@ async def test_failing_sender_retries_then_marks_failed_and_emits_notification_f
 
 
 async def test_failing_sender_is_retried_until_sent_when_it_recovers(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
 ) -> None:
     fake = FakeSender(failures=2)
-    async with notification_service(settings_for, infra, sender=fake) as service:
+    async with notification_service(settings_for, sender=fake) as service:
         user = registered("Di")
-        await processed(service, (await send(producer, user))[0])
+        await processed(service, await send(producer, user))
 
         for _ in range(3):
             await service.dispatcher.send_pending()
@@ -414,14 +439,14 @@ async def test_failing_sender_is_retried_until_sent_when_it_recovers(
 
 
 async def test_failed_send_waits_for_its_backoff_when_sending_is_tried_again_at_once(
-    settings_for: Callable[..., Settings], producer: AIOKafkaProducer, infra: Infra
+    settings_for: Callable[..., Settings], producer: AIOKafkaProducer
 ) -> None:
     fake = FakeSender(failures=-1)
     async with notification_service(
-        settings_for, infra, sender=fake, notification_backoff_s=600
+        settings_for, sender=fake, notification_backoff_s=600
     ) as service:
         user = registered("Ed")
-        await processed(service, (await send(producer, user))[0])
+        await processed(service, await send(producer, user))
 
         await service.dispatcher.send_pending()
         await service.dispatcher.send_pending()

@@ -2,22 +2,19 @@
 side of the saga, its idempotence, and its HTTP read API."""
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
-from common.runtime import Runtime
 from order_svc import handlers, queries
 from order_svc.app import create_app
 from order_svc.models import Inbox, Order, OrderItem
 from order_svc.settings import Settings
-from schemas.envelope import Envelope, Message, encode
+from schemas.envelope import Envelope, Message
 from schemas.orders import (
     CANCELLED,
     PAID,
@@ -37,47 +34,27 @@ from schemas.products import (
     StockReservationFailed,
 )
 from schemas.topics import ORDERS_EVENTS
-from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import apply_as_one_batch, in_inbox, read_topic, running
-
-
-@dataclass
-class OrderService:
-    runtime: Runtime
-    http: httpx.AsyncClient
+from tests.conftest import Infra, eventually
+from tests.integration.conftest import (
+    InProcess,
+    apply_as_one_batch,
+    in_inbox,
+    in_process,
+    read_topic,
+    send,
+    service_settings,
+)
 
 
 @pytest.fixture(scope="module")
-async def orders(infra: Infra) -> AsyncIterator[OrderService]:
+async def orders(infra: Infra) -> AsyncIterator[InProcess]:
     """One order_svc for the module; every test works on its own products and orders."""
-    settings = Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        database_url=infra.database_url,
-        database_name=unique("order_svc"),
-        consumer_group=unique("order_svc"),
-        retry_backoff_s=0.01,
-    )
-    app = create_app(settings)
-    async with running(app) as runtime:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://order_svc") as http:
-            yield OrderService(runtime, http)
-
-
-async def send(
-    producer: AIOKafkaProducer, message: Message, *, cause: Envelope | None = None
-) -> Envelope:
-    envelope = message.caused_by(cause) if cause else message.envelope(correlation_id=uuid4())
-    await resend(producer, message, envelope)
-    return envelope
-
-
-async def resend(producer: AIOKafkaProducer, message: Message, envelope: Envelope) -> None:
-    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
+    async with in_process(create_app(service_settings(infra, Settings))) as service:
+        yield service
 
 
 async def product(
-    orders: OrderService, producer: AIOKafkaProducer, price: str, name: str = "Mug"
+    orders: InProcess, producer: AIOKafkaProducer, price: str, name: str = "Mug"
 ) -> UUID:
     """A product known to order_svc's price copy."""
     product_id = uuid4()
@@ -102,11 +79,11 @@ def place(*lines: tuple[UUID, int], order_id: UUID | None = None) -> PlaceOrder:
     )
 
 
-async def order(orders: OrderService, order_id: UUID) -> queries.OrderDetails | None:
+async def order(orders: InProcess, order_id: UUID) -> queries.OrderPublic | None:
     return await queries.get_order(orders.runtime.sessionmaker, order_id)
 
 
-async def status_becomes(orders: OrderService, order_id: UUID, status: str) -> Any:
+async def status_becomes(orders: InProcess, order_id: UUID, status: str) -> Any:
     async def current() -> bool:
         found = await order(orders, order_id)
         return found is not None and found.status == status
@@ -117,7 +94,7 @@ async def status_becomes(orders: OrderService, order_id: UUID, status: str) -> A
     return found
 
 
-async def processed(orders: OrderService, envelope: Envelope) -> None:
+async def processed(orders: InProcess, envelope: Envelope) -> None:
     await in_inbox(orders.runtime, Inbox, envelope)
 
 
@@ -139,7 +116,7 @@ async def events_of(infra: Infra, order_id: UUID, until_type: str) -> list[Envel
 
 
 async def placed_order(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> tuple[PlaceOrder, Envelope]:
     """A Pending order and its OrderPlaced envelope (the cause of the saga's next steps)."""
     command = place((await product(orders, producer, "12.50"), 2))
@@ -159,7 +136,7 @@ def paid(command: PlaceOrder, total: str = "25.00") -> PaymentSucceeded:
 
 
 async def test_place_order_stores_pending_order_with_exact_total_when_products_are_known(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     mug = await product(orders, producer, "19.99")
     tea = await product(orders, producer, "0.10", name="Tea")
@@ -188,7 +165,7 @@ async def test_place_order_stores_pending_order_with_exact_total_when_products_a
 
 
 async def test_place_order_uses_the_updated_price_when_the_product_changed(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     mug = await product(orders, producer, "5.00")
     update = ProductUpdated(
@@ -208,7 +185,7 @@ async def test_place_order_uses_the_updated_price_when_the_product_changed(
 
 
 async def test_redelivered_price_update_changes_nothing_when_a_newer_one_was_applied(
-    orders: OrderService, producer: AIOKafkaProducer
+    orders: InProcess, producer: AIOKafkaProducer
 ) -> None:
     mug = await product(orders, producer, "5.00")
 
@@ -219,14 +196,12 @@ async def test_redelivered_price_update_changes_nothing_when_a_newer_one_was_app
 
     older = await send(producer, update("6.00"))
     await send(producer, update("8.00"))
-    await resend(producer, update("6.00"), older)
+    await send(producer, update("6.00"), envelope=older)
     # A marker on the same partition (same key), applied only after the redelivery was.
     other = ProductCreated(
         product_id=uuid4(), name="Bowl", description="", price=Decimal(1), category_id=None
     )
-    await producer.send_and_wait(
-        other.TOPIC.name, encode(other.envelope()), key=update("8.00").key()
-    )
+    await send(producer, other, key=update("8.00").key())
     await eventually(lambda: queries.get_price(orders.runtime.sessionmaker, other.product_id))
 
     price = await queries.get_price(orders.runtime.sessionmaker, mug)
@@ -234,7 +209,7 @@ async def test_redelivered_price_update_changes_nothing_when_a_newer_one_was_app
 
 
 async def test_place_order_cancels_and_emits_order_rejected_when_a_product_is_unknown(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     mug = await product(orders, producer, "3.00")
     ghost = uuid4()
@@ -260,7 +235,7 @@ async def test_place_order_cancels_and_emits_order_rejected_when_a_product_is_un
     ],
 )
 async def test_place_order_cancels_and_emits_order_rejected_when_it_does_not_fit_its_columns(
-    orders: OrderService,
+    orders: InProcess,
     producer: AIOKafkaProducer,
     infra: Infra,
     price: str,
@@ -282,7 +257,7 @@ async def test_place_order_cancels_and_emits_order_rejected_when_it_does_not_fit
 
 
 async def test_stock_reservation_failed_cancels_with_reason_and_emits_order_cancelled(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     product_id = command.items[0].product_id
@@ -304,7 +279,7 @@ async def test_stock_reservation_failed_cancels_with_reason_and_emits_order_canc
 
 
 async def test_payment_succeeded_marks_paid_and_emits_order_paid_when_pending(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
 
@@ -319,7 +294,7 @@ async def test_payment_succeeded_marks_paid_and_emits_order_paid_when_pending(
 
 
 async def test_payment_failed_cancels_with_reason_when_pending(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     failed = PaymentFailed(
@@ -338,7 +313,7 @@ async def test_payment_failed_cancels_with_reason_when_pending(
 
 
 async def test_cancel_order_cancels_and_emits_order_cancelled_when_paid(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     await send(producer, paid(command), cause=placed)
@@ -356,7 +331,7 @@ async def test_cancel_order_cancels_and_emits_order_cancelled_when_paid(
 
 
 async def test_payment_succeeded_changes_nothing_when_the_order_was_cancelled_first(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     await send(producer, CancelOrder(order_id=command.order_id))
@@ -372,7 +347,7 @@ async def test_payment_succeeded_changes_nothing_when_the_order_was_cancelled_fi
 
 
 async def test_ship_order_ships_and_emits_order_shipped_when_paid(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     await send(producer, paid(command), cause=placed)
@@ -386,7 +361,7 @@ async def test_ship_order_ships_and_emits_order_shipped_when_paid(
 
 
 async def test_ship_order_is_ignored_when_pending(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, _ = await placed_order(orders, producer, infra)
 
@@ -403,20 +378,20 @@ async def test_ship_order_is_ignored_when_pending(
 
 
 async def test_duplicate_deliveries_change_nothing_when_the_same_envelopes_arrive_twice(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     mug = await product(orders, producer, "4.00")
     command = place((mug, 1))
     sent = await send(producer, command)
-    await resend(producer, command, sent)
+    await send(producer, command, envelope=sent)
     events = await events_of(infra, command.order_id, "OrderPlaced")
     payment = paid(command, "4.00")
     payment_envelope = await send(producer, payment, cause=events[-1])
-    await resend(producer, payment, payment_envelope)
+    await send(producer, payment, envelope=payment_envelope)
     await status_becomes(orders, command.order_id, PAID)
     shipping = ShipOrder(order_id=command.order_id)
     ship = await send(producer, shipping)
-    await resend(producer, shipping, ship)
+    await send(producer, shipping, envelope=ship)
     await status_becomes(orders, command.order_id, SHIPPED)
 
     # Markers after the duplicates on the same partitions: once they are applied, so are those.
@@ -440,7 +415,7 @@ async def test_duplicate_deliveries_change_nothing_when_the_same_envelopes_arriv
 
 
 async def test_one_order_is_created_when_two_place_order_commands_share_its_id(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     mug = await product(orders, producer, "2.00")
     first = place((mug, 1))
@@ -466,45 +441,64 @@ async def test_one_order_is_created_when_two_place_order_commands_share_its_id(
     assert [e.type for e in events] == ["OrderPlaced", "OrderCancelled"]
 
 
-async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_together(
-    orders: OrderService, producer: AIOKafkaProducer
+async def as_one_batch(orders: InProcess, *messages: Message) -> int:
+    """Apply these messages, each in a new envelope, as one batch (see apply_as_one_batch);
+    returns how many runs were applied together."""
+    table = handlers.handlers(orders.runtime.sessionmaker)
+    return await apply_as_one_batch(
+        orders.runtime, table, Inbox, *((message, message.envelope()) for message in messages)
+    )
+
+
+async def placed_through_kafka(
+    orders: InProcess, producer: AIOKafkaProducer, *commands: PlaceOrder
+) -> None:
+    for command in commands:
+        await processed(orders, await send(producer, command))
+
+
+def failed(command: PlaceOrder, total: str) -> PaymentFailed:
+    return PaymentFailed(
+        order_id=command.order_id,
+        user_id=command.user_id,
+        amount=Decimal(total),
+        reason="declined",
+    )
+
+
+async def test_a_run_of_place_order_commands_applies_each_as_alone_when_batched_together(
+    orders: InProcess, producer: AIOKafkaProducer
 ) -> None:
     mug = await product(orders, producer, "12.50")
-    existing, c = place((mug, 1)), place((mug, 3))
-    for command in (existing, c):
-        await processed(orders, await send(producer, command))
+    existing = place((mug, 1))
+    await placed_through_kafka(orders, producer, existing)
     a, b, unknown = place((mug, 2)), place((mug, 1), (mug, 1)), place((uuid4(), 1))
     same_id = place((mug, 5), order_id=existing.order_id)
 
-    assert orders.runtime.sessionmaker is not None
-    own = (handlers.handlers(orders.runtime.sessionmaker), Inbox)
-    placing = await apply_as_one_batch(
-        orders.runtime, *own, *((c, c.envelope()) for c in (a, b, unknown, same_id))
-    )
+    runs = await as_one_batch(orders, a, b, unknown, same_id)
 
     found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
     assert [(o.status, o.total_price) if o else None for o in found] == [
         (PENDING, Decimal("25.00")),
         (PENDING, Decimal("25.00")),
         (CANCELLED, Decimal("0.00")),
-        (PENDING, Decimal("12.50")),
+        (PENDING, Decimal("12.50")),  # the second command under its id changed nothing
     ]
     assert [(i.quantity, len(o.items)) for o in found[1:2] if o for i in o.items] == [(2, 1)]
-    outcomes = [
-        paid(a),
-        paid(unknown),
-        PaymentFailed(
-            order_id=b.order_id, user_id=b.user_id, amount=Decimal("25.00"), reason="declined"
-        ),
-        PaymentFailed(
-            order_id=existing.order_id,
-            user_id=existing.user_id,
-            amount=Decimal("12.50"),
-            reason="declined",
-        ),
-    ]
+    assert runs == 1
 
-    moving = await apply_as_one_batch(orders.runtime, *own, *((m, m.envelope()) for m in outcomes))
+
+async def test_a_run_of_payment_outcomes_moves_each_order_as_alone_when_batched_together(
+    orders: InProcess, producer: AIOKafkaProducer
+) -> None:
+    mug = await product(orders, producer, "12.50")
+    a, b, existing = place((mug, 2)), place((mug, 1), (mug, 1)), place((mug, 1))
+    unknown = place((uuid4(), 1))
+    await placed_through_kafka(orders, producer, a, b, unknown, existing)
+
+    runs = await as_one_batch(
+        orders, paid(a), paid(unknown), failed(b, "25.00"), failed(existing, "12.50")
+    )
 
     found = [await order(orders, c.order_id) for c in (a, b, unknown, existing)]
     assert [o.status if o else None for o in found] == [PAID, CANCELLED, CANCELLED, CANCELLED]
@@ -514,23 +508,23 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
     assert reasons[2].startswith("unknown products")  # as rejected: a payment moves it no more
     assert found[0] is not None
     assert [change.status for change in found[0].history] == [PENDING, PAID]
-    assert (placing, moving) == (1, 2)
+    assert runs == 2  # the successes, then the failures
 
-    cancelling = await apply_as_one_batch(
-        orders.runtime,
-        *own,
-        *(
-            (m, m.envelope())
-            for m in (CancelOrder(order_id=c.order_id), CancelOrder(order_id=b.order_id))
-        ),
+
+async def test_runs_of_cancellations_then_shipments_move_each_order_as_alone_when_batched(
+    orders: InProcess, producer: AIOKafkaProducer
+) -> None:
+    mug = await product(orders, producer, "12.50")
+    a, b, c = place((mug, 2)), place((mug, 2)), place((mug, 3))
+    await placed_through_kafka(orders, producer, a, b, c)
+    await processed(orders, await send(producer, paid(a)))
+    await processed(orders, await send(producer, failed(b, "25.00")))
+
+    cancelling = await as_one_batch(
+        orders, CancelOrder(order_id=c.order_id), CancelOrder(order_id=b.order_id)
     )
-    shipping = await apply_as_one_batch(
-        orders.runtime,
-        *own,
-        *(
-            (m, m.envelope())
-            for m in (ShipOrder(order_id=a.order_id), ShipOrder(order_id=c.order_id))
-        ),
+    shipping = await as_one_batch(
+        orders, ShipOrder(order_id=a.order_id), ShipOrder(order_id=c.order_id)
     )
 
     found = [await order(orders, command.order_id) for command in (a, b, c)]
@@ -543,7 +537,7 @@ async def test_runs_of_commands_and_outcomes_apply_each_as_alone_when_batched_to
 
 
 async def test_history_lists_every_step_in_order_when_the_order_is_shipped(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, placed = await placed_order(orders, producer, infra)
     await send(producer, paid(command), cause=placed)
@@ -567,14 +561,14 @@ async def test_history_lists_every_step_in_order_when_the_order_is_shipped(
     assert body["user_id"] == str(command.user_id)
 
 
-async def test_read_order_answers_404_when_the_order_is_unknown(orders: OrderService) -> None:
+async def test_read_order_answers_404_when_the_order_is_unknown(orders: InProcess) -> None:
     response = await orders.http.get(f"/orders/{uuid4()}")
 
     assert response.status_code == 404
 
 
 async def test_read_order_status_answers_owner_and_status_or_404_when_unknown(
-    orders: OrderService, producer: AIOKafkaProducer, infra: Infra
+    orders: InProcess, producer: AIOKafkaProducer, infra: Infra
 ) -> None:
     command, _ = await placed_order(orders, producer, infra)
 
@@ -590,7 +584,7 @@ async def test_read_order_status_answers_owner_and_status_or_404_when_unknown(
 
 
 async def test_list_orders_pages_one_users_orders_newest_first(
-    orders: OrderService, producer: AIOKafkaProducer
+    orders: InProcess, producer: AIOKafkaProducer
 ) -> None:
     mug = await product(orders, producer, "1.00")
     user_id = uuid4()
@@ -624,14 +618,14 @@ async def test_list_orders_pages_one_users_orders_newest_first(
     assert all(o["user_id"] == str(user_id) for o in first["items"] + rest["items"])
 
 
-async def test_list_orders_answers_422_when_the_cursor_is_malformed(orders: OrderService) -> None:
+async def test_list_orders_answers_422_when_the_cursor_is_malformed(orders: InProcess) -> None:
     response = await orders.http.get("/orders", params={"cursor": "not-a-cursor"})
 
     assert response.status_code == 422
 
 
 async def test_read_price_answers_the_price_copy_or_404_when_unknown(
-    orders: OrderService, producer: AIOKafkaProducer
+    orders: InProcess, producer: AIOKafkaProducer
 ) -> None:
     mug = await product(orders, producer, "9.90", name="Big mug")
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-import httpx
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,22 +16,29 @@ from sqlalchemy.engine import make_url
 
 from common.db import libpq_url
 from common.handlers import Handlers
-from common.runtime import Runtime
 from common.unit_of_work import batch_transaction
-from payment_svc import domain, handlers, services
+from payment_svc import domain, handlers, services, statements
 from payment_svc.adapters import Faults, SimulatedProvider, simulated_reference
 from payment_svc.app import create_app, create_provider
 from payment_svc.models import CancelledOrder, Inbox, Outbox, Payment, PaymentMethod, Transaction
 from payment_svc.ports import ChargeResult, RefundResult
 from payment_svc.reconcile import reconcile
 from payment_svc.settings import Settings
-from schemas.envelope import Envelope, Message, encode
+from schemas.envelope import Envelope
 from schemas.orders import OrderCancelled
 from schemas.payments import REFUNDED_BEFORE_V2, AddPaymentMethod
 from schemas.products import ItemQuantity, StockReserved
 from schemas.topics import PAYMENTS_EVENTS, dead_letter_topic
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import apply_as_one_batch, in_inbox, read_to_end, running
+from tests.integration.conftest import (
+    InProcess,
+    apply_as_one_batch,
+    in_inbox,
+    in_process,
+    read_to_end,
+    send,
+    service_settings,
+)
 
 
 class SpyProvider(SimulatedProvider):
@@ -57,40 +63,20 @@ class SpyProvider(SimulatedProvider):
         )
 
 
-@dataclass
-class PaymentService:
-    runtime: Runtime
-    http: httpx.AsyncClient
+@dataclass(frozen=True)
+class PaymentService(InProcess):
     provider: SpyProvider
 
 
 @pytest.fixture(scope="module")
 async def payments(infra: Infra) -> AsyncIterator[PaymentService]:
     """One payment_svc for the module; every test works on its own users and orders."""
-    settings = Settings(
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        database_url=infra.database_url,
-        database_name=unique("payment_svc"),
-        consumer_group=unique("payment_svc"),
-        retry_backoff_s=0.01,
-        charge_settle_after_s=3600,  # the tests run the sweep themselves (sweep())
-    )
+    # the tests run the sweep themselves (sweep())
+    settings = service_settings(infra, Settings, charge_settle_after_s=3600)
     ledger = make_url(infra.database_url).set(database=unique("payment_provider"))
     provider = SpyProvider(ledger.render_as_string(hide_password=False))
-    app = create_app(settings, provider=provider)
-    async with running(app) as runtime:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://payment_svc") as http:
-            yield PaymentService(runtime, http, provider)
-
-
-async def send(
-    producer: AIOKafkaProducer, message: Message, *, envelope: Envelope | None = None
-) -> Envelope:
-    """Publish ``message`` (again, when ``envelope`` is one already sent)."""
-    envelope = envelope or message.envelope(correlation_id=uuid4())
-    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
-    return envelope
+    async with in_process(create_app(settings, provider=provider)) as service:
+        yield PaymentService(service.app, service.runtime, service.http, provider)
 
 
 async def processed(payments: PaymentService, envelope: Envelope) -> None:
@@ -162,8 +148,6 @@ async def transactions_of(payments: PaymentService, order_id: UUID) -> list[Tran
 
 def own(payments: PaymentService) -> tuple[Handlers, type[Inbox]]:
     """payment_svc's handlers on this service's database and provider, and its inbox."""
-    assert payments.runtime.sessionmaker is not None
-    assert payments.runtime.reads is not None
     table = handlers.handlers(
         payments.runtime.sessionmaker, payments.runtime.reads, payments.provider
     )
@@ -202,8 +186,18 @@ async def test_stock_reserved_charges_and_emits_payment_succeeded_when_method_is
     assert succeeded.correlation_id == sent.correlation_id
     assert succeeded.causation_id == sent.id
 
+
+async def test_read_payment_answers_the_payment_and_its_charge_when_the_order_is_paid(
+    payments: PaymentService, producer: AIOKafkaProducer
+) -> None:
+    event = await reservation(payments, producer, "39.80")
+    await processed(payments, await send(producer, event))
+
     answer = await payments.http.get(f"/orders/{event.order_id}/payment")
-    assert answer.status_code == 200
+
+    payment = await payment_of(payments, event.order_id)
+    [charge] = await transactions_of(payments, event.order_id)
+    assert payment is not None and answer.status_code == 200
     body = answer.json()
     assert (body["status"], body["amount"], body["payment_id"]) == (
         "Paid",
@@ -233,8 +227,17 @@ async def test_stock_reserved_records_failed_payment_when_the_card_is_declined(
     assert failed.data["reason"] == "card declined"
     assert failed.data["amount"] == "10.00"
 
-    # Nothing was taken, so a cancellation refunds nothing.
+
+async def test_order_cancelled_refunds_nothing_when_the_card_was_declined(
+    payments: PaymentService, producer: AIOKafkaProducer, infra: Infra
+) -> None:
+    buyer = uuid4()
+    method_id = await payment_method(payments, producer, buyer, token="tok_decline")
+    event = reserved(buyer, method_id, "10.00")
+    await processed(payments, await send(producer, event))
+
     await processed(payments, await send(producer, cancelled(event, "payment failed")))
+
     assert domain.refund_key(event.order_id) not in payments.provider.asked_refunds
     payment = await payment_of(payments, event.order_id)
     assert payment is not None and payment.status == "Failed"
@@ -566,7 +569,6 @@ async def dead_lettered_while(
 
 async def sweep(payments: PaymentService) -> int:
     """What the background sweep does, now, to charges of any age."""
-    assert payments.runtime.sessionmaker is not None
     return await services.settle_stale_charges(
         payments.runtime.sessionmaker, payments.provider, older_than_s=0
     )
@@ -578,7 +580,6 @@ async def test_a_capture_whose_commit_failed_is_refunded_when_the_order_is_cance
     event = await reservation(payments, producer, "31.00")
     envelope = event.envelope(correlation_id=uuid4())
     table, _ = own(payments)
-    assert payments.runtime.sessionmaker is not None
 
     # The provider captures, then the batch's transaction is lost.
     with pytest.raises(LostCommitError):
@@ -722,7 +723,7 @@ async def test_the_sweep_leaves_an_order_another_transaction_holds_for_its_next_
     async with await psycopg.AsyncConnection.connect(url) as holder:
         await holder.execute(  # the order's lock, as a batch applying its messages holds it
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-            (services.ORDER_LOCKS, str(event.order_id)),
+            (statements.ORDER_LOCKS, str(event.order_id)),
         )
         await sweep(payments)
         assert await payment_of(payments, event.order_id) is None

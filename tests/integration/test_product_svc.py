@@ -1,25 +1,21 @@
 """product_svc on the real broker and database: the catalog commands, the stock reservation of
 the order saga and its compensation, and the catalog read API."""
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from fastapi import FastAPI
+from aiokafka.structs import RecordMetadata
 from sqlalchemy import func, select, text
 
 from common.handlers import Handlers
-from common.runtime import Runtime
 from product_svc import handlers, services
 from product_svc.app import create_app
 from product_svc.models import Category, Inbox, Inventory, Outbox, Product, Reservation
 from product_svc.settings import Settings
-from schemas.envelope import Envelope, Message, decode, encode
+from schemas.envelope import Envelope, Message, decode
 from schemas.orders import OrderCancelled, OrderPlaced, PricedItem
 from schemas.products import (
     STOCK_MAX,
@@ -41,49 +37,39 @@ from schemas.products import (
 )
 from schemas.topics import INVENTORY_EVENTS, ORDERS_EVENTS, PRODUCTS_EVENTS, Topic
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import apply_as_one_batch, running
+from tests.integration.conftest import InProcess, apply_as_one_batch, in_process, send
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-async def publish(producer: AIOKafkaProducer, message: Message) -> Envelope:
-    envelope = message.envelope()
-    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
-    return envelope
-
-
-async def deliver_again(producer: AIOKafkaProducer, message: Message, envelope: Envelope) -> None:
-    """The same record once more, as after a crash before the offset commit."""
-    await producer.send_and_wait(message.TOPIC.name, encode(envelope), key=message.key())
-
-
-async def scalar(runtime: Runtime, query: Any) -> Any:
-    assert runtime.sessionmaker is not None
-    async with runtime.sessionmaker() as session:
+async def scalar(product_svc: InProcess, query: Any) -> Any:
+    async with product_svc.runtime.sessionmaker() as session:
         return await session.scalar(query)
 
 
-async def stock_of(runtime: Runtime, product_id: UUID) -> int | None:
-    return await scalar(runtime, select(Inventory.stock).where(Inventory.product_id == product_id))
+async def stock_of(product_svc: InProcess, product_id: UUID) -> int | None:
+    return await scalar(
+        product_svc, select(Inventory.stock).where(Inventory.product_id == product_id)
+    )
 
 
-async def applied(runtime: Runtime, *envelopes: Envelope) -> bool:
+async def applied(product_svc: InProcess, *envelopes: Envelope) -> bool:
     """All of these messages went through the handler's transaction (the inbox has them)."""
     ids = [envelope.id for envelope in envelopes]
     count = await scalar(
-        runtime, select(func.count()).select_from(Inbox).where(Inbox.message_id.in_(ids))
+        product_svc, select(func.count()).select_from(Inbox).where(Inbox.message_id.in_(ids))
     )
     return bool(count == len(ids))
 
 
-def dead_letters(runtime: Runtime) -> int:
+def dead_letters(product_svc: InProcess) -> int:
     """How many records this service's consumers sent to its dead-letter topic."""
-    return sum(consumer.stats.dead_lettered for consumer in runtime.consumers)
+    return sum(consumer.stats.dead_lettered for consumer in product_svc.runtime.consumers)
 
 
-async def drained(runtime: Runtime) -> bool:
+async def drained(product_svc: InProcess) -> bool:
     """The relay published (and Kafka acknowledged) everything staged so far."""
-    return bool(await scalar(runtime, select(func.count()).select_from(Outbox)) == 0)
+    return bool(await scalar(product_svc, select(func.count()).select_from(Outbox)) == 0)
 
 
 async def published(infra: Infra, topic: Topic) -> list[Message]:
@@ -110,11 +96,11 @@ async def published(infra: Infra, topic: Topic) -> list[Message]:
 
 
 async def events_after(
-    runtime: Runtime, infra: Infra, topic: Topic, *envelopes: Envelope
+    product_svc: InProcess, infra: Infra, topic: Topic, *envelopes: Envelope
 ) -> list[Message]:
     """What the service published once these messages were applied and its outbox drained."""
-    await eventually(lambda: applied(runtime, *envelopes))
-    await eventually(lambda: drained(runtime))
+    await eventually(lambda: applied(product_svc, *envelopes))
+    await eventually(lambda: drained(product_svc))
     return await published(infra, topic)
 
 
@@ -127,7 +113,7 @@ def of(kind: type[Message], messages: Iterable[Message], **fields: Any) -> list[
 
 
 async def new_product(
-    producer: AIOKafkaProducer, runtime: Runtime, stock: int, **fields: Any
+    producer: AIOKafkaProducer, product_svc: InProcess, stock: int, **fields: Any
 ) -> UUID:
     command = CreateProduct(
         product_id=uuid4(),
@@ -136,9 +122,9 @@ async def new_product(
         initial_stock=stock,
         **fields,
     )
-    envelope = await publish(producer, command)
-    await eventually(lambda: applied(runtime, envelope))
-    assert await stock_of(runtime, command.product_id) == stock
+    envelope = await send(producer, command)
+    await eventually(lambda: applied(product_svc, envelope))
+    assert await stock_of(product_svc, command.product_id) == stock
     return command.product_id
 
 
@@ -167,17 +153,9 @@ def cancel(placed: OrderPlaced) -> OrderCancelled:
     )
 
 
-@asynccontextmanager
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://product_svc") as http:
-        yield http
-
-
-def own(runtime: Runtime) -> tuple[Handlers, type[Inbox]]:
-    """product_svc's handlers on this runtime's database, and its inbox."""
-    assert runtime.sessionmaker is not None
-    return handlers.handlers(runtime.sessionmaker), Inbox
+def own(product_svc: InProcess) -> tuple[Handlers, type[Inbox]]:
+    """product_svc's handlers on this service's database, and its inbox."""
+    return handlers.handlers(product_svc.runtime.sessionmaker), Inbox
 
 
 # --- catalog commands ----------------------------------------------------------------------
@@ -186,7 +164,7 @@ def own(runtime: Runtime) -> tuple[Handlers, type[Inbox]]:
 async def test_category_and_product_are_stored_and_announced_when_created_by_commands(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         create_category = CreateCategory(category_id=uuid4(), name=unique("Books"))
         create_product = CreateProduct(
             product_id=uuid4(),
@@ -196,12 +174,12 @@ async def test_category_and_product_are_stored_and_announced_when_created_by_com
             category_id=create_category.category_id,
             initial_stock=7,
         )
-        category_sent = await publish(producer, create_category)
+        category_sent = await send(producer, create_category)
         await eventually(lambda: applied(product_svc, category_sent))
-        product_sent = await publish(producer, create_product)
-        await deliver_again(producer, create_product, product_sent)
+        product_sent = await send(producer, create_product)
+        await send(producer, create_product, envelope=product_sent)
         # a retried request: the same command (same product id) in a new message, applied last
-        retried = await publish(producer, create_product)
+        retried = await send(producer, create_product)
 
         catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, product_sent, retried)
         stock = await published(infra, INVENTORY_EVENTS)
@@ -241,7 +219,7 @@ async def test_category_and_product_are_stored_and_announced_when_created_by_com
 async def test_product_is_rejected_when_its_category_does_not_exist(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         command = CreateProduct(
             product_id=uuid4(),
             name="Orphan",
@@ -249,7 +227,7 @@ async def test_product_is_rejected_when_its_category_does_not_exist(
             category_id=uuid4(),
             initial_stock=3,
         )
-        sent = await publish(producer, command)
+        sent = await send(producer, command)
 
         catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, sent)
         stock = await published(infra, INVENTORY_EVENTS)
@@ -265,17 +243,17 @@ async def test_product_is_rejected_when_its_category_does_not_exist(
 async def test_product_changes_are_applied_and_announced_when_update_image_and_restock_arrive(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, 0, description="plain")
         update = UpdateProduct(product_id=product_id, name="Renamed", price=Decimal("5.50"))
         image = AddProductImage(image_id=uuid4(), product_id=product_id, url="https://img/1.png")
         restock = RestockProduct(product_id=product_id, change=4)
         too_much = RestockProduct(product_id=product_id, change=-5, reason="Correction")
         correction = RestockProduct(product_id=product_id, change=-1, reason="Correction")
-        sent = [await publish(producer, m) for m in (update, image, restock, too_much, correction)]
-        await deliver_again(producer, restock, sent[2])
+        sent = [await send(producer, m) for m in (update, image, restock, too_much, correction)]
+        await send(producer, restock, envelope=sent[2])
         # the same image (same id) in a new message, applied last
-        image_again = await publish(producer, image)
+        image_again = await send(producer, image)
 
         catalog = await events_after(product_svc, infra, PRODUCTS_EVENTS, *sent, image_again)
         stock = await published(infra, INVENTORY_EVENTS)
@@ -302,12 +280,12 @@ async def test_product_changes_are_applied_and_announced_when_update_image_and_r
 async def test_restock_is_refused_and_not_dead_lettered_when_stock_would_pass_the_maximum(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, STOCK_MAX - 1_500_000)
         first = RestockProduct(product_id=product_id, change=1_000_000)
         too_much = RestockProduct(product_id=product_id, change=1_000_000)
         to_the_top = RestockProduct(product_id=product_id, change=500_000)
-        sent = [await publish(producer, m) for m in (first, too_much, to_the_top)]
+        sent = [await send(producer, m) for m in (first, too_much, to_the_top)]
 
         stock = await events_after(product_svc, infra, INVENTORY_EVENTS, *sent)
 
@@ -323,13 +301,13 @@ async def test_restock_is_refused_and_not_dead_lettered_when_stock_would_pass_th
 async def test_order_placed_reserves_every_item_when_all_are_in_stock(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         a = await new_product(producer, product_svc, 5)
         b = await new_product(producer, product_svc, 3)
         placed = order((a, 2), (b, 1), (a, 1))
 
         events = await events_after(
-            product_svc, infra, INVENTORY_EVENTS, await publish(producer, placed)
+            product_svc, infra, INVENTORY_EVENTS, await send(producer, placed)
         )
 
         assert (await stock_of(product_svc, a), await stock_of(product_svc, b)) == (2, 2)
@@ -350,12 +328,12 @@ async def test_order_placed_reserves_every_item_when_all_are_in_stock(
 async def test_order_placed_fails_and_leaves_stock_untouched_when_one_item_is_short(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         plenty = await new_product(producer, product_svc, 10)
         scarce = await new_product(producer, product_svc, 1)
         placed = order((plenty, 2), (scarce, 2))
-        placed_sent = await publish(producer, placed)
-        cancelled_sent = await publish(producer, cancel(placed))
+        placed_sent = await send(producer, placed)
+        cancelled_sent = await send(producer, cancel(placed))
 
         events = await events_after(
             product_svc, infra, INVENTORY_EVENTS, placed_sent, cancelled_sent
@@ -382,13 +360,13 @@ async def test_order_placed_fails_and_leaves_stock_untouched_when_one_item_is_sh
 async def test_order_placed_reserves_once_when_delivered_twice(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, 5)
         placed = order((product_id, 2))
-        sent = await publish(producer, placed)
-        await deliver_again(producer, placed, sent)
+        sent = await send(producer, placed)
+        await send(producer, placed, envelope=sent)
         # the same order placed again under another message id reserves nothing either
-        again = await publish(producer, placed)
+        again = await send(producer, placed)
 
         events = await events_after(product_svc, infra, INVENTORY_EVENTS, sent, again)
 
@@ -404,17 +382,17 @@ async def test_order_placed_reserves_once_when_delivered_twice(
 async def test_order_cancelled_releases_stock_once_when_delivered_twice(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         a = await new_product(producer, product_svc, 5)
         b = await new_product(producer, product_svc, 2)
         placed = order((a, 4), (b, 2))
-        placed_sent = await publish(producer, placed)
+        placed_sent = await send(producer, placed)
         await eventually(lambda: applied(product_svc, placed_sent))
         assert (await stock_of(product_svc, a), await stock_of(product_svc, b)) == (1, 0)
         cancelled = cancel(placed)
-        cancelled_sent = await publish(producer, cancelled)
-        await deliver_again(producer, cancelled, cancelled_sent)
-        cancelled_again = await publish(producer, cancelled)
+        cancelled_sent = await send(producer, cancelled)
+        await send(producer, cancelled, envelope=cancelled_sent)
+        cancelled_again = await send(producer, cancelled)
 
         events = await events_after(
             product_svc, infra, INVENTORY_EVENTS, cancelled_sent, cancelled_again
@@ -441,15 +419,15 @@ async def test_order_cancelled_releases_stock_once_when_delivered_twice(
 async def test_order_placed_reserves_nothing_when_its_order_was_cancelled_before(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, 5)
         placed = order((product_id, 2))
-        cancelled_sent = await publish(producer, cancel(placed))
+        cancelled_sent = await send(producer, cancel(placed))
         await eventually(lambda: applied(product_svc, cancelled_sent))
 
         # the order's OrderPlaced re-driven from the dead-letter topic after its cancellation
         events = await events_after(
-            product_svc, infra, INVENTORY_EVENTS, await publish(producer, placed)
+            product_svc, infra, INVENTORY_EVENTS, await send(producer, placed)
         )
 
         assert await stock_of(product_svc, product_id) == 5
@@ -463,16 +441,16 @@ async def test_order_placed_reserves_nothing_when_its_order_was_cancelled_before
 async def test_restock_leaves_room_for_held_stock_when_a_cancellation_may_give_it_back(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, 10)
         placed = order((product_id, 10))
-        placed_sent = await publish(producer, placed)
+        placed_sent = await send(producer, placed)
         await eventually(lambda: applied(product_svc, placed_sent))
         no_room = RestockProduct(product_id=product_id, change=STOCK_MAX - 5)
         room = RestockProduct(product_id=product_id, change=STOCK_MAX - 10)
-        restocks = [await publish(producer, m) for m in (no_room, room)]
+        restocks = [await send(producer, m) for m in (no_room, room)]
         await eventually(lambda: applied(product_svc, *restocks))  # before the cancellation
-        cancelled_sent = await publish(producer, cancel(placed))
+        cancelled_sent = await send(producer, cancel(placed))
 
         events = await events_after(product_svc, infra, INVENTORY_EVENTS, cancelled_sent)
 
@@ -492,7 +470,7 @@ async def test_restock_leaves_room_for_held_stock_when_a_cancellation_may_give_i
 async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_leaves(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         scarce = await new_product(producer, product_svc, 5)
         other = await new_product(producer, product_svc, 9)
         first, second, third = (
@@ -503,7 +481,7 @@ async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_lea
         # the first order placed again under another message id, in the same batch
         batch = [(placed, placed.envelope()) for placed in (first, second, third, first)]
 
-        runs = await apply_as_one_batch(product_svc, *own(product_svc), *batch)
+        runs = await apply_as_one_batch(product_svc.runtime, *own(product_svc), *batch)
 
         events = await events_after(
             product_svc, infra, INVENTORY_EVENTS, *(envelope for _, envelope in batch)
@@ -527,8 +505,7 @@ async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_lea
             .where(Reservation.order_id.in_([o.order_id for o in (first, second, third)]))
             .group_by(Reservation.order_id)
         )
-        assert product_svc.sessionmaker is not None
-        async with product_svc.sessionmaker() as session:
+        async with product_svc.runtime.sessionmaker() as session:
             assert dict((await session.execute(held)).all()) == {
                 first.order_id: 2,
                 second.order_id: 3,
@@ -538,18 +515,18 @@ async def test_a_run_of_orders_reserves_in_arrival_order_from_the_stock_each_lea
 async def test_a_run_of_cancellations_gives_back_what_each_order_holds(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer, infra: Infra
 ) -> None:
-    async with running(create_app(settings_for(Settings))) as product_svc:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         shared = await new_product(producer, product_svc, 6)
         other = await new_product(producer, product_svc, 4)
         first, second = order((shared, 2), (other, 1)), order((shared, 3))
-        placed = [await publish(producer, o) for o in (first, second)]
+        placed = [await send(producer, o) for o in (first, second)]
         await eventually(lambda: applied(product_svc, *placed))
         assert (await stock_of(product_svc, shared), await stock_of(product_svc, other)) == (1, 3)
         holds_nothing = order((shared, 1))  # never placed here
         batch = [(cancel(o), cancel(o).envelope()) for o in (first, second, holds_nothing)]
 
         runs = await apply_as_one_batch(
-            product_svc, *own(product_svc), *batch, batch[0]
+            product_svc.runtime, *own(product_svc), *batch, batch[0]
         )  # and the first again
 
         events = await events_after(
@@ -574,8 +551,8 @@ async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
 ) -> None:
     settings = settings_for(Settings, consumer_session_timeout_ms=6000)
     other = settings.model_copy(update={"consumer_instance_id": f"{settings.consumer_group}-2"})
-    async with running(create_app(settings)) as one, running(create_app(other)) as two:
-        consumers = [runtime.broker.subscribers[0].consumer for runtime in (one, two)]
+    async with in_process(create_app(settings)) as one, in_process(create_app(other)) as two:
+        consumers = [service.runtime.broker.subscribers[0].consumer for service in (one, two)]
 
         def orders_partitions() -> list[set[int]]:
             return [
@@ -597,18 +574,16 @@ async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
         product_id = await new_product(producer, one, 5)
         orders = [order((product_id, 1)) for _ in range(20)]
         sent = [placed.envelope() for placed in orders]
-        assert one.sessionmaker is not None
-        async with one.sessionmaker.begin() as gate:
+        async with one.runtime.sessionmaker.begin() as gate:
             # hold the row until each replica waits for it with an order in hand, then let go:
             # the two are then sure to contend for the same stock
             await gate.execute(
                 select(Inventory.stock).where(Inventory.product_id == product_id).with_for_update()
             )
-            acks = [
-                await producer.send(placed.TOPIC.name, encode(envelope), key=placed.key())
-                for placed, envelope in zip(orders, sent, strict=True)
-            ]
-            used = {metadata.partition for metadata in await asyncio.gather(*acks)}
+            acks: list[RecordMetadata] = []
+            for placed, envelope in zip(orders, sent, strict=True):
+                await send(producer, placed, envelope=envelope, acks=acks)
+            used = {metadata.partition for metadata in acks}
             assert all(used & partitions for partitions in owned), (used, owned)
             await eventually(lambda: waiting_for_locks(one, 2))
 
@@ -627,12 +602,12 @@ async def test_no_order_oversells_when_two_replicas_race_for_the_last_units(
         assert orders_partitions() == owned  # no rebalance: each replica applied its own share
 
 
-async def waiting_for_locks(runtime: Runtime, count: int) -> bool:
+async def waiting_for_locks(product_svc: InProcess, count: int) -> bool:
     waiting = text(
         "SELECT count(*) FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
-    return bool(await scalar(runtime, waiting) == count)
+    return bool(await scalar(product_svc, waiting) == count)
 
 
 # --- the catalog read API ------------------------------------------------------------------
@@ -641,43 +616,28 @@ async def waiting_for_locks(runtime: Runtime, count: int) -> bool:
 async def test_catalog_lists_filtered_pages_when_products_are_queried(
     settings_for: Callable[..., Any], producer: AIOKafkaProducer
 ) -> None:
-    app = create_app(settings_for(Settings))
-    async with running(app) as product_svc, client(app) as http:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
+        http = product_svc.http
         # this database also replays earlier tests' commands: every query names this test's data
         tag = unique("tag")
         books = CreateCategory(category_id=uuid4(), name=unique("Books"))
         games = CreateCategory(category_id=uuid4(), name=unique("Games"))
         for category in (books, games):
-            await publish_and_apply(producer, product_svc, category)
-        dune = await new_product(
-            producer,
-            product_svc,
-            3,
-            name="Dune",
-            description=f"Desert SAGA {tag}",
-            price=Decimal("20.00"),
-            category_id=books.category_id,
-        )
-        await new_product(
-            producer,
-            product_svc,
-            1,
-            name="Emma",
-            description=f"100% romance {tag}",
-            price=Decimal("8.50"),
-            category_id=books.category_id,
-        )
-        chess = await new_product(
-            producer,
-            product_svc,
-            0,
-            name="Chess",
-            description=f"A saga in 64 squares {tag}",
-            price=Decimal("35.00"),
-            category_id=games.category_id,
-        )
-        image = AddProductImage(image_id=uuid4(), product_id=dune, url="https://img/dune.png")
-        await publish_and_apply(producer, product_svc, image)
+            await deliver(producer, product_svc, category)
+        for stock, name, description, price, category_id in (
+            (3, "Dune", f"Desert SAGA {tag}", "20.00", books.category_id),
+            (1, "Emma", f"100% romance {tag}", "8.50", books.category_id),
+            (0, "Chess", f"A saga in 64 squares {tag}", "35.00", games.category_id),
+        ):
+            await new_product(
+                producer,
+                product_svc,
+                stock,
+                name=name,
+                description=description,
+                price=Decimal(price),
+                category_id=category_id,
+            )
         in_books = {"category_id": str(books.category_id)}
 
         async def names(**params: Any) -> list[str]:
@@ -704,9 +664,35 @@ async def test_catalog_lists_filtered_pages_when_products_are_queried(
         ).json()
         assert [item["name"] for item in second["items"]] == ["Chess"]
         assert second["next_cursor"] is None
+        assert (await http.get("/products", params={"cursor": "garbage"})).status_code == 422
+        assert (await http.get("/products", params={"min_price": "-1"})).status_code == 422
+
+
+async def test_product_detail_answers_its_stock_and_images_or_404_when_unknown(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer
+) -> None:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
+        http = product_svc.http
+        tag = unique("tag")
+        books = CreateCategory(category_id=uuid4(), name=unique("Books"))
+        await deliver(producer, product_svc, books)
+        dune = await new_product(
+            producer,
+            product_svc,
+            3,
+            name="Dune",
+            description=f"Desert SAGA {tag}",
+            price=Decimal("20.00"),
+            category_id=books.category_id,
+        )
+        chess = await new_product(producer, product_svc, 0, name="Chess")
+        image = AddProductImage(image_id=uuid4(), product_id=dune, url="https://img/dune.png")
+        await deliver(producer, product_svc, image)
 
         detail = (await http.get(f"/products/{dune}")).json()
-        assert first["items"][0] == detail
+
+        [listed] = (await http.get("/products", params={"q": tag})).json()["items"]
+        assert listed == detail
         assert {k: detail[k] for k in ("name", "price", "stock", "category_id", "images")} == {
             "name": "Dune",
             "price": "20.00",
@@ -717,8 +703,17 @@ async def test_catalog_lists_filtered_pages_when_products_are_queried(
         assert {"id", "description", "created_at", "updated_at"} <= set(detail)
         assert (await http.get(f"/products/{chess}")).json()["stock"] == 0
         assert (await http.get(f"/products/{uuid4()}")).status_code == 404
-        assert (await http.get("/products", params={"cursor": "garbage"})).status_code == 422
-        assert (await http.get("/products", params={"min_price": "-1"})).status_code == 422
+
+
+async def test_categories_list_in_pages_and_answer_one_by_id_or_404_when_unknown(
+    settings_for: Callable[..., Any], producer: AIOKafkaProducer
+) -> None:
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
+        http = product_svc.http
+        books = CreateCategory(category_id=uuid4(), name=unique("Books"))
+        games = CreateCategory(category_id=uuid4(), name=unique("Games"))
+        for category in (books, games):
+            await deliver(producer, product_svc, category)
 
         seen: list[dict[str, str]] = []
         cursor = None
@@ -741,10 +736,10 @@ async def test_catalog_lists_filtered_pages_when_products_are_queried(
         assert (await http.get(f"/categories/{uuid4()}")).status_code == 404
 
 
-async def publish_and_apply(producer: AIOKafkaProducer, runtime: Runtime, message: Message) -> bool:
-    sent = await publish(producer, message)
-    await eventually(lambda: applied(runtime, sent))
-    return True
+async def deliver(producer: AIOKafkaProducer, product_svc: InProcess, message: Message) -> None:
+    """Send ``message`` and wait until product_svc applied it."""
+    sent = await send(producer, message)
+    await eventually(lambda: applied(product_svc, sent))
 
 
 async def test_an_update_issued_before_the_one_applied_last_is_ignored_when_it_arrives_late(
@@ -752,16 +747,16 @@ async def test_an_update_issued_before_the_one_applied_last_is_ignored_when_it_a
 ) -> None:
     """The gateway's write went to Kafka while product_svc was slow (202), and the next one was
     applied at once over HTTP: the older, delivered late, must not undo the newer."""
-    async with running(create_app(settings_for(Settings))) as product_svc:
-        assert product_svc.sessionmaker is not None
+    async with in_process(create_app(settings_for(Settings))) as product_svc:
         product_id = await new_product(producer, product_svc, 0, description="plain")
         older = UpdateProduct(product_id=product_id, price=Decimal("10.00"))
         older_envelope = older.envelope()
         newer = UpdateProduct(product_id=product_id, price=Decimal("20.00"))
         assert (
-            await services.update_product(product_svc.sessionmaker, newer.envelope(), newer) is None
+            await services.update_product(product_svc.runtime.sessionmaker, newer.envelope(), newer)
+            is None
         )  # over HTTP, applied first
-        await deliver_again(producer, older, older_envelope)  # from Kafka, later
+        await send(producer, older, envelope=older_envelope)  # from Kafka, later
         await eventually(lambda: applied(product_svc, older_envelope))
 
         price = await scalar(product_svc, select(Product.price).where(Product.id == product_id))

@@ -21,7 +21,7 @@ from notification_svc.settings import Settings as NotificationSettings
 from schemas.topics import USERS_EVENTS
 from schemas.users import UserUpdated
 from tests.conftest import Infra, eventually, unique
-from tests.integration.conftest import read_topic, running
+from tests.integration.conftest import in_process, read_topic
 from user_svc import services as user_services
 from user_svc.app import create_app as create_user_app
 from user_svc.models import Outbox as UserOutbox
@@ -53,8 +53,8 @@ async def test_an_event_staged_in_a_span_is_applied_in_a_child_span_across_the_o
         settings_for(NotificationSettings, sending_enabled=False, metrics_sample_interval_s=0.2)
     )
     email = f"{unique('tr')}@example.com"
-    async with running(users_app) as users, running(notifications_app) as notifications:
-        registry = notifications.metrics.registry
+    async with in_process(users_app) as users, in_process(notifications_app) as notifications:
+        registry = notifications.runtime.metrics.registry
 
         def behind() -> float | None:
             lags = [
@@ -69,7 +69,7 @@ async def test_an_event_staged_in_a_span_is_applied_in_a_child_span_across_the_o
         await eventually(lambda: behind() == 0, timeout_s=60)
         with tracing.tracer.start_as_current_span("register", kind=SpanKind.SERVER) as request:
             user = await user_services.register_user(
-                users.sessionmaker,
+                users.runtime.sessionmaker,
                 users_app.state.passwords,
                 name="Tr",
                 email=email,
@@ -116,9 +116,9 @@ async def test_without_tracing_no_trace_header_is_written(
     settings_for: Callable[..., Any], infra: Infra
 ) -> None:
     users_app = create_user_app(settings_for(UserSettings))
-    async with running(users_app) as users:
+    async with in_process(users_app) as users:
         user = await user_services.register_user(
-            users.sessionmaker,
+            users.runtime.sessionmaker,
             users_app.state.passwords,
             name="Un",
             email=f"{unique('un')}@example.com",
@@ -137,7 +137,7 @@ async def test_a_trace_survives_a_crash_between_the_commit_and_the_relay(
     """The message is committed to the outbox inside a span by a process whose relay never ran;
     the next process's relay publishes it with that span's context."""
     settings = settings_for(UserSettings)
-    async with running(create_user_app(settings)):
+    async with in_process(create_user_app(settings)):
         pass  # its database, migrated
     engine = create_engine(settings.service_database_url())
     user_id = uuid4()
@@ -147,7 +147,7 @@ async def test_a_trace_survives_a_crash_between_the_commit_and_the_relay(
             stage(session, UserOutbox, updated)
     await engine.dispose()  # committed; no relay ran
     context = span.get_span_context()
-    async with running(create_user_app(settings)):
+    async with in_process(create_user_app(settings)):
         records = await read_topic(
             infra,
             USERS_EVENTS.name,

@@ -4,27 +4,17 @@ once the service has started."""
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from pydantic import ValidationError
 
 from tests.conftest import unique
-from tests.integration.conftest import running
+from tests.integration.conftest import in_process
 from user_svc.app import create_app
 from user_svc.settings import Settings
-
-
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://users") as http:
-            yield http
 
 
 async def register(http: httpx.AsyncClient) -> dict[str, Any]:
@@ -40,7 +30,8 @@ async def register(http: httpx.AsyncClient) -> dict[str, Any]:
 async def test_reads_answer_at_once_while_a_burst_of_registrations_is_hashed(
     settings_for: Callable[..., Settings],
 ) -> None:
-    async with served(create_app(settings_for(Settings, password_hash_workers=2))) as http:
+    async with in_process(create_app(settings_for(Settings, password_hash_workers=2))) as users:
+        http = users.http
         reader = await register(http)
         burst_started = time.perf_counter()
         burst = asyncio.gather(*(register(http) for _ in range(8)))
@@ -62,10 +53,10 @@ async def test_a_registration_is_answered_503_at_once_when_too_many_wait_to_be_h
     settings_for: Callable[..., Settings],
 ) -> None:
     settings = settings_for(Settings, password_hash_workers=1, password_hash_waiting=1)
-    async with served(create_app(settings)) as http:
+    async with in_process(create_app(settings)) as users:
         answers = await asyncio.gather(
             *(
-                http.post(
+                users.http.post(
                     "/users",
                     json={
                         "name": "Burst",
@@ -87,9 +78,9 @@ async def test_the_first_admin_can_sign_in_as_soon_as_the_service_has_started(
 ) -> None:
     email = f"{unique('admin')}@example.com"
     settings = settings_for(Settings, shop_admin_email=email, shop_admin_password="admin password")
-    async with served(create_app(settings)) as http:
-        assert (await http.get("/readyz")).status_code == 200
-        signed_in = await http.post(
+    async with in_process(create_app(settings)) as users:
+        assert (await users.http.get("/readyz")).status_code == 200
+        signed_in = await users.http.post(
             "/auth/verify", json={"email": email, "password": "admin password"}
         )
     assert signed_in.status_code == 200, signed_in.text
@@ -105,6 +96,6 @@ async def test_the_service_does_not_start_when_its_first_admin_cannot_be_created
     ).model_copy(update={"shop_admin_email": "admin@shop.test"})
     app = create_app(settings)
     with pytest.raises(ValidationError, match="special-use"):
-        async with running(app):
+        async with in_process(app):
             pass
     assert not app.state.runtime.ready
