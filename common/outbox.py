@@ -180,7 +180,8 @@ _wakers: set[Callable[[], None]] = set()
 
 @event.listens_for(ShopSession, "after_commit")
 def _wake_relays(session: Session) -> None:
-    if unit_of(session).staged:
+    # also called as a savepoint is released: the rows are not committed yet then
+    if not session.in_nested_transaction() and unit_of(session).staged:
         for wake in _wakers:
             wake()
 

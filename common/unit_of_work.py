@@ -65,7 +65,11 @@ _UNIT = "shop.unit"
 
 
 def unit_of(session: AsyncSession | Session) -> Unit:
-    """The :class:`Unit` of ``session``'s current transaction."""
+    """The :class:`Unit` of ``session``'s current transaction. Only a :class:`ShopSession` has
+    one: another session would never write its deferred rows nor wake the relays."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    if not isinstance(sync, ShopSession):
+        raise TypeError(f"not a shop session ({type(sync).__name__}): use create_sessionmaker")
     unit = session.info.get(_UNIT)
     if unit is None:
         unit = session.info[_UNIT] = Unit()
@@ -120,7 +124,11 @@ _batch: ContextVar[tuple[AsyncSession, bool] | None] = ContextVar("batch", defau
 
 
 class BatchingSessionMaker(async_sessionmaker[AsyncSession]):
-    """A sessionmaker whose ``begin()`` is one of the three blocks of the module's table."""
+    """A sessionmaker of :class:`ShopSession` sessions whose ``begin()`` is one of the three
+    blocks of the module's table."""
+
+    def __init__(self, bind: AsyncEngine, **options: Any) -> None:
+        super().__init__(bind, sync_session_class=ShopSession, **options)
 
     def begin(self) -> AbstractAsyncContextManager[AsyncSession]:  # type: ignore[override]
         batch = _batch.get()
@@ -184,4 +192,4 @@ async def batch_transaction(
 
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
-    return BatchingSessionMaker(engine, expire_on_commit=False, sync_session_class=ShopSession)
+    return BatchingSessionMaker(engine, expire_on_commit=False)

@@ -1,4 +1,5 @@
-"""common.db's statements run straight on psycopg, inside the session's transaction."""
+"""common.statements' statements run straight on psycopg, inside the session's transaction,
+and common.unit_of_work's begin() in its three modes."""
 
 from collections.abc import AsyncIterator
 from datetime import datetime

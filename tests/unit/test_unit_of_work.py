@@ -25,11 +25,9 @@ def test_every_listener_is_on_the_shops_session_class_not_on_sqlalchemys() -> No
         assert not event.contains(Session, name, listener), name
 
 
-def test_a_plain_session_with_rows_in_its_unit_is_not_refused_at_commit() -> None:
-    with Session() as session:  # no listener of the shop's may touch this session
-        session.begin()
-        unit_of(session).deferred.append((object(), {}))  # type: ignore[arg-type]
-        session.commit()
+def test_a_session_that_is_not_the_shops_has_no_unit_to_defer_rows_in() -> None:
+    with Session() as session, pytest.raises(TypeError, match="not a shop session"):
+        unit_of(session)  # its deferred rows would be dropped, its outbox rows never relayed
 
 
 def test_a_shop_session_with_unwritten_rows_is_refused_at_commit() -> None:
