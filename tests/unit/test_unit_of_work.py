@@ -65,3 +65,19 @@ def test_no_module_but_the_unit_of_work_reads_or_writes_session_info() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_relays_are_woken_when_the_outermost_transaction_commits_not_a_savepoint() -> None:
+    woken: list[str] = []
+    outbox._wakers.add(wake := lambda: woken.append("woken"))
+    try:
+        with ShopSession() as session:
+            session.begin()
+            savepoint = session.begin_nested()
+            unit_of(session).staged = True
+            savepoint.commit()  # released: nothing is committed yet
+            assert woken == []
+            session.commit()
+            assert woken == ["woken"]
+    finally:
+        outbox._wakers.discard(wake)
